@@ -1,0 +1,352 @@
+"""Typed, validated configuration: params/*.yaml -> RunConfig (data, model, train).
+
+A params file (one per hardware profile) looks like::
+
+    profile: default
+    stage: "01"
+    data:  {name: synthetic, ...}      # DataConfig
+    model: {name: encdec, ...}         # ModelConfig
+    train: {epochs: 10, ...}           # TrainConfig
+    presets:                           # named sets of dotted overrides (validated too)
+      stid: {model.name: stid, train.lr: 0.002}
+    notebooks:                         # papermill parameters per stage notebook
+      "01": {seeds: [0]}
+
+Every key is checked: an unknown key is an error naming it and the closest valid name; a
+wrong type or an out-of-range value is an error naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not validate."""
+
+
+def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc=""):
+    """A dataclass field with validation metadata."""
+    meta = {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    name: str = _f("synthetic", doc="synthetic | pems08-tail | PEMS03/04/07/08 | file")
+    in_steps: int = _f(12, lo=1)
+    out_steps: int = _f(12, lo=1)
+    # synthetic generator
+    num_sensors: int = _f(48, lo=4)
+    num_days: int = _f(21, lo=2)
+    seed: int = _f(0, lo=0)
+    # "file": your own data
+    path: str | None = _f(None)
+    edges: str | None = _f(None)
+    interval_minutes: int = _f(5, lo=1)
+    start_time: str | None = _f(None)
+    split: list[float] = _f([0.6, 0.2, 0.2])
+
+
+MODEL_NAMES = ("last_value", "historical_average", "stid", "encdec", "alternating")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("encdec", choices=MODEL_NAMES)
+    # transformer models
+    d_model: int = _f(64, lo=1)
+    n_heads: int = _f(4, lo=1)
+    encoder_depth: int = _f(4, lo=1)
+    decoder_depth: int = _f(2, lo=0)
+    ffn_mult: int = _f(4, lo=1)
+    dropout: float = _f(0.05, lo=0.0, hi=0.95)
+    pos_encoding: str = _f("fixed", choices=("fixed", "learned"))
+    use_denoising: bool = _f(True)
+    denoise_mask_ratio: float = _f(0.15, lo=0.0, hi=0.95)
+    denoise_noise_std: float = _f(0.1, lo=0.0)
+    denoise_weight: float = _f(0.1, lo=0.0)
+    # alternating spatio-temporal model (stage 2)
+    pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
+    adaptive_dim: int = _f(0, lo=0)
+    # STID-style MLP
+    embed_dim: int = _f(32, lo=1)
+    num_layers: int = _f(3, lo=1)
+    # historical average
+    by_weekday: bool = _f(True)
+
+    def __post_init__(self):
+        if self.name in ("encdec", "alternating") and self.d_model % self.n_heads:
+            raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(10, lo=0)
+    batch_size: int = _f(64, lo=1)
+    eval_batch_size: int = _f(256, lo=1)
+    accumulation_steps: int = _f(1, lo=1)
+    lr: float = _f(1e-3, lo=0.0, lo_open=True)
+    weight_decay: float = _f(1e-4, lo=0.0)
+    grad_clip: float = _f(5.0, lo=0.0, doc="0 = off")
+    loss: str = _f("masked_mae", choices=("masked_mae", "huber"))
+    huber_delta: float = _f(1.0, lo=0.0, lo_open=True)
+    amp: str = _f("off", choices=("off", "bf16", "fp16", "auto"))
+    compile: str = _f("off", choices=("off", "default", "reduce-overhead", "max-autotune"))
+    loader: str = _f("device", choices=("device", "dataloader"))
+    num_workers: int = _f(0, lo=0)
+    pin_memory: bool = _f(False)
+    prefetch_factor: int = _f(2, lo=1)
+    validate_every: int = _f(1, lo=1)
+    scheduler: str = _f("none", choices=("none", "plateau", "multistep", "cosine"))
+    patience: int = _f(10, lo=1, doc="plateau: validations without improvement before a cut")
+    factor: float = _f(0.5, lo=0.0, hi=1.0, lo_open=True)
+    milestones: list[int] = _f([], doc="multistep: epochs at which lr *= gamma")
+    gamma: float = _f(0.5, lo=0.0, hi=1.0, lo_open=True)
+    min_lr: float = _f(0.0, lo=0.0)
+    warmup_steps: int = _f(0, lo=0, doc="linear warmup over this many optimizer steps")
+    noise_std: float = _f(0.0, lo=0.0, doc="Gaussian input augmentation, normalised units")
+    early_stop_patience: int = _f(0, lo=0, doc="validations without improvement; 0 = off")
+    seed: int = _f(0, lo=0)
+    device: str = _f("auto", doc="auto | cpu | cuda | cuda:N | mps")
+    threads: int = _f(0, lo=0, doc="torch CPU threads; 0 = leave as is")
+    time_phases: bool = _f(True, doc="split step time into data/forward/backward/optimizer (syncs the GPU)")
+    quiet: bool = _f(False)
+    save_checkpoint: bool = _f(True)
+
+
+@dataclass
+class RunConfig:
+    stage: str = _f("scratch")
+    name: str = _f("")
+    profile: str = _f("")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+TOP_SCALARS = ("stage", "name", "profile")
+PROFILE_KEYS = ("data", "model", "train", "presets", "notebooks", *TOP_SCALARS)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _suggest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(valid))})"
+
+
+def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
+    """Check one value against its field's type and range; return it in the field's type."""
+    tp = f.type if not isinstance(f.type, str) else eval(f.type, globals())  # noqa: S307 (own annotations)
+    args = typing.get_args(tp)
+    optional = type(None) in args
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where} must not be empty (null)")
+    base = next((a for a in args if a is not type(None)), tp) if optional else tp
+    origin = typing.get_origin(base)
+    meta = f.metadata
+    if origin is list:
+        (item_tp,) = typing.get_args(base)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list of {item_tp.__name__}, got {value!r}")
+        return [_scalar(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    value = _scalar(value, base, where)
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}; got {value!r}{_suggest(str(value), meta['choices'])}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        op = ">" if meta.get("lo_open") else ">="
+        raise ConfigError(f"{where} must be {op} {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{where} must be <= {hi}, got {value!r}")
+    return value
+
+
+def _scalar(value: Any, tp: type, where: str) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "1e-3" as a string
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    raise TypeError(f"unsupported config type {tp}")
+
+
+def _build(cls, values: dict, where: str):
+    """Instantiate a section dataclass from a dict, validating every key and value."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), fields)}")
+        kwargs[key] = _coerce(value, fields[key], f"{where}.{key}" if where else key)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in TOP_SCALARS:
+        tree[parts[0]] = value
+        return
+    if len(parts) != 2 or parts[0] not in SECTIONS:
+        head = parts[0]
+        if head not in SECTIONS:
+            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(head, [*SECTIONS, *TOP_SCALARS])}")
+        raise ConfigError(f"{where}: '{key}' must look like section.field (e.g. train.lr)")
+    section, name = parts
+    valid = {f.name for f in dataclasses.fields(SECTIONS[section])}
+    if name not in valid:
+        dotted = [f"{section}.{v}" for v in valid]
+        raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, dotted)}")
+    tree.setdefault(section, {})[name] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'train.lr=0.002' -> ('train.lr', 0.002); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. train.epochs=5), got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class Profile:
+    """A params file: the base run config, named presets and per-notebook parameters."""
+
+    path: Path
+    base: dict
+    presets: dict[str, dict]
+    notebooks: dict[str, dict]
+
+    @property
+    def name(self) -> str:
+        return self.base.get("profile") or self.path.stem
+
+    def run_config(self, preset: str | None = None, overrides: dict | list | tuple = (), **top) -> RunConfig:
+        """The RunConfig of this profile, with a preset then dotted overrides applied."""
+        tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.base.items()}
+        tree.setdefault("profile", self.name)
+        if preset is not None:
+            if preset not in self.presets:
+                raise ConfigError(f"{self.path}: unknown preset '{preset}'{_suggest(preset, self.presets)}")
+            for k, v in self.presets[preset].items():
+                _set_dotted(tree, k, v, f"{self.path}: presets.{preset}")
+        items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) if isinstance(o, str) else o for o in overrides]
+        for k, v in items:
+            _set_dotted(tree, k, v, "override")
+        tree.update({k: v for k, v in top.items() if v is not None})
+        return build_run_config(tree, str(self.path))
+
+
+def build_run_config(tree: dict, where: str = "config") -> RunConfig:
+    """A nested dict (as in a params file or a saved config.yaml) -> validated RunConfig."""
+    for key in tree:
+        if key not in (*SECTIONS, *TOP_SCALARS):
+            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), [*SECTIONS, *TOP_SCALARS])}")
+    sections = {name: _build(cls, tree.get(name) or {}, f"{where}: {name}") for name, cls in SECTIONS.items()}
+    top = {k: _scalar(tree[k], str, f"{where}: {k}") for k in TOP_SCALARS if tree.get(k) is not None}
+    return RunConfig(**top, **sections)
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a params file (base config, every preset, notebook parameters)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    for key in raw:
+        if key not in PROFILE_KEYS:
+            raise ConfigError(f"{path}: unknown key '{key}'{_suggest(str(key), PROFILE_KEYS)}")
+    base = {k: v for k, v in raw.items() if k not in ("presets", "notebooks")}
+    presets = raw.get("presets") or {}
+    notebooks = {str(k): (v or {}) for k, v in (raw.get("notebooks") or {}).items()}
+    for name, p in presets.items():
+        if not isinstance(p, dict):
+            raise ConfigError(f"{path}: presets.{name} must be a mapping of dotted keys (e.g. train.lr: 0.002)")
+    for stage, p in notebooks.items():
+        if not isinstance(p, dict):
+            raise ConfigError(f"{path}: notebooks.{stage} must be a mapping of parameter names to values")
+    profile = Profile(path, base, presets, notebooks)
+    profile.run_config()  # validate the base ...
+    for name in presets:  # ... and every preset now, not when a notebook reaches it
+        profile.run_config(preset=name)
+    return profile
+
+
+def load(path: str | Path, overrides=(), preset: str | None = None) -> RunConfig:
+    """Params file + optional preset + dotted overrides -> validated RunConfig."""
+    return load_profile(path).run_config(preset=preset, overrides=overrides)
+
+
+def replace(cfg: RunConfig, **dotted) -> RunConfig:
+    """A copy of cfg with dotted overrides applied, validated (``replace(cfg, **{"train.lr": 1e-3})``)."""
+    tree = cfg.to_dict()
+    for k, v in dotted.items():
+        _set_dotted(tree, k, v, "override")
+    return build_run_config(tree)

@@ -1,0 +1,139 @@
+"""The dataset object every loader returns, window splits and the z-score scaler."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Dataset:
+    """A multivariate sensor series with its graph, calendar and window splits.
+
+    A window starting at row s has inputs rows s..s+in_steps-1 and targets the next out_steps rows.
+    """
+
+    name: str
+    series: np.ndarray  # (T, N, C) original units, 0 = missing
+    start_time: pd.Timestamp
+    interval_minutes: int
+    edges: pd.DataFrame  # columns from, to, cost
+    splits: dict[str, np.ndarray]  # "train" / "val" / "test" -> window start rows
+    in_steps: int = 12
+    out_steps: int = 12
+    target_channel: int = 0
+    source: str = "generated"
+    extra: dict = field(default_factory=dict)
+
+    # ---- shape and calendar -----------------------------------------------------------------
+    @property
+    def num_steps(self) -> int:
+        return self.series.shape[0]
+
+    @property
+    def num_sensors(self) -> int:
+        return self.series.shape[1]
+
+    @property
+    def steps_per_day(self) -> int:
+        return 1440 // self.interval_minutes
+
+    @cached_property
+    def timestamps(self) -> pd.DatetimeIndex:
+        return pd.date_range(self.start_time, periods=self.num_steps, freq=f"{self.interval_minutes}min")
+
+    @cached_property
+    def time_of_day(self) -> np.ndarray:
+        """(T,) slot of the day, 0..steps_per_day-1, from the real timestamps."""
+        ts = self.timestamps
+        return ((ts.hour * 60 + ts.minute) // self.interval_minutes).to_numpy().astype(np.int64)
+
+    @cached_property
+    def day_of_week(self) -> np.ndarray:
+        """(T,) 0 = Monday .. 6 = Sunday, from the real calendar."""
+        return self.timestamps.day_of_week.to_numpy().astype(np.int64)
+
+    # ---- normalisation ----------------------------------------------------------------------
+    @property
+    def window(self) -> int:
+        return self.in_steps + self.out_steps
+
+    @property
+    def train_rows(self) -> slice:
+        """Rows touched by training windows (inputs and targets): the only rows statistics may use."""
+        starts = self.splits["train"]
+        return slice(int(starts.min()), int(starts.max()) + self.window)
+
+    @cached_property
+    def mean(self) -> float:
+        return float(self.series[self.train_rows, :, self.target_channel].mean())
+
+    @cached_property
+    def std(self) -> float:
+        return float(self.series[self.train_rows, :, self.target_channel].std())
+
+    @property
+    def target(self) -> np.ndarray:
+        """(T, N) the forecast channel in original units."""
+        return self.series[:, :, self.target_channel]
+
+    def normalize(self, x):
+        return (x - self.mean) / self.std
+
+    def denormalize(self, z):
+        return z * self.std + self.mean
+
+    def features(self) -> np.ndarray:
+        """(T, N, 3) float32 model inputs per row: z-scored target, time of day in [0, 1), day of week."""
+        T, N = self.num_steps, self.num_sensors
+        out = np.empty((T, N, 3), dtype=np.float32)
+        out[:, :, 0] = self.normalize(self.target)
+        out[:, :, 1] = (self.time_of_day / self.steps_per_day)[:, None]
+        out[:, :, 2] = self.day_of_week[:, None]
+        return out
+
+    # ---- reporting ----------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """A JSON-able overview: shape, time span, windows per split, missing share, statistics."""
+        end = self.timestamps[-1]
+        return {
+            "name": self.name,
+            "source": self.source,
+            "shape": list(self.series.shape),
+            "sensors": self.num_sensors,
+            "edges": int(len(self.edges)),
+            "interval_minutes": self.interval_minutes,
+            "start": str(self.start_time),
+            "end": str(end),
+            "days": round(self.num_steps / self.steps_per_day, 2),
+            "in_steps": self.in_steps,
+            "out_steps": self.out_steps,
+            "windows": {k: int(len(v)) for k, v in self.splits.items()},
+            "first_window": {k: int(v[0]) for k, v in self.splits.items() if len(v)},
+            "missing_share": round(float((self.target == 0).mean()), 6),
+            "train_rows": [self.train_rows.start, self.train_rows.stop - 1],
+            "train_mean": round(self.mean, 4),
+            "train_std": round(self.std, 4),
+            "min": float(self.target.min()),
+            "max": float(self.target.max()),
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return f"Dataset({json.dumps({k: s[k] for k in ('name', 'shape', 'start', 'windows')})})"
+
+
+def chronological_splits(num_steps: int, window: int, ratios=(0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
+    """Standard chronological split of all window starts by ratios (as STSGCN/ASTGCN/BasicTS do)."""
+    n = num_steps - window + 1
+    if n < 3:
+        raise ValueError(f"series of {num_steps} steps is too short for windows of {window} steps")
+    total = float(sum(ratios))
+    a = int(n * ratios[0] / total)
+    b = int(n * (ratios[0] + ratios[1]) / total)
+    starts = np.arange(n)
+    return {"train": starts[:a], "val": starts[a:b], "test": starts[b:]}

@@ -1,0 +1,35 @@
+"""Model registry: build_model(config.model, dataset) -> nn.Module mapping (B, in, N, 3) -> (B, out, N, 1)."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from .baselines import STID, HistoricalAverage, LastValue
+from .encdec import EncoderDecoder
+
+
+def build_model(cfg, ds) -> nn.Module:
+    """The model a ModelConfig names, sized for the dataset."""
+    dims = dict(num_sensors=ds.num_sensors, in_steps=ds.in_steps, out_steps=ds.out_steps,
+                steps_per_day=ds.steps_per_day)
+    if cfg.name == "last_value":
+        return LastValue(ds.out_steps)
+    if cfg.name == "historical_average":
+        return HistoricalAverage(ds, cfg.by_weekday)
+    if cfg.name == "stid":
+        return STID(**dims, embed_dim=cfg.embed_dim, num_layers=cfg.num_layers, dropout=cfg.dropout)
+    kw = {k: v for k, v in vars(cfg).items() if k != "name"}
+    if cfg.name == "encdec":
+        return EncoderDecoder(**dims, null_z=float(ds.normalize(0.0)), **{**kw, "adaptive_dim": 0})
+    if cfg.name == "alternating":
+        from .alternating import AlternatingEncoderDecoder
+
+        return AlternatingEncoderDecoder(**dims, null_z=float(ds.normalize(0.0)), **kw)
+    raise ValueError(f"unknown model '{cfg.name}'")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["build_model", "count_parameters", "LastValue", "HistoricalAverage", "STID", "EncoderDecoder"]

@@ -1,0 +1,102 @@
+"""Shared building blocks: attention along one axis of (B, T, N, D), transformer blocks, embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class AxisAttention(nn.Module):
+    """Multi-head attention along one axis of a (B, T, N, D) tensor: axis 1 = time, axis 2 = sensors.
+
+    One layer serves both axes: the attended axis is moved next to the features and the other
+    axis is folded into the batch (transpose, don't duplicate). Uses scaled_dot_product_attention,
+    so a fused / memory-efficient kernel runs where the device has one.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.h, self.dh = n_heads, d_model // n_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, axis: int = 1) -> torch.Tensor:
+        # move the attended axis next to the features: (B, M, L, D), M folded into the batch
+        x = x.transpose(1, 2) if axis == 1 else x
+        ctx = x if context is None else (context.transpose(1, 2) if axis == 1 else context)
+        B, M, Lq, D = x.shape
+        Lk = ctx.shape[2]
+        q = self.q(x).view(B * M, Lq, self.h, self.dh).transpose(1, 2)  # (B*M, h, Lq, dh)
+        k, v = self.kv(ctx).view(B * M, Lk, 2, self.h, self.dh).permute(2, 0, 3, 1, 4)  # 2 x (B*M, h, Lk, dh)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = self.out(y.transpose(1, 2).reshape(B, M, Lq, D))  # (B, M, Lq, D)
+        return y.transpose(1, 2) if axis == 1 else y  # back to (B, T, N, D)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention along an axis, optional cross-attention, MLP."""
+
+    def __init__(self, d_model: int, n_heads: int, ffn_mult: int = 4, dropout: float = 0.0, cross: bool = False):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        # dropout on the residual branches only: masks over attention weights and MLP hiddens double the
+        # random-number cost on CPU for no measurable gain at these sizes
+        self.attn = AxisAttention(d_model, n_heads)
+        self.cross = AxisAttention(d_model, n_heads) if cross else None
+        self.ln2 = nn.LayerNorm(d_model) if cross else None
+        self.ln3 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, ffn_mult * d_model), nn.GELU(),
+                                 nn.Linear(ffn_mult * d_model, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, axis: int = 1, memory: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), axis=axis))  # (B, L, N, D)
+        if self.cross is not None and memory is not None:
+            x = x + self.drop(self.cross(self.ln2(x), memory, axis=1))  # queries over time attend to memory
+        return x + self.drop(self.mlp(self.ln3(x)))
+
+
+def sinusoidal(length: int, d_model: int) -> torch.Tensor:
+    """(length, d_model) fixed sinusoidal positional encoding (Vaswani et al.)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : d_model // 2]
+    return pe
+
+
+class PositionalEncoding(nn.Module):
+    """Positions 0..length-1 -> (length, D): 'fixed' sinusoidal or 'learned'."""
+
+    def __init__(self, length: int, d_model: int, kind: str = "fixed"):
+        super().__init__()
+        if kind == "fixed":
+            self.register_buffer("table", sinusoidal(length, d_model), persistent=False)
+        elif kind == "learned":
+            self.table = nn.Parameter(torch.randn(length, d_model) * 0.02)
+        else:
+            raise ValueError(f"pos_encoding must be 'fixed' or 'learned', got {kind!r}")
+
+    def forward(self, start: int, length: int) -> torch.Tensor:
+        return self.table[start:start + length]  # (length, D)
+
+
+def time_indices(x: torch.Tensor, steps_per_day: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B, T, N, 3) -> (time-of-day slot, day of week), each (B, T, N) long."""
+    tod = (x[..., 1] * steps_per_day).round().long().clamp_(0, steps_per_day - 1)
+    dow = x[..., 2].round().long().clamp_(0, 6)
+    return tod, dow
+
+
+def future_time_indices(x: torch.Tensor, steps_per_day: int, out_steps: int):
+    """Time-of-day slot and day of week of the out_steps rows after the input window, (B, out, N)."""
+    tod, dow = time_indices(x[:, -1:], steps_per_day)  # (B, 1, N)
+    ahead = torch.arange(1, out_steps + 1, device=x.device).view(1, -1, 1)  # (1, out, 1)
+    total = tod + ahead  # (B, out, N)
+    return total % steps_per_day, (dow + total // steps_per_day) % 7

@@ -1,0 +1,402 @@
+"""Data-overview figures for a Dataset, and the small pure computations behind them.
+
+Pure helpers (tested on their own): `connected_components`, `hop_distances`, `spectral_layout`,
+`deviation_series`, `series_correlation`, `hop_correlation_table`, `correlation_by_hops`, `daily_profile_table`,
+`data_overview`. Plot functions take the Dataset and an optional `ax` and return the Axes.
+Missing values are stored as 0 (see `stlib.data.core`) and are left out of every statistic here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
+
+from .data.core import Dataset
+
+UNCONNECTED = "unconnected"
+
+
+# ---------------------------------------------------------------------------------------------
+# graph helpers (undirected view of the edge list; costs are ignored)
+
+
+def _neighbours(edges: pd.DataFrame, n: int) -> list[set[int]]:
+    """Undirected adjacency sets; self-loops and duplicate edges dropped."""
+    nbrs: list[set[int]] = [set() for _ in range(n)]
+    for a, b in zip(edges["from"].to_numpy(np.int64).tolist(), edges["to"].to_numpy(np.int64).tolist()):
+        if a != b:
+            nbrs[a].add(b)
+            nbrs[b].add(a)
+    return nbrs
+
+
+def connected_components(edges: pd.DataFrame, n: int) -> np.ndarray:
+    """(n,) component label per node of the undirected graph, labelled 0.. in order of first node."""
+    nbrs = _neighbours(edges, n)
+    labels = np.full(n, -1, dtype=np.int64)
+    count = 0
+    for start in range(n):
+        if labels[start] >= 0:
+            continue
+        labels[start] = count
+        queue = deque([start])
+        while queue:
+            u = queue.popleft()
+            for v in nbrs[u]:
+                if labels[v] < 0:
+                    labels[v] = count
+                    queue.append(v)
+        count += 1
+    return labels
+
+
+def hop_distances(edges: pd.DataFrame, n: int) -> np.ndarray:
+    """(n, n) int hop counts on the undirected graph by BFS; -1 where no path exists, 0 on the diagonal."""
+    nbrs = _neighbours(edges, n)
+    hops = np.full((n, n), -1, dtype=np.int64)
+    for src in range(n):
+        row = hops[src]
+        row[src] = 0
+        queue = deque([src])
+        while queue:
+            u = queue.popleft()
+            for v in nbrs[u]:
+                if row[v] < 0:
+                    row[v] = row[u] + 1
+                    queue.append(v)
+    return hops
+
+
+def _laplacian_eigenmap(nodes: np.ndarray, nbrs: list[set[int]]) -> np.ndarray:
+    """(k, 2) eigenvectors 2 and 3 of the Laplacian of one connected component (a 2-node one has only one)."""
+    k = len(nodes)
+    index = {int(v): i for i, v in enumerate(nodes)}
+    adj = np.zeros((k, k))
+    for v in nodes:
+        for w in nbrs[int(v)]:
+            adj[index[int(v)], index[w]] = 1.0
+    _, vecs = np.linalg.eigh(np.diag(adj.sum(1)) - adj)
+    xy = np.zeros((k, 2))
+    take = vecs[:, 1:3]  # skip the constant eigenvector
+    xy[:, : take.shape[1]] = take
+    return xy
+
+
+def _stress_refine(xy: np.ndarray, hops: np.ndarray, iters: int = 100, tol: float = 1e-4) -> np.ndarray:
+    """Stress majorization (SMACOF, weights 1/d^2) of one connected component towards hop distances, from xy."""
+    k = len(hops)
+    w = np.zeros_like(hops, dtype=np.float64)
+    off = hops > 0
+    w[off] = hops[off] ** -2.0
+    lw = -w
+    np.fill_diagonal(lw, w.sum(1))
+    # lw is singular (constant null space); B @ x is always centred, where inv(lw + 1/k) acts as lw's
+    # pseudo-inverse, and an LU inverse is much faster than pinv's SVD
+    lw_inv = np.linalg.inv(lw + 1.0 / k)
+    # start at the scale of the target distances so the first steps are not spent rescaling
+    x = xy * (hops.max() / max(np.ptp(xy, axis=0).max(), 1e-12))
+    for _ in range(iters):
+        dist = np.hypot(x[:, None, 0] - x[None, :, 0], x[:, None, 1] - x[None, :, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = np.where(dist > 0, -w * hops / dist, 0.0)
+        np.fill_diagonal(b, 0.0)
+        np.fill_diagonal(b, -b.sum(1))
+        new = lw_inv @ (b @ x)
+        moved = np.abs(new - x).max()
+        x = new
+        if moved < tol * hops.max():
+            break
+    return x
+
+
+def _component_embedding(nodes: np.ndarray, nbrs: list[set[int]], hops: np.ndarray | None) -> np.ndarray:
+    """(k, 2) layout of one connected component, centred, radius 1, signs fixed; stress-refined if hops given."""
+    if len(nodes) == 1:
+        return np.zeros((1, 2))
+    xy = _laplacian_eigenmap(nodes, nbrs)
+    if hops is not None and len(nodes) > 2:
+        xy = _stress_refine(xy, hops[np.ix_(nodes, nodes)].astype(np.float64))
+    xy = xy - xy.mean(0)
+    for c in range(2):  # eigenvector signs are arbitrary: make the largest entry positive
+        col = xy[:, c]
+        if col[np.argmax(np.abs(col))] < 0:
+            xy[:, c] = -col
+    radius = np.linalg.norm(xy, axis=1).max()
+    return xy / radius if radius > 0 else xy
+
+
+def spectral_layout(edges: pd.DataFrame, n: int, refine: bool = True) -> np.ndarray:
+    """(n, 2) node positions: a Laplacian eigenmap per component, components tiled, isolated nodes in a grid below.
+
+    With refine, each eigenmap seeds a stress majorization towards hop distances: eigenmaps alone crowd
+    the dense core of a real road network into a blob (PEMS08), the refinement spreads it out.
+    """
+    if n == 0:
+        return np.zeros((0, 2))
+    nbrs = _neighbours(edges, n)
+    labels = connected_components(edges, n)
+    hops = hop_distances(edges, n) if refine else None
+    groups = [np.flatnonzero(labels == c) for c in range(labels.max() + 1)]
+    multi = sorted((g for g in groups if len(g) > 1), key=len, reverse=True)
+    singles = np.array(sorted(int(g[0]) for g in groups if len(g) == 1), dtype=np.int64)
+    pos = np.zeros((n, 2))
+    if multi:
+        ncols = int(np.ceil(np.sqrt(len(multi))))
+        largest = len(multi[0])
+        for i, nodes in enumerate(multi):
+            row, col = divmod(i, ncols)
+            scale = np.sqrt(len(nodes) / largest)  # area roughly proportional to node count
+            pos[nodes] = _component_embedding(nodes, nbrs, hops) * scale + [2.5 * col, -2.5 * row]
+    if len(singles):
+        if multi:  # a compact grid under the components, as wide as they are
+            step, top = 0.25, -2.5 * ((len(multi) - 1) // ncols) - 1.4
+            per_row = int((2.5 * (ncols - 1) + 2.0) / step) + 1
+        else:  # no edges at all: a square grid
+            step, top = 1.0, 0.0
+            per_row = int(np.ceil(np.sqrt(len(singles))))
+        rows, cols = np.divmod(np.arange(len(singles)), per_row)
+        pos[singles, 0] = -1.0 + cols * step
+        pos[singles, 1] = top - rows * step
+    return pos
+
+
+# ---------------------------------------------------------------------------------------------
+# series helpers
+
+
+def _missing_as_nan(values: np.ndarray) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64).copy()
+    x[x == 0] = np.nan
+    return x
+
+
+def deviation_series(values: np.ndarray, time_of_day: np.ndarray, steps_per_day: int,
+                     weekend: np.ndarray | None = None) -> np.ndarray:
+    """(T, N) values minus each sensor's mean at that time of day (per weekday/weekend if given); 0 -> NaN.
+
+    Profiles are computed over the rows given, so pass training rows only to keep val/test out.
+    """
+    x = _missing_as_nan(values)
+    slot = np.asarray(time_of_day, dtype=np.int64)
+    if weekend is not None:  # separate profiles: otherwise the weekend shift is shared by all sensors
+        slot = slot + steps_per_day * np.asarray(weekend, dtype=np.int64)
+    num_slots = 2 * steps_per_day if weekend is not None else steps_per_day
+    valid = np.isfinite(x)
+    sums = np.zeros((num_slots, x.shape[1]))
+    counts = np.zeros((num_slots, x.shape[1]))
+    np.add.at(sums, slot, np.where(valid, x, 0.0))
+    np.add.at(counts, slot, valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        profile = sums / counts  # NaN for slots a sensor never reports
+    return x - profile[slot]
+
+
+def series_correlation(x: np.ndarray) -> np.ndarray:
+    """(N, N) Pearson correlation of the columns of a (T, N) array; NaNs count as the column mean."""
+    x = np.asarray(x, dtype=np.float64)
+    valid = np.isfinite(x)
+    count = valid.sum(0)
+    mean = np.where(count > 0, np.where(valid, x, 0.0).sum(0) / np.maximum(count, 1), 0.0)
+    centred = np.where(valid, x - mean, 0.0)
+    ss = (centred**2).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = centred.T @ centred / np.sqrt(np.outer(ss, ss))
+    return np.clip(corr, -1.0, 1.0)
+
+
+def hop_group_labels(max_hops: int) -> list[str]:
+    """The group order of `hop_correlation_table`: "1".."max_hops", ">max_hops", "unconnected"."""
+    return [str(h) for h in range(1, max_hops + 1)] + [f">{max_hops}", UNCONNECTED]
+
+
+def hop_correlation_table(corr: np.ndarray, hops: np.ndarray, max_hops: int = 10, max_far_pairs: int = 20000,
+                          seed: int = 0) -> pd.DataFrame:
+    """One row per sensor pair i < j: i, j, hops, group (see `hop_group_labels`), corr.
+
+    All pairs within max_hops are kept; farther and unconnected pairs are subsampled to at most
+    max_far_pairs (seeded) so that large graphs stay fast without thinning the near pairs.
+    """
+    i, j = np.triu_indices(corr.shape[0], k=1)
+    h = hops[i, j]
+    far = (h > max_hops) | (h < 0)
+    if far.sum() > max_far_pairs:
+        rng = np.random.default_rng(seed)
+        far_idx = np.flatnonzero(far)
+        drop = np.setdiff1d(far_idx, rng.choice(far_idx, size=max_far_pairs, replace=False))
+        keep = np.ones(len(i), dtype=bool)
+        keep[drop] = False
+        i, j, h = i[keep], j[keep], h[keep]
+    group = np.where(h < 0, UNCONNECTED, np.where(h > max_hops, f">{max_hops}", h.astype(str)))
+    table = pd.DataFrame({"i": i, "j": j, "hops": h, "group": group, "corr": corr[i, j]})
+    return table[np.isfinite(table["corr"])].reset_index(drop=True)
+
+
+def correlation_by_hops(ds: Dataset, max_hops: int = 10, max_far_pairs: int = 20000) -> pd.DataFrame:
+    """`hop_correlation_table` of the training-row deviations from each sensor's weekday/weekend daily profile."""
+    rows = ds.train_rows
+    dev = deviation_series(ds.target[rows], ds.time_of_day[rows], ds.steps_per_day, weekend=ds.day_of_week[rows] >= 5)
+    return hop_correlation_table(series_correlation(dev), hop_distances(ds.edges, ds.num_sensors),
+                                 max_hops=max_hops, max_far_pairs=max_far_pairs)
+
+
+def daily_profile_table(ds: Dataset) -> pd.DataFrame:
+    """Flow by time of day and day type (weekday/weekend) over all sensors and days: mean, q25, q75."""
+    x = _missing_as_nan(ds.target)
+    weekend = ds.day_of_week >= 5
+    rows = []
+    for day_type, mask in (("weekday", ~weekend), ("weekend", weekend)):
+        for slot in np.unique(ds.time_of_day[mask]):
+            vals = x[mask & (ds.time_of_day == slot)].ravel()
+            vals = vals[np.isfinite(vals)]
+            if len(vals) == 0:
+                continue
+            q25, q75 = np.percentile(vals, [25, 75])
+            rows.append((day_type, slot * ds.interval_minutes / 60.0, vals.mean(), q25, q75, len(vals)))
+    return pd.DataFrame(rows, columns=["day_type", "hour", "mean", "q25", "q75", "count"])
+
+
+def data_overview(ds: Dataset) -> pd.DataFrame:
+    """A one-column table of `ds.summary()` for display: shape, span, split sizes, missing share, statistics."""
+    s = ds.summary()
+    rows = {
+        "dataset": s["name"],
+        "shape (steps × sensors × channels)": " × ".join(str(v) for v in s["shape"]),
+        "edges": s["edges"],
+        "interval": f"{s['interval_minutes']} min",
+        "span": f"{s['start']} to {s['end']} ({s['days']} days)",
+        "window (in → out steps)": f"{s['in_steps']} → {s['out_steps']}",
+        **{f"{k} windows": f"{v} (first start row {s['first_window'].get(k, '-')})" for k, v in s["windows"].items()},
+        "missing share (value 0)": f"{100 * s['missing_share']:.3f} %",
+        "train rows": f"{s['train_rows'][0]} to {s['train_rows'][1]}",
+        "train mean / std": f"{s['train_mean']:.2f} / {s['train_std']:.2f}",
+        "min / max": f"{s['min']:g} / {s['max']:g}",
+    }
+    return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="field"))
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _axes(ax, figsize):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def daily_profile(ds: Dataset, ax=None):
+    """Mean flow by time of day, weekday vs weekend, with the interquartile band over sensors and days."""
+    ax = _axes(ax, (8, 4))
+    table = daily_profile_table(ds)
+    for (day_type, part), color in zip(table.groupby("day_type", sort=True), ("tab:blue", "tab:orange")):
+        days = len(np.unique(ds.timestamps.normalize()[(ds.day_of_week >= 5) == (day_type == "weekend")]))
+        ax.plot(part["hour"], part["mean"], color=color, label=f"{day_type} mean ({days} days)")
+        ax.fill_between(part["hour"], part["q25"], part["q75"], color=color, alpha=0.2, linewidth=0,
+                        label=f"{day_type} 25-75 %")
+    ax.set_xlim(0, 24)
+    ax.set_xticks(range(0, 25, 3))
+    ax.set_xlabel("hour of day")
+    ax.set_ylabel("flow (missing excluded)")
+    ax.set_title(f"{ds.name}: daily profile over all sensors")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def sensor_heatmap(ds: Dataset, days: float = 7, max_sensors: int = 60, ax=None):
+    """Sensors × time heatmap of the first `days` days; missing values (0) in red, dates on the time axis."""
+    ax = _axes(ax, (11, 5))
+    steps = min(ds.num_steps, int(round(days * ds.steps_per_day)))
+    sensors = np.unique(np.linspace(0, ds.num_sensors - 1, min(max_sensors, ds.num_sensors)).round().astype(int))
+    block = ds.target[:steps, sensors].T
+    cmap = plt.get_cmap("viridis").with_extremes(bad="red")
+    image = ax.imshow(np.ma.masked_equal(block, 0), aspect="auto", cmap=cmap, interpolation="nearest",
+                      extent=(-0.5, steps - 0.5, len(sensors) - 0.5, -0.5))
+    ts = ds.timestamps[:steps]
+    midnights = np.flatnonzero((ts.hour == 0) & (ts.minute == 0))
+    if len(midnights) == 0:
+        midnights = np.array([0])
+    ax.set_xticks(midnights, [t.strftime("%a\n%Y-%m-%d") for t in ts[midnights]], fontsize="small")
+    ticks = np.unique(np.linspace(0, len(sensors) - 1, min(8, len(sensors))).round().astype(int))
+    ax.set_yticks(ticks, sensors[ticks])
+    ax.set_ylabel("sensor" + (f" ({len(sensors)} of {ds.num_sensors}, evenly spaced)" if len(sensors) < ds.num_sensors else ""))
+    missing = float((block == 0).mean())
+    ax.set_title(f"{ds.name}: first {steps / ds.steps_per_day:g} days (missing = red, {100 * missing:.2f} % of cells)")
+    ax.figure.colorbar(image, ax=ax, label="flow", pad=0.01)
+    return ax
+
+
+def sensor_graph(ds: Dataset, ax=None, arrows: bool = False):
+    """The sensor graph in a spectral layout, nodes coloured by mean flow (missing excluded)."""
+    ax = _axes(ax, (7, 6))
+    pos = spectral_layout(ds.edges, ds.num_sensors)
+    src = ds.edges["from"].to_numpy(np.int64)
+    dst = ds.edges["to"].to_numpy(np.int64)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    if arrows:
+        for a, b in zip(src, dst):
+            ax.annotate("", xy=pos[b], xytext=pos[a], zorder=1,
+                        arrowprops=dict(arrowstyle="-|>", color="0.5", lw=0.8, shrinkA=4, shrinkB=4))
+    else:
+        ax.add_collection(LineCollection(np.stack([pos[src], pos[dst]], axis=1), colors="0.6", linewidths=0.8, zorder=1))
+    with np.errstate(invalid="ignore"):
+        mean_flow = np.nanmean(_missing_as_nan(ds.target), axis=0)
+    nodes = ax.scatter(pos[:, 0], pos[:, 1], c=mean_flow, cmap="viridis", s=max(8, 2400 / max(ds.num_sensors, 1) ** 0.9),
+                       edgecolors="k", linewidths=0.3, zorder=2)
+    ax.figure.colorbar(nodes, ax=ax, label="mean flow", shrink=0.8)
+    components = len(np.unique(connected_components(ds.edges, ds.num_sensors)))
+    ax.set_title(f"{ds.name}: {ds.num_sensors} sensors, {len(ds.edges)} edges, {components} component(s)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.autoscale_view()
+    ax.set_axis_off()
+    return ax
+
+
+def value_distribution(ds: Dataset, ax=None, bins: int = 60):
+    """Histogram of the non-missing target values, with the share of zeros (missing) in the title."""
+    ax = _axes(ax, (7, 4))
+    values = ds.target.ravel()
+    zero_share = float((values == 0).mean())
+    ax.hist(values[values != 0], bins=bins, color="tab:blue", alpha=0.8)
+    ax.set_xlabel("flow (non-missing values)")
+    ax.set_ylabel("count")
+    ax.set_title(f"{ds.name}: value distribution ({100 * zero_share:.2f} % zeros = missing, not shown)")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def correlation_vs_distance(ds: Dataset, ax=None, max_hops: int = 10, max_far_pairs: int = 20000):
+    """Correlation of sensors' training-row deviations from their weekday/weekend daily profile against hop distance."""
+    ax = _axes(ax, (9, 4.5))
+    table = correlation_by_hops(ds, max_hops=max_hops, max_far_pairs=max_far_pairs)
+    groups = [g for g in hop_group_labels(max_hops) if (table["group"] == g).any()]
+    data = [table.loc[table["group"] == g, "corr"].to_numpy() for g in groups]
+    if data:
+        ax.boxplot(data, showfliers=False, widths=0.6, medianprops=dict(color="tab:blue"))
+        ax.plot([], [], color="tab:blue", label="median")
+        ax.plot(range(1, len(data) + 1), [d.mean() for d in data], "o", color="tab:red", ms=4, label="mean")
+        ax.set_xticks(range(1, len(groups) + 1), [f"{g}\n({len(d)})" for g, d in zip(groups, data)], fontsize="small")
+        ax.legend(loc="upper right", fontsize="small")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xlabel("hops on the undirected sensor graph (pairs)")
+    ax.set_ylabel("correlation of deviations")
+    ax.set_title(f"{ds.name}: correlation of deviations from each sensor's daily profile\n"
+                 "(weekday/weekend profiles, train rows; box = quartiles, whiskers 1.5 IQR)", fontsize="medium")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def plot_all(ds: Dataset) -> dict:
+    """Every overview figure by notebook name: {name: Axes}."""
+    return {
+        "daily_profile": daily_profile(ds),
+        "heatmap": sensor_heatmap(ds),
+        "graph": sensor_graph(ds),
+        "distribution": value_distribution(ds),
+        "correlation_distance": correlation_vs_distance(ds),
+    }

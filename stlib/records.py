@@ -1,0 +1,129 @@
+"""Run records: outputs/runs/<stage>/<run-id>/ and the ledger, every file written atomically.
+
+A run directory holds config.yaml (resolved), history.csv, metrics.json, env.json and best.pt.
+outputs/ledger.csv gets one row per finished run. A write goes to a temp file in the same folder
+and is renamed over the target, so a crash mid-write leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import platform
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from .paths import output_dir
+
+LEDGER_COLUMNS = ["run_id", "stage", "name", "profile", "model", "dataset", "seed", "params", "best_epoch",
+                  "epochs_run", "train_seconds", "seconds_per_epoch", "val_mae", "test_mae", "test_rmse",
+                  "test_mape", "mae_h3", "mae_h6", "mae_h12", "device", "finished", "run_dir"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write data to path via a temp file + fsync + rename; on failure nothing is left behind."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o)}")
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def save_torch(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def environment(device: torch.device) -> dict:
+    """What ran the run: versions, device, threads."""
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "device": str(device),
+        "device_name": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def new_run_dir(stage: str, label: str, root: Path | None = None) -> tuple[str, Path]:
+    """A fresh, unique outputs/runs/<stage>/<run-id>/ directory."""
+    base = (root or output_dir()) / "runs" / stage
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create the run directory under {base}: {e.strerror}") from None
+    if not os.access(base, os.W_OK):
+        raise PermissionError(f"outputs directory {base} is not writable (set STLIB_OUTPUT_DIR to a writable place)")
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(2)}"
+    path = base / run_id
+    path.mkdir()
+    return run_id, path
+
+
+def write_config(path: Path, cfg_dict: dict) -> None:
+    atomic_write_text(path, yaml.safe_dump(cfg_dict, sort_keys=False))
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path.with_suffix(".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_ledger(row: dict, root: Path | None = None) -> Path:
+    """Append one row to outputs/ledger.csv (read, add, write temp, rename; under a file lock)."""
+    path = (root or output_dir()) / "ledger.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=LEDGER_COLUMNS)
+        new = pd.DataFrame([{c: row.get(c) for c in LEDGER_COLUMNS}])
+        df = new if old.empty else pd.concat([old, new], ignore_index=True)
+        write_csv(path, df)
+    return path
