@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,14 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     base = next((a for a in args if a is not type(None)), tp) if optional else tp
     origin = typing.get_origin(base)
     meta = f.metadata
+    if base is str and isinstance(value, bool):
+        # YAML 1.1 reads unquoted off/on/yes/no as booleans: `amp: off` means the choice "off"
+        word = "on" if value else "off"
+        if meta.get("choices") and word in meta["choices"]:
+            value = word
+        else:
+            raise ConfigError(f"{where} must be a string, got {value!r} "
+                              "(YAML reads unquoted yes/no/on/off/true/false as booleans: quote the value)")
     if origin is list:
         (item_tp,) = typing.get_args(base)
         if isinstance(value, tuple):
@@ -205,14 +214,19 @@ def _scalar(value: Any, tp: type, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        out = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            out = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)  # YAML 1.1 reads "1e-3" as a string
+                out = float(value)  # YAML 1.1 reads "1e-3" as a string
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a number, got {value!r}")
+        if out is None:
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(out):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return out
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -236,34 +250,96 @@ def _build(cls, values: dict, where: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
+def _field(key: str) -> dataclasses.Field | None:
+    """The dataclass field a dotted key ('train.lr') or top-level key ('stage') names, else None."""
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in TOP_SCALARS:
-        tree[parts[0]] = value
+        return next(f for f in dataclasses.fields(RunConfig) if f.name == parts[0])
+    if len(parts) == 2 and parts[0] in SECTIONS:
+        return next((f for f in dataclasses.fields(SECTIONS[parts[0]]) if f.name == parts[1]), None)
+    return None
+
+
+def _all_dotted() -> list[str]:
+    return [*TOP_SCALARS, *(f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls))]
+
+
+def _set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
+    """Set tree[section][field] from a dotted key, checking the key and the value (errors name `where`)."""
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in TOP_SCALARS:
+        tree[parts[0]] = _coerce(value, _field(key), f"{where}: {key}")
         return
     if len(parts) != 2 or parts[0] not in SECTIONS:
         head = parts[0]
         if head not in SECTIONS:
-            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(head, [*SECTIONS, *TOP_SCALARS])}")
+            close = difflib.get_close_matches(key, _all_dotted(), n=1, cutoff=0.5)
+            hint = (f" (did you mean '{close[0]}'?)" if close
+                    else f" (keys are section.field with section one of {', '.join(SECTIONS)}, or {', '.join(TOP_SCALARS)})")
+            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
         raise ConfigError(f"{where}: '{key}' must look like section.field (e.g. train.lr)")
     section, name = parts
-    valid = {f.name for f in dataclasses.fields(SECTIONS[section])}
-    if name not in valid:
-        dotted = [f"{section}.{v}" for v in valid]
+    f = _field(key)
+    if f is None:
+        dotted = [f"{section}.{v.name}" for v in dataclasses.fields(SECTIONS[section])]
         raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, dotted)}")
-    tree.setdefault(section, {})[name] = value
+    value = _coerce(value, f, f"{where}: {key}")
+    sec = tree.get(section)
+    if sec is None:
+        sec = tree[section] = {}
+    if isinstance(sec, dict):  # anything else is reported by build_run_config
+        sec[name] = value
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'train.lr=0.002' -> ('train.lr', 0.002); the value is read as YAML."""
+    """'train.lr=0.002' -> ('train.lr', 0.002): the value is read as YAML, then typed by the field.
+
+    For a known field the YAML 1.1 surprises are undone: `train.lr=1e-3` gives the float 0.001 (YAML 1.1
+    reads it as a string), `train.amp=off` the string "off" (not False), `stage=01` the string "01"
+    (not the integer 1). Values are validated when the override is applied.
+    """
     if "=" not in text:
         raise ConfigError(f"--set expects key=value (e.g. train.epochs=5), got {text!r}")
     key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    if not key:
+        raise ConfigError(f"--set expects key=value (e.g. train.epochs=5), got {text!r} (no key)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.safe_load(raw) if raw else None
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
+    f = _field(key)
+    if f is not None and value is not None:
+        value = _retype(value, raw, f)
+    return key, value
+
+
+def _to_float(value: Any) -> Any:
+    """1 / '1e-3' -> 1.0 / 0.001; anything else unchanged (and reported by validation)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _retype(value: Any, raw: str, f: dataclasses.Field) -> Any:
+    """A YAML-read override value in the field's type where YAML 1.1 guessed another one."""
+    tp = f.type if not isinstance(f.type, str) else eval(f.type, globals())  # noqa: S307 (own annotations)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if type(None) in typing.get_args(tp) and len(args) == 1 else tp
+    if base is str and isinstance(value, (bool, int, float)):
+        return raw  # stage=01 -> "01", train.amp=off -> "off", data.name=1e3 -> "1e3"
+    if base is float:
+        return _to_float(value)
+    if typing.get_origin(base) is list and typing.get_args(base) == (float,) and isinstance(value, list):
+        return [_to_float(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,20 +388,31 @@ def build_run_config(tree: dict, where: str = "config") -> RunConfig:
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a params file (base config, every preset, notebook parameters)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"params file not found: {path}")
+    if not path.is_file():
+        what = "is a directory, not a params file" if path.is_dir() else "params file not found"
+        near = sorted(p.name for p in path.parent.glob("*.y*ml")) if path.parent.is_dir() else []
+        hint = f" (files in {path.parent}: {', '.join(near)})" if near else ""
+        raise ConfigError(f"{what}: {path}{hint}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping (key: value lines) at the top level, got {type(raw).__name__}")
     for key in raw:
         if key not in PROFILE_KEYS:
             raise ConfigError(f"{path}: unknown key '{key}'{_suggest(str(key), PROFILE_KEYS)}")
     base = {k: v for k, v in raw.items() if k not in ("presets", "notebooks")}
     presets = raw.get("presets") or {}
-    notebooks = {str(k): (v or {}) for k, v in (raw.get("notebooks") or {}).items()}
+    notebooks = raw.get("notebooks") or {}
+    if not isinstance(presets, dict):
+        raise ConfigError(f"{path}: presets must be a mapping of preset names to dotted overrides")
+    if not isinstance(notebooks, dict):
+        raise ConfigError(f"{path}: notebooks must be a mapping of stages (\"01\") to notebook parameters")
+    # an unquoted stage key 01 reads as the integer 1 in YAML 1.1: keep the two-digit stage name
+    notebooks = {(f"{k:02d}" if isinstance(k, int) and not isinstance(k, bool) else str(k)): (v or {})
+                 for k, v in notebooks.items()}
+    presets = {str(k): (v or {}) for k, v in presets.items()}
     for name, p in presets.items():
         if not isinstance(p, dict):
             raise ConfigError(f"{path}: presets.{name} must be a mapping of dotted keys (e.g. train.lr: 0.002)")

@@ -11,6 +11,9 @@ import torch
 
 
 def _mask(target: torch.Tensor, null_val: float = 0.0) -> torch.Tensor:
+    """1 where the target counts, 0 where it equals null_val (null_val=nan: where it is NaN)."""
+    if null_val != null_val:  # NaN marks missing values: `target != nan` would be True everywhere
+        return (~torch.isnan(target)).to(target.dtype)
     return (target != null_val).to(target.dtype)
 
 

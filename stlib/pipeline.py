@@ -36,45 +36,80 @@ class PipelineError(RuntimeError):
     """A notebook failed; the message names the notebook, the cell and the error."""
 
 
-def plan(profile, stages=None, notebook_dir: Path = NOTEBOOK_DIR):
-    """[(stage, input notebook, parameters)] for the stages that exist; messages for the ones that don't."""
-    import papermill as pm
+KERNEL = "python3"
 
-    wanted = stages or list(STAGES)
+
+def _stage_name(stage) -> str:
+    """'1' / 1 -> '01' (the stage keys are two digits)."""
+    s = str(stage).strip()
+    return s.zfill(2) if s.isdigit() and len(s) < 2 else s
+
+
+def _show(nb: Path) -> str:
+    return str(nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb)
+
+
+def notebook_parameters(nb: Path) -> dict:
+    """The parameters a notebook declares in its `parameters`-tagged cell: {name: papermill Parameter dict}."""
+    import nbformat
+    from papermill.translators import papermill_translators
+
+    try:
+        node = nbformat.read(str(nb), as_version=4)
+    except Exception as e:  # noqa: BLE001 (bad JSON, bad schema: report which notebook)
+        raise ConfigError(f"{_show(nb)} is not a readable notebook: {type(e).__name__}: {e}") from None
+    cell = next((c for c in node.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        raise ConfigError(f"{_show(nb)} has no cell tagged 'parameters' (papermill needs one declaring params_file)")
+    translator = papermill_translators.find_translator(KERNEL, "python")
+    return {p.name: p._asdict() for p in translator.inspect(cell)}
+
+
+def plan(profile, stages=None, notebook_dir: Path | None = None):
+    """[(stage, input notebook, parameters)] for the stages that exist; messages for the ones that don't.
+
+    notebook_dir defaults to NOTEBOOK_DIR, looked up at call time (so tests can monkeypatch it).
+    """
+    notebook_dir = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    wanted = [_stage_name(s) for s in stages] if stages else list(STAGES)
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
-        raise ConfigError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
     extra = set(profile.notebooks) - set(STAGES)
     if extra:
-        raise ConfigError(f"{profile.path}: notebooks: unknown stage(s) {sorted(extra)}; stages are {', '.join(STAGES)}")
+        raise ConfigError(f"{profile.path}: notebooks: unknown stage(s) {', '.join(sorted(extra))}; "
+                          f"stages are {', '.join(STAGES)}")
     jobs, skipped = [], []
-    for stage in wanted:
+    for stage in dict.fromkeys(wanted):  # in the order given, each once
         nb = notebook_dir / f"{STAGES[stage]}.ipynb"
         if not nb.exists():
-            skipped.append(f"stage {stage}: {nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb} "
-                           "does not exist yet, skipped")
+            skipped.append(f"stage {stage}: {_show(nb)} does not exist yet, skipped")
             continue
+        declared = notebook_parameters(nb)
+        if "params_file" not in declared:
+            raise ConfigError(f"{_show(nb)}: its parameters cell must declare params_file "
+                              f"(it declares: {', '.join(declared) or 'nothing'})")
         params = {"params_file": str(profile.path.resolve()), **profile.notebooks.get(stage, {})}
-        declared = pm.inspect_notebook(str(nb))
         for key in params:
             if key not in declared:
                 hint = difflib.get_close_matches(key, list(declared), n=1)
                 raise ConfigError(f"{profile.path}: notebooks.{stage}.{key} is not a parameter of {nb.name}"
-                                  + (f" (did you mean '{hint[0]}'?)" if hint else f" (it has: {', '.join(declared)})"))
+                                  + (f" (did you mean '{hint[0]}'?)" if hint
+                                     else f" (it declares: {', '.join(declared)})"))
         jobs.append((stage, nb, params))
     return jobs, skipped
 
 
-def run(params_path: str, stages=None, out_dir: Path | None = None, notebook_dir: Path = NOTEBOOK_DIR,
+def run(params_path: str, stages=None, out_dir: Path | None = None, notebook_dir: Path | None = None,
         quiet: bool = False) -> list[Path]:
     """Execute the stage notebooks in order; return the executed copies' paths."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     profile = load_profile(resolve_params(params_path))
-    out = out_dir or output_dir() / profile.name
+    jobs, skipped = plan(profile, stages, notebook_dir)  # every check before anything runs
+    out = Path(out_dir) if out_dir is not None else output_dir() / profile.name
     out.mkdir(parents=True, exist_ok=True)
-    jobs, skipped = plan(profile, stages, notebook_dir)
     for msg in skipped:
         print(msg)
     done = []
@@ -85,14 +120,32 @@ def run(params_path: str, stages=None, out_dir: Path | None = None, notebook_dir
         t0 = time.time()
         try:
             pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(REPO_ROOT),
-                                progress_bar=False, kernel_name="python3")
+                                progress_bar=False, kernel_name=KERNEL, language="python")
         except PapermillExecutionError as e:
+            # papermill counts cells of the executed copy, which has an injected-parameters cell
+            # after the parameters cell: map the index back onto the input notebook
+            cell = _input_cell_index(target, e.cell_index)
             raise PipelineError(
-                f"{nb.name} failed in cell {e.cell_index} (execution {e.exec_count}): {e.ename}: {e.evalue}\n"
+                f"{nb.name} failed in cell {cell} (0-based cell index in {_show(nb)}, execution count "
+                f"{e.exec_count}): {e.ename}: {e.evalue}\n"
                 f"executed copy with the traceback: {target}\ncell source:\n{e.source}") from None
+        except Exception as e:  # noqa: BLE001 (dead kernel, missing kernel, unreadable notebook ...)
+            raise PipelineError(f"{nb.name} could not be executed: {type(e).__name__}: {e}") from e
         tqdm.write(f"stage {stage}: {nb.name} done in {time.time() - t0:.0f} s -> {target}")
         done.append(target)
     return done
+
+
+def _input_cell_index(executed: Path, index: int) -> int:
+    """The index in the input notebook of cell `index` of papermill's executed copy."""
+    try:
+        import nbformat
+
+        cells = nbformat.read(str(executed), as_version=4).cells
+        injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    except Exception:  # noqa: BLE001 (the copy is for reporting only)
+        return index
+    return index - sum(1 for i in injected if i < index)
 
 
 def main(argv=None) -> int:

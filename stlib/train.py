@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: readable in terminals, papermill logs and notebooks alike
 
 from . import records
 from .config import ConfigError, RunConfig, load_profile
@@ -127,6 +127,21 @@ class Run:
     dataset: Dataset
     device: torch.device
 
+    @classmethod
+    def from_dir(cls, run_dir: Path, dataset: Dataset | None = None, device: str = "cpu") -> "Run":
+        """A finished run read back from its record, with its best weights loaded."""
+        from .config import build_run_config
+        from .results import load_run
+
+        rec = load_run(run_dir)
+        cfg = build_run_config(rec["config"], str(run_dir / "config.yaml"))
+        ds = dataset if dataset is not None else from_config(cfg.data)
+        dev = torch.device(device)
+        model = build_model(cfg.model, ds).to(dev)
+        if (run_dir / "best.pt").exists():
+            model.load_state_dict(torch.load(run_dir / "best.pt", map_location=dev)["model"])
+        return cls(cfg, run_dir.name, run_dir, rec["history"], rec["metrics"], model, ds, dev)
+
     @torch.no_grad()
     def predict(self, split: str = "test", batch_size: int = 256):
         """(pred, true) numpy arrays (S, out, N) in original units for a split, best weights."""
@@ -151,6 +166,21 @@ class Timer:
         now = time.perf_counter()
         self.totals[phase] += now - self.t
         self.t = now
+
+
+def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc, denoise_weight: float = 0.0) -> torch.Tensor:
+    """Training loss on z-scored values, masking missing (zero) targets, plus any auxiliary loss.
+
+    out: the model's (B, out, N, 1) z-scored forecast, or (forecast, auxiliary loss) when denoising.
+    """
+    pred, aux = out if isinstance(out, tuple) else (out, None)
+    mask = (y != 0).to(torch.float32)  # missing targets carry no loss
+    y_z = (y - mean) / std
+    if tc.loss == "huber":
+        loss = masked_huber(pred.float(), y_z, delta=tc.huber_delta, mask=mask)
+    else:
+        loss = masked_mae(pred.float(), y_z, mask=mask)
+    return loss if aux is None else loss + denoise_weight * aux.float()
 
 
 @torch.no_grad()
@@ -193,7 +223,8 @@ def fit(cfg: RunConfig, dataset: Dataset | None = None, out_root: Path | None = 
     val_batches = make_batches(ds, "val", tc.eval_batch_size, **batch_kw)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay) if trainable else None
     plateau = Plateau(tc.patience, tc.factor, tc.min_lr)
-    steps_per_epoch = math.ceil(len(train_batches) / tc.accumulation_steps)
+    n_batches = len(train_batches)
+    steps_per_epoch = math.ceil(n_batches / tc.accumulation_steps)
     total_steps = steps_per_epoch * tc.epochs
     mean, std = ds.mean, ds.std
 
@@ -219,27 +250,19 @@ def fit(cfg: RunConfig, dataset: Dataset | None = None, out_root: Path | None = 
                 x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
             timer.lap("data")
             with autocast:
-                out = step_model(x)
-                pred, aux = out if isinstance(out, tuple) else (out, None)
-                mask = (y != 0).float()  # missing targets carry no loss
-                y_z = (y - mean) / std
-                if tc.loss == "huber":
-                    loss = masked_huber(pred.float(), y_z, delta=tc.huber_delta, mask=mask)
-                else:
-                    loss = masked_mae(pred.float(), y_z, mask=mask)
-                if aux is not None:
-                    loss = loss + cfg.model.denoise_weight * aux.float()
+                loss = compute_loss(step_model(x), y, mean, std, tc, cfg.model.denoise_weight)
             loss_value = loss.item()  # one sync per step, shared by the check and the running mean
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"non-finite loss ({loss_value}) at epoch {epoch}, step {i}: "
                                          "lower train.lr or check the data")
             timer.lap("forward")
-            scaler.scale(loss / tc.accumulation_steps).backward()
+            group = min(tc.accumulation_steps, n_batches - i // tc.accumulation_steps * tc.accumulation_steps)
+            scaler.scale(loss / group).backward()  # mean over the micro-batches of this optimizer step
             timer.lap("backward")
             loss_sum += loss_value * len(x)
             loss_n += len(x)
             samples += len(x)
-            if (i + 1) % tc.accumulation_steps == 0 or i + 1 == len(train_batches):
+            if (i + 1) % tc.accumulation_steps == 0 or i + 1 == n_batches:
                 lr = base_lr * warmup_factor(opt_step, tc.warmup_steps)
                 if tc.scheduler == "cosine":
                     lr *= cosine_factor(opt_step, total_steps, tc.min_lr / tc.lr)
@@ -264,13 +287,13 @@ def fit(cfg: RunConfig, dataset: Dataset | None = None, out_root: Path | None = 
             t0 = time.perf_counter()
             val_mae = evaluate(step_model, val_batches, ds, autocast)["mae"]
             val_seconds = time.perf_counter() - t0
+            # early stopping counts validations without a meaningful gain (relative 1e-4, as the plateau rule)
+            stale = 0 if val_mae < best * (1 - 1e-4) else stale + 1
             if val_mae < best:
-                best, best_epoch, stale = val_mae, epoch, 0
+                best, best_epoch = val_mae, epoch
                 best_state = copy.deepcopy(model.state_dict())
                 if tc.save_checkpoint:
                     records.save_torch(run_dir / "best.pt", {"model": best_state, "epoch": epoch, "val_mae": val_mae})
-            else:
-                stale += 1
             if tc.scheduler == "plateau":
                 base_lr = plateau.step(val_mae, base_lr)
         row = {"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_mae": val_mae,

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
             print(json.dumps(from_config(cfg).summary(), indent=2))
         else:
             print(download(args.name))
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, OSError) as e:  # OSError: missing files, failed downloads
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -21,6 +21,12 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def check_skip(skip: int, num_batches: int) -> None:
+    """skip must be a batch count 0..num_batches (num_batches = the epoch is already done)."""
+    if not 0 <= skip <= num_batches:
+        raise ValueError(f"skip={skip} must be between 0 and the {num_batches} batches of an epoch")
+
+
 class DeviceWindows:
     """All windows of a split gathered from one device-resident tensor by index arithmetic."""
 
@@ -42,6 +48,7 @@ class DeviceWindows:
 
     def epoch(self, epoch: int = 0, skip: int = 0):
         """Iterate the batches of one epoch, starting after `skip` batches."""
+        check_skip(skip, len(self))
         order = epoch_order(len(self.starts), self.seed, epoch, self.shuffle).to(self.device)
         for i in range(skip, len(self)):
             s = self.starts[order[i * self.batch_size:(i + 1) * self.batch_size]]  # (B,)
@@ -101,6 +108,8 @@ class LoaderWindows:
         return len(self) * self.batch_size if self.drop_last else len(self.items)
 
     def epoch(self, epoch: int = 0, skip: int = 0):
+        """Iterate the batches of one epoch, starting after `skip` batches."""
+        check_skip(skip, len(self))
         order = epoch_order(len(self.items), self.seed, epoch, self.shuffle)[skip * self.batch_size:]
         loader = DataLoader(self.items, batch_size=self.batch_size, sampler=_OrderSampler(order),
                             drop_last=self.drop_last, num_workers=self.num_workers, pin_memory=self.pin_memory,
@@ -117,6 +126,8 @@ def make_batches(ds: Dataset, split: str, batch_size: int, device="cpu", shuffle
     """Batches of one split: loader="device" (index arithmetic on the device) or "dataloader"."""
     if split not in ds.splits:
         raise ValueError(f"unknown split '{split}' (have: {', '.join(ds.splits)})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if loader == "device":
         return DeviceWindows(ds, split, batch_size, device, shuffle, seed, drop_last)
     if loader == "dataloader":

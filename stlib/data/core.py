@@ -70,11 +70,13 @@ class Dataset:
 
     @cached_property
     def mean(self) -> float:
-        return float(self.series[self.train_rows, :, self.target_channel].mean())
+        """Mean of the target over the training rows, accumulated in float64."""
+        return float(self.series[self.train_rows, :, self.target_channel].mean(dtype=np.float64))
 
     @cached_property
     def std(self) -> float:
-        return float(self.series[self.train_rows, :, self.target_channel].std())
+        """Standard deviation (ddof 0) of the target over the training rows, in float64."""
+        return float(self.series[self.train_rows, :, self.target_channel].std(dtype=np.float64))
 
     @property
     def target(self) -> np.ndarray:
@@ -89,6 +91,9 @@ class Dataset:
 
     def features(self) -> np.ndarray:
         """(T, N, 3) float32 model inputs per row: z-scored target, time of day in [0, 1), day of week."""
+        if not self.std > 0:
+            raise ValueError(f"{self.source}: the training rows {self.train_rows.start}..{self.train_rows.stop - 1} "
+                             f"of channel {self.target_channel} are constant (std 0): cannot z-score")
         T, N = self.num_steps, self.num_sensors
         out = np.empty((T, N, 3), dtype=np.float32)
         out[:, :, 0] = self.normalize(self.target)
@@ -129,11 +134,17 @@ class Dataset:
 
 def chronological_splits(num_steps: int, window: int, ratios=(0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
     """Standard chronological split of all window starts by ratios (as STSGCN/ASTGCN/BasicTS do)."""
+    ratios = tuple(ratios)
+    if len(ratios) != 3 or not all(np.isfinite(r) and r > 0 for r in ratios):
+        raise ValueError(f"split must be three positive ratios (train, val, test), got {list(ratios)}")
     n = num_steps - window + 1
     if n < 3:
         raise ValueError(f"series of {num_steps} steps is too short for windows of {window} steps")
     total = float(sum(ratios))
     a = int(n * ratios[0] / total)
     b = int(n * (ratios[0] + ratios[1]) / total)
+    if not 0 < a < b < n:
+        raise ValueError(f"series of {num_steps} steps has {n} windows of {window} steps: too few for split "
+                         f"{list(ratios)} (train/val/test would get {a}/{b - a}/{n - b} windows)")
     starts = np.arange(n)
     return {"train": starts[:a], "val": starts[a:b], "test": starts[b:]}

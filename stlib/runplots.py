@@ -1,0 +1,86 @@
+"""Plots of training runs: learning curves, error by horizon, forecasts against the truth."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def learning_curves(runs: dict, ax=None):
+    """Training loss (z units) and validation MAE per epoch for every trained run."""
+    if ax is None:
+        _, ax = plt.subplots(1, 2, figsize=(11, 3.6))
+    for (name, seed), run in runs.items():
+        h = run.history
+        if h.empty:
+            continue
+        label = f"{name} s{seed}"
+        ax[0].plot(h["epoch"], h["train_loss"], marker=".", label=label)
+        v = h.dropna(subset=["val_mae"])
+        ax[1].plot(v["epoch"], v["val_mae"], marker=".", label=label)
+    ax[0].set(title="training loss (masked MAE, z units)", xlabel="epoch")
+    ax[1].set(title="validation MAE (original units)", xlabel="epoch")
+    ax[1].legend(fontsize=8)
+    return ax
+
+
+def error_by_horizon(runs: dict, ax=None, references: dict | None = None):
+    """Test MAE at every horizon step, mean over seeds per model; optional reference lines."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    per_model = {}
+    for (name, _), run in runs.items():
+        per_model.setdefault(name, []).append(run.metrics["test"]["mae_per_step"])
+    for name, curves in per_model.items():
+        c = np.array(curves)
+        steps = np.arange(1, c.shape[1] + 1)
+        ax.plot(steps, c.mean(0), marker="o", label=name)
+        if len(c) > 1:
+            ax.fill_between(steps, c.min(0), c.max(0), alpha=0.2)
+    for label, points in (references or {}).items():
+        hs = [h for h in (3, 6, 12) if f"mae_h{h}" in points]
+        if hs:
+            ax.plot(hs, [points[f"mae_h{h}"] for h in hs], "k--", marker="x", alpha=0.6, label=f"peer: {label}")
+    ax.set(xlabel="horizon (5-minute steps ahead)", ylabel="test MAE", title="error by horizon")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def forecast_vs_truth(runs: dict, dataset, sensors=(0, 1, 2), horizon: int = 12, day_windows: int | None = None,
+                      split: str = "test"):
+    """True flow and each model's `horizon`-step-ahead forecast over one day of the split, per sensor."""
+    n = day_windows or dataset.steps_per_day
+    fig, axes = plt.subplots(len(sensors), 1, figsize=(11, 2.4 * len(sensors)), sharex=True, squeeze=False)
+    first = {}
+    for (name, seed), run in runs.items():
+        if name in first:
+            continue  # first seed of each model
+        pred, true = run.predict(split)
+        first[name] = pred[:n, horizon - 1]  # (n, N): forecast made `horizon` steps earlier
+    starts = dataset.splits[split][:n]
+    times = dataset.timestamps[starts + dataset.in_steps + horizon - 1]
+    truth = dataset.target[starts + dataset.in_steps + horizon - 1]  # (n, N)
+    for ax, s in zip(axes[:, 0], sensors):
+        ax.plot(times, np.where(truth[:, s] == 0, np.nan, truth[:, s]), "k", lw=1.8, label="true")
+        for name, p in first.items():
+            ax.plot(times, p[:, s], lw=1, label=name)
+        ax.set_ylabel(f"sensor {s}")
+    axes[0, 0].set_title(f"{horizon}-step-ahead forecast ({5 * horizon} min) vs true flow, {split} split")
+    axes[0, 0].legend(fontsize=8, ncol=len(first) + 1)
+    fig.autofmt_xdate()
+    return fig
+
+
+def epoch_seconds(runs: dict) -> pd.DataFrame:
+    """Median seconds per epoch and its phase split per model (trained runs only)."""
+    rows = []
+    for (name, seed), run in runs.items():
+        h = run.history
+        if h.empty:
+            continue
+        rows.append({"model": name, "seed": seed, "s/epoch (train)": h["train_seconds"].median(),
+                     "validation s": h["validation_s"].median(), "data s": h["data_s"].median(),
+                     "forward s": h["forward_s"].median(), "backward s": h["backward_s"].median(),
+                     "optimizer s": h["optimizer_s"].median(), "samples/s": h["samples_per_s"].median()})
+    return pd.DataFrame(rows).round(3)

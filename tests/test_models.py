@@ -1,0 +1,174 @@
+"""Models: shapes, finiteness, learning, baselines' exact behaviour, denoising, attention axes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stlib.config import ModelConfig
+from stlib.data import make_batches
+from stlib.models import build_model, count_parameters
+from stlib.models.layers import AxisAttention, future_time_indices, sinusoidal
+from stlib.train import compute_loss
+
+from conftest import tiny_config
+
+MODELS = ["last_value", "historical_average", "stid", "encdec"]
+
+
+def small_model(name, ds, **kw):
+    base = dict(name=name, d_model=16, n_heads=2, encoder_depth=1, decoder_depth=1, dropout=0.0,
+                embed_dim=8, num_layers=2)
+    return build_model(ModelConfig(**{**base, **kw}), ds)
+
+
+def first_batch(ds, split="train", batch_size=8):
+    return next(iter(make_batches(ds, split, batch_size)))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_output_shape_and_finite(tiny, name):
+    torch.manual_seed(0)
+    model = small_model(name, tiny).eval()
+    x, y = first_batch(tiny)
+    out = model(x)
+    assert out.shape == (8, 12, tiny.num_sensors, 1)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["stid", "encdec"])
+def test_a_few_steps_lower_the_loss(tiny, name):
+    torch.manual_seed(0)
+    model = small_model(name, tiny, use_denoising=False)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = first_batch(tiny, batch_size=32)
+    tc = tiny_config().train
+    losses = []
+    for _ in range(30):
+        loss = compute_loss(model(x), y, tiny.mean, tiny.std, tc)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_last_value_repeats_last_step(tiny):
+    x, _ = first_batch(tiny)
+    out = small_model("last_value", tiny)(x)
+    assert torch.equal(out, x[:, -1:, :, :1].expand_as(out))
+
+
+def test_historical_average_is_the_training_profile(tiny):
+    model = small_model("historical_average", tiny, by_weekday=True)
+    x, _ = first_batch(tiny, "test", 4)
+    pred = tiny.denormalize(model(x))[..., 0].detach().numpy()  # (4, 12, N)
+    s = int(tiny.splits["test"][0])
+    rows = tiny.train_rows
+    tod, dow, target = tiny.time_of_day[rows], tiny.day_of_week[rows], tiny.target[rows]
+    r = s + 12  # first target row of the first test window
+    same = (tod == tiny.time_of_day[r]) & (dow == tiny.day_of_week[r])
+    for n in range(tiny.num_sensors):
+        obs = target[same, n]
+        obs = obs[obs != 0]
+        if len(obs):
+            assert pred[0, 0, n] == pytest.approx(obs.mean(), rel=1e-4)
+
+
+def test_future_time_indices_wrap_midnight_and_week():
+    spd = 288
+    x = torch.zeros(1, 12, 1, 3)
+    x[0, -1, 0, 1] = 285 / spd  # last input step at slot 285 on a Sunday
+    x[0, -1, 0, 2] = 6
+    tod, dow = future_time_indices(x, spd, 5)
+    assert tod[0, :, 0].tolist() == [286, 287, 0, 1, 2]
+    assert dow[0, :, 0].tolist() == [6, 6, 0, 0, 0]
+
+
+def test_stid_size_matches_the_paper(tiny):
+    ds170 = type(tiny)(tiny.name, np.ones((600, 170, 1), np.float32), tiny.start_time, 5, tiny.edges,
+                       {"train": np.arange(300), "val": np.arange(300, 400), "test": np.arange(400, 500)})
+    n = count_parameters(build_model(ModelConfig(name="stid"), ds170))
+    assert 100_000 < n < 130_000  # STID reports 0.12 M parameters on PEMS08
+
+
+def test_denoising_only_in_training(tiny):
+    torch.manual_seed(0)
+    model = small_model("encdec", tiny, use_denoising=True, denoise_mask_ratio=0.5)
+    x, _ = first_batch(tiny)
+    out = model.train()(x)
+    assert isinstance(out, tuple) and out[1].ndim == 0 and out[1] > 0
+    assert isinstance(model.eval()(x), torch.Tensor)
+    value = x[..., :1]
+    corrupted = model.corrupt(value)
+    assert not torch.equal(corrupted, value)
+    model.noise_std = 0.0
+    masked = (model.corrupt(value) == 0).float().mean().item()
+    assert 0.4 < masked < 0.6  # about denoise_mask_ratio of the steps are masked
+
+
+def test_denoise_weight_changes_the_loss(tiny):
+    model = small_model("encdec", tiny, use_denoising=True)
+    x, y = first_batch(tiny)
+    tc = tiny_config().train
+    torch.manual_seed(1)
+    out = model.train()(x)
+    base = compute_loss(out, y, tiny.mean, tiny.std, tc, 0.0)
+    weighted = compute_loss(out, y, tiny.mean, tiny.std, tc, 0.5)
+    assert weighted.item() == pytest.approx(base.item() + 0.5 * out[1].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["fixed", "learned"])
+def test_positional_encoding_options(tiny, kind):
+    model = small_model("encdec", tiny, pos_encoding=kind)
+    learned = [n for n, _ in model.named_parameters() if "pos.table" in n]
+    assert bool(learned) == (kind == "learned")
+    x, _ = first_batch(tiny)
+    assert model.eval()(x).shape[1] == 12
+
+
+def test_sinusoidal_values():
+    pe = sinusoidal(4, 6)
+    assert pe[0, 0] == 0 and pe[0, 1] == 1
+    assert pe[1, 0] == pytest.approx(np.sin(1.0))
+    assert pe[2, 2] == pytest.approx(np.sin(2 / 10000 ** (2 / 6)))
+
+
+def test_axis_attention_mixes_only_along_its_axis():
+    torch.manual_seed(0)
+    attn = AxisAttention(8, 2).eval()
+    x = torch.randn(2, 5, 4, 8)  # (B, T, N, D)
+    x2 = x.clone()
+    x2[:, :, 3] += 1.0  # change sensor 3 only
+    t1, t2 = attn(x, axis=1), attn(x2, axis=1)
+    assert torch.allclose(t1[:, :, :3], t2[:, :, :3], atol=1e-6)  # time attention: sensors independent
+    s1, s2 = attn(x, axis=2), attn(x2, axis=2)
+    assert not torch.allclose(s1[:, :, :3], s2[:, :, :3], atol=1e-4)  # sensor attention mixes them
+
+
+def test_axis_attention_matches_reference_softmax():
+    torch.manual_seed(0)
+    attn = AxisAttention(8, 2).eval()
+    x = torch.randn(1, 5, 3, 8)
+    out = attn(x, axis=1)
+    # reference: per sensor, plain softmax attention over time
+    q = attn.q(x)
+    k, v = attn.kv(x).chunk(2, dim=-1)
+    ref = []
+    for n in range(3):
+        heads = []
+        for h in range(2):
+            sl = slice(4 * h, 4 * h + 4)
+            w = torch.softmax(q[0, :, n, sl] @ k[0, :, n, sl].T / 2.0, dim=-1)
+            heads.append(w @ v[0, :, n, sl])
+        ref.append(attn.out(torch.cat(heads, -1)))
+    ref = torch.stack(ref, dim=1)  # (T, N, D)
+    assert torch.allclose(out[0], ref, atol=1e-5)
+
+
+def test_d_model_must_divide_by_heads():
+    from stlib.config import ConfigError
+
+    with pytest.raises(ConfigError, match="n_heads"):
+        ModelConfig(name="encdec", d_model=10, n_heads=4)

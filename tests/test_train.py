@@ -1,0 +1,210 @@
+"""The training loop: every knob changes what it should; records; determinism; the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stlib import results
+from stlib.config import ConfigError, load
+from stlib.data import make_batches
+from stlib.models import build_model
+from stlib.train import Plateau, compute_loss, cosine_factor, fit, main, warmup_factor
+
+from conftest import tiny_config
+
+
+def state_equal(a, b, atol=0.0):
+    return all(torch.allclose(a[k].float(), b[k].float(), atol=atol, rtol=0) for k in a)
+
+
+def test_fit_writes_a_complete_run_record(tiny, tmp_path):
+    run = fit(tiny_config(train__save_checkpoint=True), dataset=tiny)
+    files = {p.name for p in run.dir.iterdir()}
+    assert {"config.yaml", "history.csv", "metrics.json", "env.json", "best.pt"} <= files
+    m = json.loads((run.dir / "metrics.json").read_text())
+    assert set(m["test"]["by_horizon"]) == {"3", "6", "12"}
+    assert {"mae", "rmse", "mape"} <= set(m["test"]) and m["best_epoch"] in (1, 2)
+    assert {"torch", "device", "threads"} <= set(json.loads((run.dir / "env.json").read_text()))
+    hist = pd.read_csv(run.dir / "history.csv")
+    for col in ["train_loss", "val_mae", "lr", "seconds", "data_s", "forward_s", "backward_s", "optimizer_s",
+                "validation_s", "samples_per_s", "peak_mem_mb"]:
+        assert col in hist and hist[col].notna().all(), col
+    ledger = results.ledger()
+    assert len(ledger) == 1 and ledger.loc[0, "run_id"] == run.run_id
+    assert ledger.loc[0, "test_mae"] == pytest.approx(m["test"]["mae"], abs=1e-4)
+    fit(tiny_config(model__name="last_value"), dataset=tiny)
+    assert len(results.ledger()) == 2  # appended, not overwritten
+    assert set(results.runs()["model"]) == {"encdec", "last_value"}
+
+
+def test_best_checkpoint_reproduces_test_metrics(tiny):
+    run = fit(tiny_config(train__save_checkpoint=True, train__epochs=3), dataset=tiny)
+    ckpt = torch.load(run.dir / "best.pt")
+    assert ckpt["epoch"] == run.metrics["best_epoch"]
+    model = build_model(run.config.model, tiny)
+    model.load_state_dict(ckpt["model"])
+    run.model = model
+    pred, true = run.predict("test")
+    mask = true != 0
+    assert np.abs(pred - true)[mask].mean() == pytest.approx(run.metrics["test"]["mae"], rel=1e-4)
+
+
+def test_two_runs_same_seed_identical_metrics(tiny):
+    a = fit(tiny_config(train__seed=3), dataset=tiny)
+    b = fit(tiny_config(train__seed=3), dataset=tiny)
+    c = fit(tiny_config(train__seed=4), dataset=tiny)
+    assert a.metrics["test"] == b.metrics["test"]
+    assert a.metrics["test"]["mae"] != c.metrics["test"]["mae"]
+
+
+def test_training_lowers_validation_error(tiny):
+    run = fit(tiny_config(train__epochs=4, model__name="stid"), dataset=tiny)
+    assert run.history["val_mae"].iloc[-1] < run.history["val_mae"].iloc[0]
+
+
+def test_baselines_train_nothing(tiny):
+    run = fit(tiny_config(model__name="historical_average"), dataset=tiny)
+    assert run.metrics["epochs_run"] == 0 and run.history.empty
+    assert math.isfinite(run.metrics["test"]["mae"])
+
+
+def test_accumulation_matches_the_bigger_batch(tiny_full):
+    kw = dict(model__dropout=0.0, model__use_denoising=False, train__epochs=1, train__grad_clip=0.0)
+    big = fit(tiny_config(train__batch_size=64, **kw), dataset=tiny_full)
+    acc = fit(tiny_config(train__batch_size=32, train__accumulation_steps=2, **kw), dataset=tiny_full)
+    small = fit(tiny_config(train__batch_size=32, **kw), dataset=tiny_full)
+    assert state_equal(big.model.state_dict(), acc.model.state_dict(), atol=1e-5)
+    assert not state_equal(big.model.state_dict(), small.model.state_dict(), atol=1e-5)
+
+
+def test_masked_targets_give_zero_gradient():
+    pred = torch.randn(2, 12, 3, 1, requires_grad=True)
+    y = torch.rand(2, 12, 3, 1) * 100 + 1
+    y[0, :, 1] = 0.0  # sensor 1 missing in window 0
+    loss = compute_loss(pred, y, 50.0, 20.0, tiny_config().train)
+    loss.backward()
+    assert torch.all(pred.grad[0, :, 1] == 0)
+    assert torch.all(pred.grad[1, :, 1] != 0)
+
+
+def test_bf16_loss_close_to_fp32(tiny):
+    torch.manual_seed(0)
+    model = build_model(tiny_config(model__d_model=32).model, tiny).eval()
+    x, y = next(iter(make_batches(tiny, "train", 32)))
+    tc = tiny_config().train
+    with torch.no_grad():
+        fp32 = compute_loss(model(x), y, tiny.mean, tiny.std, tc)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = compute_loss(model(x), y, tiny.mean, tiny.std, tc)
+    assert bf16.item() == pytest.approx(fp32.item(), rel=0.02)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_modes_train(tiny, amp):
+    run = fit(tiny_config(train__amp=amp), dataset=tiny)
+    assert run.metrics["amp"] in ("bfloat16", "float16")
+    assert math.isfinite(run.metrics["test"]["mae"])
+    assert "skipped_steps" in run.history
+
+
+def test_dataloader_path_matches_device_path(tiny):
+    a = fit(tiny_config(train__loader="device"), dataset=tiny)
+    b = fit(tiny_config(train__loader="dataloader", train__num_workers=1, train__prefetch_factor=2), dataset=tiny)
+    assert a.metrics["test"]["mae"] == pytest.approx(b.metrics["test"]["mae"], rel=1e-5)
+
+
+def test_compile_runs(tiny):
+    run = fit(tiny_config(train__compile="default", train__epochs=1, model__name="stid"), dataset=tiny)
+    ref = fit(tiny_config(train__epochs=1, model__name="stid"), dataset=tiny)
+    assert run.metrics["test"]["mae"] == pytest.approx(ref.metrics["test"]["mae"], rel=1e-3)
+
+
+def test_validate_every(tiny):
+    run = fit(tiny_config(train__epochs=5, train__validate_every=2), dataset=tiny)
+    validated = run.history["val_mae"].notna().tolist()
+    assert validated == [False, True, False, True, True]  # every 2nd epoch and the last
+    assert (run.history.loc[~run.history["val_mae"].notna(), "validation_s"] == 0).all()
+
+
+def test_warmup_ramps_lr(tiny):
+    run = fit(tiny_config(train__warmup_steps=1000, train__epochs=2), dataset=tiny)
+    n_steps = len(make_batches(tiny, "train", 64))
+    assert run.history["lr"].tolist() == pytest.approx([0.003 * n_steps / 1000, 0.003 * 2 * n_steps / 1000])
+    assert warmup_factor(0, 0) == 1.0 and warmup_factor(4, 10) == 0.5 and warmup_factor(50, 10) == 1.0
+
+
+def test_multistep_and_cosine_schedules(tiny):
+    run = fit(tiny_config(train__scheduler="multistep", train__milestones=[1, 2], train__gamma=0.5,
+                          train__epochs=3), dataset=tiny)
+    assert run.history["lr"].tolist() == pytest.approx([0.003, 0.0015, 0.00075])
+    assert cosine_factor(0, 100, 0.1) == 1.0 and cosine_factor(100, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_plateau_matches_torch_reduce_lr_on_plateau():
+    metrics = [5, 4, 4.5, 4.2, 4.1, 4.3, 3.0, 3.5, 3.6, 3.7, 3.8]
+    ours, lr = Plateau(patience=2, factor=0.5, min_lr=0.0), 1.0
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=2, factor=0.5)
+    for m in metrics:
+        lr = ours.step(m, lr)
+        ref.step(m)
+        assert lr == pytest.approx(opt.param_groups[0]["lr"])
+    assert lr < 1.0
+
+
+def test_plateau_scheduler_cuts_lr_in_training(tiny):
+    run = fit(tiny_config(train__scheduler="plateau", train__patience=1, train__lr=1e-9, train__epochs=4),
+              dataset=tiny)  # lr so small the model cannot improve: every validation is a plateau
+    assert run.history["lr"].iloc[-1] < 1e-9
+
+
+def test_noise_augmentation_changes_training_only(tiny):
+    plain = fit(tiny_config(train__epochs=1), dataset=tiny)
+    noisy = fit(tiny_config(train__epochs=1, train__noise_std=0.5), dataset=tiny)
+    assert plain.history["train_loss"].iloc[0] != noisy.history["train_loss"].iloc[0]
+    # evaluation sees clean inputs: the same trained weights score the same with or without the knob
+    x, _ = next(iter(make_batches(tiny, "val", 16)))
+    noisy.model.eval()
+    assert torch.equal(noisy.model(x), noisy.model(x))
+
+
+def test_early_stop(tiny):
+    run = fit(tiny_config(train__lr=1e-9, train__epochs=10, train__early_stop_patience=2), dataset=tiny)
+    assert len(run.history) < 10
+
+
+def test_huber_loss_and_grad_clip_change_training(tiny):
+    ref = fit(tiny_config(train__epochs=1), dataset=tiny)
+    huber = fit(tiny_config(train__epochs=1, train__loss="huber"), dataset=tiny)
+    clipped = fit(tiny_config(train__epochs=1, train__grad_clip=1e-4), dataset=tiny)
+    assert huber.history["train_loss"].iloc[0] != ref.history["train_loss"].iloc[0]
+    assert not state_equal(ref.model.state_dict(), clipped.model.state_dict(), atol=1e-6)
+
+
+def test_cli_runs_and_rejects_bad_values(tmp_path, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text("data: {name: synthetic, num_sensors: 6, num_days: 3}\n"
+                      "model: {name: stid, embed_dim: 8}\ntrain: {epochs: 1, quiet: true}\n")
+    assert main(["--params", str(params), "--set", "train.seed=1", "--stage", "cli"]) == 0
+    out = capsys.readouterr().out
+    assert "test MAE" in out and "runs/cli/" in out
+    assert main(["--params", str(params), "--set", "train.batch_size=0"]) == 2
+    assert "train.batch_size must be >= 1" in capsys.readouterr().err
+    assert main(["--params", str(params), "--set", "train.lrr=0.1"]) == 2
+    assert "did you mean 'train.lr'" in capsys.readouterr().err
+    assert main(["--params", str(params), "--set", "model.name=transformer"]) == 2
+    assert "model.name must be one of" in capsys.readouterr().err
+
+
+def test_params_files_run_config():
+    cfg = load("params/default.yaml", preset="stid", overrides=["train.epochs=3"])
+    assert cfg.model.name == "stid" and cfg.train.epochs == 3 and cfg.train.scheduler == "multistep"
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load("params/default.yaml", preset="stdi")
