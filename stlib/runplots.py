@@ -84,3 +84,20 @@ def epoch_seconds(runs: dict) -> pd.DataFrame:
                      "forward s": h["forward_s"].median(), "backward s": h["backward_s"].median(),
                      "optimizer s": h["optimizer_s"].median(), "samples/s": h["samples_per_s"].median()})
     return pd.DataFrame(rows).round(3)
+
+
+def phase_bars(table: pd.DataFrame, ax=None):
+    """Stacked bars: seconds per epoch of each speed-ladder rung split into its phases."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4))
+    phases = ["data_s", "forward_s", "backward_s", "optimizer_s", "validation_s"]
+    bottom = np.zeros(len(table))
+    for p in phases:
+        ax.bar(table["rung"], table[p], bottom=bottom, label=p.replace("_s", ""))
+        bottom += table[p].to_numpy()
+    for i, (total, sp) in enumerate(zip(table["s_per_epoch"], table["speedup"])):
+        ax.text(i, total, f"{sp:.2f}x", ha="center", va="bottom", fontsize=9)
+    ax.set(ylabel="seconds per epoch", title="speed ladder: where an epoch's time goes")
+    ax.tick_params(axis="x", rotation=25)
+    ax.legend(fontsize=8)
+    return ax

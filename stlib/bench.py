@@ -1,0 +1,289 @@
+"""The speed ladder: the roadmap's speed-ups measured side by side on the same model, data and process.
+
+    python -m stlib.bench --profile cpu|gpu|default [--out DIR] [--repeats 3]
+
+Each rung adds one optimisation to the one before (naive -> AMP -> batch 128 -> DataLoader workers ->
+device-resident windows -> torch.compile -> validate every 5). Every rung trains with the real
+trainer (stlib.train.fit) on a fixed subset of the training windows; the first epoch of each fit is
+warm-up (and compilation) and is reported apart; seconds per full epoch are scaled from the subset.
+Rungs are interleaved and repeated, so machine drift hits all alike; medians are reported.
+
+Imports only torch, numpy, pandas and pyyaml on the bench path (a bare GPU machine has those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace as dc_replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import RunConfig, load_profile, replace
+from .data import Dataset, from_config, make_batches
+from .models import build_model
+from .paths import REPO_ROOT
+
+PROFILES = {"cpu": "params/pems08_tail_cpu.yaml", "gpu": "params/pems08_tail_gpu.yaml",
+            "default": "params/default.yaml"}
+
+# the roadmap's expected saving per rung (fraction of epoch time), for the comparison table
+ROADMAP_EXPECTED = {"+ AMP": (0.30, 0.50), "+ batch 128": (0.20, 0.30), "+ DataLoader workers": (0.10, 0.20),
+                    "+ torch.compile": (0.10, 0.30), "+ validate every 5": (0.20, 0.20)}
+
+
+def ladder(device: torch.device, compile_mode: str = "default", workers: int | None = None) -> list[tuple[str, dict]]:
+    """[(rung, cumulative dotted overrides)]: each rung adds one optimisation."""
+    workers = workers or min(4, os.cpu_count() or 1)  # the roadmap's 4, capped at the cores there are
+    steps = [
+        ("naive", {"train.amp": "off", "train.compile": "off", "train.loader": "dataloader",
+                   "train.num_workers": 0, "train.pin_memory": False, "train.batch_size": 64,
+                   "train.accumulation_steps": 1, "train.validate_every": 1}),
+        ("+ AMP", {"train.amp": "auto"}),
+        ("+ batch 128", {"train.batch_size": 128}),
+        ("+ DataLoader workers", {"train.num_workers": workers, "train.pin_memory": device.type == "cuda",
+                                  "train.prefetch_factor": 2}),
+        ("+ device-resident windows", {"train.loader": "device", "train.num_workers": 0}),
+        ("+ torch.compile", {"train.compile": compile_mode}),
+        ("+ validate every 5", {"train.validate_every": 5}),
+    ]
+    rungs, acc = [], {}
+    for name, extra in steps:
+        acc = {**acc, **extra}
+        rungs.append((name, dict(acc)))
+    return rungs
+
+
+def subset(ds: Dataset, train_windows: int, val_windows: int) -> Dataset:
+    """The same dataset with the first `train_windows` / `val_windows` windows of each split."""
+    splits = {"train": ds.splits["train"][:train_windows], "val": ds.splits["val"][:val_windows],
+              "test": ds.splits["test"][:min(val_windows, len(ds.splits["test"]))]}
+    small = dc_replace(ds, splits=splits)
+    small.__dict__.update(mean=ds.mean, std=ds.std)  # keep the full training statistics
+    return small
+
+
+# ---------------------------------------------------------------------------------------------
+# distance to the limit
+
+
+def flops_per_sample(cfg: RunConfig, ds: Dataset, device: torch.device, batch: int = 8) -> float:
+    """Training FLOPs (forward + backward) per window, counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(cfg.model, ds).to(device).train()
+    x, y = next(iter(make_batches(ds, "train", batch, device)))
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        pred = out[0] if isinstance(out, tuple) else out
+        loss = pred.float().abs().mean() + (out[1] if isinstance(out, tuple) else 0)
+        if loss.requires_grad:
+            loss.backward()
+    return counter.get_total_flops() / batch
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, seconds: float = 1.0) -> float:
+    """Achieved FLOP/s of a large square matmul: the practical peak of this device and dtype."""
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        a @ b
+    sync()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+        if reps % 4 == 0:
+            sync()
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the ladder
+
+
+def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, epochs: int = 3,
+                 train_windows: int = 1280, val_windows: int = 256, rungs=None, progress=print) -> dict:
+    """Run every rung `repeats` times, interleaved; return per-rung medians and the raw epochs."""
+    from .train import amp_dtype, fit, pick_device
+
+    device = pick_device(cfg.train.device)
+    ds = ds if ds is not None else from_config(cfg.data)
+    small = subset(ds, train_windows, val_windows)
+    n_train, n_val = len(ds.splits["train"]), len(ds.splits["val"])
+    scale_train, scale_val = n_train / len(small.splits["train"]), n_val / len(small.splits["val"])
+    compile_mode = cfg.train.compile if cfg.train.compile != "off" else "default"
+    rungs = rungs or ladder(device, compile_mode)
+    base = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
+                           "train.scheduler": "none", "train.early_stop_patience": 0, "stage": "bench"})
+    raw = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(repeats):
+            for i, (name, overrides) in enumerate(rungs):
+                rcfg = replace(base, **overrides)
+                t0 = time.perf_counter()
+                run = fit(rcfg, dataset=small, out_root=Path(tmp))
+                wall = time.perf_counter() - t0
+                h = run.history.assign(rung=name, rung_index=i, repeat=rep, fit_seconds=wall)
+                raw.append(h)
+                progress(f"repeat {rep + 1}/{repeats}  {name:<26s} {h['train_seconds'].iloc[1:].median():7.3f} s "
+                         f"per {len(small.splits['train'])} windows")
+    raw = pd.concat(raw, ignore_index=True)
+    dtype_peak = {}
+    rows = []
+    fps = flops_per_sample(cfg, ds, device)
+    for i, (name, overrides) in enumerate(rungs):
+        r = raw[raw["rung_index"] == i]
+        warm = r[r["epoch"] > 1]  # the first epoch of each fit is warm-up / compilation
+        validate_every = overrides["train.validate_every"]
+        val_runs = warm[warm["validation_s"] > 0]  # first-epoch validation compiles the eval graph
+        val_full = float(val_runs["validation_s"].median()) * scale_val if len(val_runs) else 0.0
+        train_full = float(warm["train_seconds"].median()) * scale_train
+        epoch_s = train_full + val_full / validate_every  # validation amortised as scheduled
+        phase = {p: float(warm[f"{p}_s"].median()) * scale_train for p in ("data", "forward", "backward", "optimizer")}
+        sps = float(warm["samples_per_s"].median())
+        dt = amp_dtype(overrides["train.amp"], device) or torch.float32
+        if dt not in dtype_peak:
+            dtype_peak[dt] = matmul_peak(device, dt)
+        rows.append({
+            "rung": name, "s_per_epoch": epoch_s, "train_s": train_full, "validation_s": val_full / validate_every,
+            **{f"{p}_s": v for p, v in phase.items()},
+            "samples_per_s": sps, "warmup_s": float(r[r["epoch"] == 1]["train_seconds"].median()) * scale_train
+            - train_full, "peak_mem_mb": float(r["peak_mem_mb"].max()), "dtype": str(dt).replace("torch.", ""),
+            "achieved_tflops": fps * sps / 1e12, "peak_tflops": dtype_peak[dt] / 1e12,
+        })
+    table = pd.DataFrame(rows)
+    table["speedup"] = table["s_per_epoch"].iloc[0] / table["s_per_epoch"]
+    table["throughput_x"] = table["samples_per_s"] / table["samples_per_s"].iloc[0]
+    table["saving_vs_previous"] = 1 - table["s_per_epoch"] / table["s_per_epoch"].shift(1)
+    table["cumulative_saving"] = 1 - table["s_per_epoch"] / table["s_per_epoch"].iloc[0]
+    table["fraction_of_peak"] = table["achieved_tflops"] / table["peak_tflops"]
+    table["data_share"] = table["data_s"] / table[["data_s", "forward_s", "backward_s", "optimizer_s"]].sum(axis=1)
+    table["roadmap_expected"] = table["rung"].map(lambda r: "-".join(f"{100 * v:.0f}%" for v in
+                                                                     sorted(set(ROADMAP_EXPECTED.get(r, ())))))
+    return {"table": table, "raw": raw, "flops_per_sample": fps, "device": device_name(device),
+            "dataset": ds.name, "train_windows_full": n_train, "train_windows_measured": len(small.splits["train"]),
+            "repeats": repeats, "epochs_per_fit": epochs, "model": cfg.model.__dict__,
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower().split(" (")[0]).strip("-")
+
+
+def to_markdown(result: dict) -> str:
+    """The ladder as a Markdown table (the roadmap's format plus the phase split and % of peak)."""
+    t = result["table"]
+    lines = [f"# Speed ladder on {result['device']}", "",
+             f"dataset {result['dataset']}, {result['train_windows_measured']} of {result['train_windows_full']} "
+             f"training windows per measured epoch (scaled to the full epoch), {result['repeats']} interleaved "
+             f"repeats x {result['epochs_per_fit'] - 1} measured epochs; medians. torch {result['torch']}. "
+             f"Model: {result['model']['name']} d_model {result['model']['d_model']}, "
+             f"{result['flops_per_sample'] / 1e9:.3f} GFLOP per training window.", "",
+             "| rung | s/epoch | speed-up | cumulative saving | roadmap expected (this rung) | data | forward | "
+             "backward | optimizer | validation | samples/s | TFLOP/s | % of peak | warm-up s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        lines.append(f"| {r.rung} | {r.s_per_epoch:.2f} | {r.speedup:.2f}x | {100 * r.cumulative_saving:.0f}% | "
+                     f"{r.roadmap_expected or '-'} | {r.data_s:.2f} | {r.forward_s:.2f} | {r.backward_s:.2f} | "
+                     f"{r.optimizer_s:.2f} | {r.validation_s:.2f} | {r.samples_per_s:.0f} | "
+                     f"{r.achieved_tflops:.3f} | {100 * r.fraction_of_peak:.1f}% ({r.dtype}) | {r.warmup_s:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def save(result: dict, out: Path) -> tuple[Path, Path]:
+    """Write speed_<device>.json and .md under out."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"speed_{slug(result['device'])}"
+    payload = {k: v for k, v in result.items() if k not in ("table", "raw")}
+    payload["table"] = result["table"].to_dict(orient="records")
+    payload["epochs"] = result["raw"].to_dict(orient="records")
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str))
+    stem.with_suffix(".md").write_text(to_markdown(result))
+    return stem.with_suffix(".json"), stem.with_suffix(".md")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m stlib.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    ap.add_argument("--params", help="params file (overrides --profile)")
+    ap.add_argument("--out", default="outputs/benchmarks")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per fit; the first is warm-up")
+    ap.add_argument("--train-windows", type=int, default=1280)
+    ap.add_argument("--val-windows", type=int, default=256)
+    args = ap.parse_args(argv)
+    params = Path(args.params or REPO_ROOT / PROFILES[args.profile])
+    cfg = load_profile(params).run_config()
+    t0 = time.time()
+    result = speed_ladder(cfg, repeats=args.repeats, epochs=args.epochs, train_windows=args.train_windows,
+                          val_windows=args.val_windows)
+    result["wall_seconds"] = time.time() - t0
+    js, md = save(result, Path(args.out))
+    print(md.read_text())
+    print(f"wrote {js} and {md} in {result['wall_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy guard and peer comparison (full data)
+
+
+def fastest_overrides(rungs=None, device=None) -> dict:
+    """The cumulative overrides of the last rung (every optimisation on)."""
+    return (rungs or ladder(device or torch.device("cpu")))[-1][1]
+
+
+def accuracy_guard(cfg: RunConfig, ds: Dataset, epochs: int, out_root: Path | None = None) -> pd.DataFrame:
+    """Validation MAE of the naive and the fastest rung after the same number of full epochs."""
+    from .train import fit, pick_device
+
+    rungs = ladder(pick_device(cfg.train.device), cfg.train.compile if cfg.train.compile != "off" else "default")
+    rows = []
+    for name, overrides in (rungs[0], rungs[-1]):
+        rcfg = replace(cfg, **{**overrides, "train.epochs": epochs, "train.quiet": True, "stage": "02",
+                               "name": f"guard {name}", "train.scheduler": "none"})
+        run = fit(rcfg, dataset=ds, out_root=out_root)
+        last = run.history.dropna(subset=["val_mae"]).iloc[-1]
+        rows.append({"rung": name, "epochs": epochs, "val_mae_last": float(last["val_mae"]),
+                     "best_val_mae": float(run.history["val_mae"].min()), "test_mae": run.metrics["test"]["mae"],
+                     "train_seconds": run.metrics["train_seconds"]})
+    table = pd.DataFrame(rows)
+    table["vs_naive"] = table["val_mae_last"] / table["val_mae_last"].iloc[0] - 1
+    return table
+
+
+def epoch_seconds(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path | None = None) -> dict:
+    """Median seconds per full training epoch (first epoch excluded) and per validation of a config."""
+    from .train import fit
+
+    rcfg = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
+                           "stage": "bench"})
+    with tempfile.TemporaryDirectory() as tmp:
+        run = fit(rcfg, dataset=ds, out_root=out_root or Path(tmp))
+    h = run.history.iloc[1:] if len(run.history) > 1 else run.history
+    return {"train_s_per_epoch": float(h["train_seconds"].median()),
+            "validation_s": float(h["validation_s"].median()), "batch_size": cfg.train.batch_size,
+            "amp": run.metrics["amp"], "loader": cfg.train.loader, "params": run.metrics["params"]}
