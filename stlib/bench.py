@@ -40,15 +40,20 @@ ROADMAP_EXPECTED = {"+ AMP": (0.30, 0.50), "+ batch 128": (0.20, 0.30), "+ DataL
                     "+ torch.compile": (0.10, 0.30), "+ validate every 5": (0.20, 0.20)}
 
 
-def ladder(device: torch.device, compile_mode: str = "default", workers: int | None = None) -> list[tuple[str, dict]]:
-    """[(rung, cumulative dotted overrides)]: each rung adds one optimisation."""
+def ladder(device: torch.device, compile_mode: str = "default", workers: int | None = None,
+           lr: float | None = None) -> list[tuple[str, dict]]:
+    """[(rung, cumulative dotted overrides)]: each rung adds one optimisation.
+
+    The batch-128 rung doubles the learning rate with the batch (the linear scaling rule) when `lr`
+    is given, so that an epoch of half as many steps still moves the weights as far.
+    """
     workers = workers or min(4, os.cpu_count() or 1)  # the roadmap's 4, capped at the cores there are
     steps = [
         ("naive", {"train.amp": "off", "train.compile": "off", "train.loader": "dataloader",
                    "train.num_workers": 0, "train.pin_memory": False, "train.batch_size": 64,
                    "train.accumulation_steps": 1, "train.validate_every": 1}),
         ("+ AMP", {"train.amp": "auto"}),
-        ("+ batch 128", {"train.batch_size": 128}),
+        ("+ batch 128", {"train.batch_size": 128, **({"train.lr": 2 * lr} if lr else {})}),
         ("+ DataLoader workers", {"train.num_workers": workers, "train.pin_memory": device.type == "cuda",
                                   "train.prefetch_factor": 2}),
         ("+ device-resident windows", {"train.loader": "device", "train.num_workers": 0}),
@@ -124,7 +129,7 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     n_train, n_val = len(ds.splits["train"]), len(ds.splits["val"])
     scale_train, scale_val = n_train / len(small.splits["train"]), n_val / len(small.splits["val"])
     compile_mode = cfg.train.compile if cfg.train.compile != "off" else "default"
-    rungs = rungs or ladder(device, compile_mode)
+    rungs = rungs or ladder(device, compile_mode, lr=cfg.train.lr)
     base = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
                            "train.scheduler": "none", "train.early_stop_patience": 0, "stage": "bench"})
     raw = []
@@ -260,7 +265,8 @@ def accuracy_guard(cfg: RunConfig, ds: Dataset, epochs: int, out_root: Path | No
     """Validation MAE of the naive and the fastest rung after the same number of full epochs."""
     from .train import fit, pick_device
 
-    rungs = ladder(pick_device(cfg.train.device), cfg.train.compile if cfg.train.compile != "off" else "default")
+    rungs = ladder(pick_device(cfg.train.device), cfg.train.compile if cfg.train.compile != "off" else "default",
+                   lr=cfg.train.lr)
     rows = []
     for name, overrides in (rungs[0], rungs[-1]):
         rcfg = replace(cfg, **{**overrides, "train.epochs": epochs, "train.quiet": True, "stage": "02",

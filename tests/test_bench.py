@@ -1,0 +1,74 @@
+"""The speed ladder's mechanics (not its timings: benchmarks are scripts, not timed tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stlib import bench
+from stlib.config import ModelConfig
+
+from conftest import tiny_config
+
+
+def test_ladder_is_cumulative_one_change_per_rung():
+    rungs = bench.ladder(torch.device("cpu"), "default", workers=2)
+    names = [r for r, _ in rungs]
+    assert names[0] == "naive" and names[-1] == "+ validate every 5" and len(rungs) == 7
+    naive, last = rungs[0][1], rungs[-1][1]
+    assert naive["train.amp"] == "off" and naive["train.loader"] == "dataloader" and naive["train.batch_size"] == 64
+    assert last["train.amp"] == "auto" and last["train.batch_size"] == 128 and last["train.loader"] == "device"
+    assert last["train.compile"] == "default" and last["train.validate_every"] == 5
+    for (_, a), (_, b) in zip(rungs, rungs[1:]):
+        changed = {k for k in b if a.get(k) != b[k]}
+        assert 1 <= len(changed) <= 3  # one optimisation (DataLoader tuning sets its related knobs together)
+
+
+def test_subset_keeps_full_training_statistics(tiny):
+    small = bench.subset(tiny, 64, 32)
+    assert len(small.splits["train"]) == 64 and len(small.splits["val"]) == 32
+    assert small.mean == tiny.mean and small.std == tiny.std
+
+
+def test_flops_per_sample_counts_the_matmuls(tiny):
+    cfg = tiny_config(model__name="stid", model__embed_dim=8, model__num_layers=1, model__dropout=0.0)
+    fps = bench.flops_per_sample(cfg, tiny, torch.device("cpu"), batch=4)
+    n, e, h = tiny.num_sensors, 8, 32  # hidden = 4 * embed
+    forward = 2 * n * (12 * e + 2 * h * h + h * 12)  # series, two MLP matmuls, head
+    assert forward * 2 < fps < forward * 3.5  # backward costs about twice the forward
+
+
+def test_matmul_peak_is_positive():
+    assert bench.matmul_peak(torch.device("cpu"), torch.float32, n=64, seconds=0.05) > 0
+
+
+def test_speed_ladder_end_to_end(tiny, tmp_path):
+    cfg = tiny_config(model__name="stid", model__embed_dim=8)
+    # compile is exercised in test_train; here it would only add compilation time
+    rungs = [(n, {**o, "train.compile": "off"}) for n, o in bench.ladder(torch.device("cpu"), workers=1)]
+    result = bench.speed_ladder(cfg, tiny, repeats=1, epochs=2, train_windows=128, val_windows=64, rungs=rungs,
+                                progress=lambda *_: None)
+    t = result["table"]
+    assert list(t["rung"]) == [r for r, _ in rungs]
+    assert t["speedup"].iloc[0] == pytest.approx(1.0) and (t["s_per_epoch"] > 0).all()
+    assert (t["validation_s"].iloc[-1] < t["validation_s"].iloc[-2])  # validate every 5 amortises validation
+    assert result["raw"]["repeat"].nunique() == 1 and set(result["raw"]["epoch"]) == {1, 2}
+    js, md = bench.save(result, tmp_path)
+    payload = json.loads(js.read_text())
+    assert payload["table"][0]["rung"] == "naive" and "flops_per_sample" in payload
+    assert "| naive |" in md.read_text()
+
+
+def test_accuracy_guard_compares_naive_and_fastest(tiny):
+    cfg = tiny_config(model__name="stid", model__embed_dim=8)
+    guard = bench.accuracy_guard(cfg, tiny, epochs=1)
+    assert list(guard["rung"]) == ["naive", "+ validate every 5"]
+    assert guard["vs_naive"].iloc[0] == 0.0
+
+
+def test_slug_and_device_name():
+    assert bench.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert bench.slug(bench.device_name(torch.device("cpu"))) == "cpu"
+    assert isinstance(ModelConfig().d_model, int)
