@@ -172,3 +172,34 @@ def test_d_model_must_divide_by_heads():
 
     with pytest.raises(ConfigError, match="n_heads"):
         ModelConfig(name="encdec", d_model=10, n_heads=4)
+
+
+def test_block_axes_patterns():
+    from stlib.models.alternating import block_axes
+
+    assert block_axes("alternating", 4) == [1, 2, 1, 2]
+    assert block_axes("stacked", 4) == [1, 1, 2, 2] and block_axes("stacked", 3) == [1, 1, 2]
+    assert block_axes("temporal", 3) == [1, 1, 1]
+    with pytest.raises(ValueError, match="pattern"):
+        block_axes("spiral", 2)
+
+
+@pytest.mark.parametrize("pattern", ["alternating", "stacked", "temporal"])
+def test_alternating_model_shapes_and_spatial_mixing(tiny, pattern):
+    torch.manual_seed(0)
+    model = small_model("alternating", tiny, pattern=pattern, encoder_depth=2, decoder_depth=2,
+                        adaptive_dim=4, use_denoising=False).eval()
+    x, _ = first_batch(tiny)
+    out = model(x)
+    assert out.shape == (8, 12, tiny.num_sensors, 1) and torch.isfinite(out).all()
+    x2 = x.clone()
+    x2[:, :, 0, 0] += 3.0  # perturb sensor 0 only
+    moved = (model(x2) - out)[:, :, 1:].abs().max().item()  # effect on the other sensors
+    assert (moved > 1e-5) == (pattern != "temporal")  # only spatial attention lets sensors see each other
+
+
+def test_adaptive_embedding_adds_parameters(tiny):
+    plain = small_model("alternating", tiny, adaptive_dim=0)
+    adaptive = small_model("alternating", tiny, adaptive_dim=8)
+    extra = count_parameters(adaptive) - count_parameters(plain)
+    assert extra == 12 * tiny.num_sensors * 8 + 8 * 16  # (in_steps, N, dim) table + its projection

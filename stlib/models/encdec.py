@@ -54,11 +54,14 @@ class EncoderDecoder(nn.Module):
     def __init__(self, num_sensors: int, in_steps: int, out_steps: int, steps_per_day: int, null_z: float,
                  d_model=64, n_heads=4, encoder_depth=4, decoder_depth=2, ffn_mult=4, dropout=0.05,
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
-                 adaptive_dim=0, **_):
+                 adaptive_dim=0, encoder_axes=None, decoder_axes=None, **_):
         super().__init__()
         if decoder_depth < 1:
             raise ValueError("encdec needs model.decoder_depth >= 1")
         self.in_steps, self.out_steps, self.spd = in_steps, out_steps, steps_per_day
+        # the axis each block attends over: 1 = time (each sensor over its steps), 2 = sensors
+        self.encoder_axes = list(encoder_axes or [1] * encoder_depth)
+        self.decoder_axes = list(decoder_axes or [1] * decoder_depth)
         self.null_z = null_z  # the z-score of a missing (0) value
         self.use_denoising, self.mask_ratio, self.noise_std = use_denoising, denoise_mask_ratio, denoise_noise_std
         self.embed = STEmbedding(num_sensors, steps_per_day, in_steps + out_steps, d_model, pos_encoding,
@@ -78,15 +81,15 @@ class EncoderDecoder(nn.Module):
 
     def encode(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         h = self.embed(x, value)  # (B, T, N, D)
-        for blk in self.encoder:
-            h = blk(h, axis=1)  # each sensor over its steps
+        for blk, axis in zip(self.encoder, self.encoder_axes):
+            h = blk(h, axis=axis)  # (B, T, N, D) over time or over sensors
         return h
 
     def decode(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         tod, dow = future_time_indices(x, self.spd, self.out_steps)  # (B, out, N)
         q = self.queries[None, :, None] + self.embed.context(tod, dow, self.in_steps)  # (B, out, N, D)
-        for blk in self.decoder:
-            q = blk(q, axis=1, memory=memory)  # horizon queries attend to each other and to the memory
+        for blk, axis in zip(self.decoder, self.decoder_axes):
+            q = blk(q, axis=axis, memory=memory)  # queries attend along `axis`, then to the memory over time
         return self.head(self.ln(q))  # (B, out, N, 1)
 
     def forward(self, x: torch.Tensor):
