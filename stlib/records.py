@@ -1,13 +1,15 @@
 """Run records: outputs/runs/<stage>/<run-id>/ and the ledger, every file written atomically.
 
-A run directory holds config.yaml (resolved), history.csv, metrics.json, env.json and best.pt.
-outputs/ledger.csv gets one row per finished run. A write goes to a temp file in the same folder
-and is renamed over the target, so a crash mid-write leaves the previous version intact.
+A run directory holds config.yaml (resolved), history.csv, metrics.json, env.json, best.pt and
+last.pt (the full training state, for `python -m stlib.train --resume`). outputs/ledger.csv gets
+one row per finished run. A write goes to a temp file in the same folder, is fsynced and renamed
+over the target, so a crash or a full disk mid-write leaves the previous version intact.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import json
@@ -29,19 +31,56 @@ LEDGER_COLUMNS = ["run_id", "stage", "name", "profile", "model", "dataset", "see
                   "test_mape", "mae_h3", "mae_h6", "mae_h12", "device", "finished", "run_dir"]
 
 
+TEMP_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)  # read the process umask (it can only be read by setting it) ...
+os.umask(_UMASK)  # ... and put it back: written files get the usual 0o666 & ~umask, not mkstemp's 0o600
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write data to path via a temp file + fsync + rename; on failure nothing is left behind."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o666 & ~_UMASK)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
         raise
+    _fsync_dir(path.parent)  # make the rename itself durable
+
+
+def _write_error(path: Path, e: OSError) -> OSError:
+    """An OSError (same type and errno) that names the file and says the previous version is intact."""
+    why = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+    err = type(e)(f"cannot write {path}: {why} (nothing was changed: any previous version is intact)")
+    err.errno = e.errno  # str(err) is the message alone, the errno still tells the cause
+    return err
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory: the rename still happened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files a killed write left in folder (.<name>.<random>.tmp); return them."""
+    left = [p for p in Path(folder).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in left:
+        p.unlink(missing_ok=True)
+    return left
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -68,6 +107,16 @@ def save_torch(path: Path, obj) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def load_torch(path: Path, map_location="cpu"):
+    """A checkpoint written by save_torch (plain tensors and Python values only); clear error if unreadable."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # zip / unpickling errors of a truncated or foreign file
+        raise ValueError(f"checkpoint {path} is unreadable (corrupt or truncated?): {e}") from None
 
 
 def environment(device: torch.device) -> dict:
@@ -118,11 +167,14 @@ def _locked(path: Path):
 
 
 def append_ledger(row: dict, root: Path | None = None) -> Path:
-    """Append one row to outputs/ledger.csv (read, add, write temp, rename; under a file lock)."""
+    """Add one run's row to outputs/ledger.csv (replacing an older row of the same run_id: a resumed run
+    is listed once); read, add, write temp, rename, under a file lock."""
     path = (root or output_dir()) / "ledger.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
         old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=LEDGER_COLUMNS)
+        if "run_id" in old and row.get("run_id") is not None:
+            old = old[old["run_id"] != row["run_id"]]
         new = pd.DataFrame([{c: row.get(c) for c in LEDGER_COLUMNS}])
         df = new if old.empty else pd.concat([old, new], ignore_index=True)
         write_csv(path, df)

@@ -1,9 +1,14 @@
 """The training loop: one function, every roadmap knob a config field.
 
     python -m stlib.train --params params/default.yaml [--preset stid] [--set train.epochs=5 ...]
+    python -m stlib.train --resume outputs/runs/<stage>/<run-id>      # continue a killed run exactly
+    torchrun --nproc_per_node=K -m stlib.train --params ...            # K processes, one model (DDP)
 
 fit(config) trains on the train split, validates every `validate_every` epochs, keeps the best
-validation weights, scores them on test and writes a run record (stlib.records).
+validation weights, scores them on test and writes a run record (stlib.records). With
+train.save_checkpoint the record also holds last.pt, the whole training state (model, optimizer,
+schedule, GradScaler, random generators, sampler position), written at every epoch end and every
+`checkpoint_every` optimizer steps: a run killed at any moment resumes and ends with the same numbers.
 """
 
 from __future__ import annotations
@@ -11,20 +16,25 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
+import random
 import resource
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as td
+import yaml
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain text bars: readable in terminals, papermill logs and notebooks alike
 
 from . import records
-from .config import ConfigError, RunConfig, load_profile
+from .config import ConfigError, RunConfig, build_run_config, load_profile
 from .data import Dataset, from_config, make_batches
 from .metrics import MetricSums, masked_huber, masked_mae
 from .models import build_model, count_parameters
@@ -108,6 +118,60 @@ def peak_memory_mb(device: torch.device) -> float:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# several processes (torchrun): DistributedDataParallel, each rank on its slice of every batch
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    owned: bool = False  # fit() started the process group, so fit() ends it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group if there is one (NCCL, one GPU per rank; gloo on CPU); the rank's device."""
+    if not td.is_available() or (not td.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) <= 1):
+        return Dist(), device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    owned = not td.is_initialized()
+    if owned:
+        td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(td.get_rank(), td.get_world_size(), owned), device
+
+
+def shard(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch: (B, ...) -> (about B / world, ...)."""
+    return t if dist.world == 1 else t.tensor_split(dist.world)[dist.rank]
+
+
+def all_reduce_sum(values: torch.Tensor, dist: Dist, device) -> torch.Tensor:
+    """Element-wise sum over the ranks (through the device for NCCL)."""
+    if dist.world == 1:
+        return values
+    t = values.to(device) if td.get_backend() == "nccl" else values.clone()
+    td.all_reduce(t)
+    return t.to(values.device)
+
+
+def gather_objects(obj, dist: Dist) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if dist.world == 1:
+        return [obj]
+    out = [None] * dist.world
+    td.all_gather_object(out, obj)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,9 +220,9 @@ class Run:
 class Timer:
     """Accumulates wall time per phase; synchronises the device first so GPU work is counted."""
 
-    def __init__(self, device: torch.device, enabled: bool = True):
+    def __init__(self, device: torch.device, enabled: bool = True, totals: dict | None = None):
         self.sync = torch.cuda.synchronize if device.type == "cuda" and enabled else (lambda: None)
-        self.totals = dict.fromkeys(PHASES, 0.0)
+        self.totals = totals if totals is not None else dict.fromkeys(PHASES, 0.0)
         self.t = time.perf_counter()
 
     def lap(self, phase: str) -> None:
@@ -166,6 +230,11 @@ class Timer:
         now = time.perf_counter()
         self.totals[phase] += now - self.t
         self.t = now
+
+    def restart(self) -> None:
+        """Restart the lap clock: time since the last lap (a checkpoint write) counts in no phase."""
+        self.sync()
+        self.t = time.perf_counter()
 
 
 def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc, denoise_weight: float = 0.0) -> torch.Tensor:
@@ -184,38 +253,219 @@ def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc, denoise_weig
 
 
 @torch.no_grad()
-def evaluate(model, batches, ds: Dataset, autocast) -> dict:
-    """Masked metrics of a model over a batch iterable, in original units."""
+def evaluate(model, batches, ds: Dataset, autocast, dist: Dist | None = None, device=None) -> dict:
+    """Masked metrics of a model over a batch iterable, in original units (under DDP: every rank's shard)."""
+    dist = dist or Dist()
     model.eval()
     sums = MetricSums(ds.out_steps)
     for x, y in batches:
+        x, y = shard(x, dist), shard(y, dist)
         with autocast:
             pred = model(x)
         sums.update(ds.denormalize(pred.float()), y)
+    if dist.world > 1:  # the sums over every rank's shard are the sums over the whole split
+        total = all_reduce_sum(torch.stack([sums.abs, sums.sq, sums.ape, sums.count]), dist, device)  # (4, H)
+        sums.abs, sums.sq, sums.ape, sums.count = total.unbind()
     return sums.result()
 
 
-def fit(cfg: RunConfig, dataset: Dataset | None = None, out_root: Path | None = None) -> Run:
-    """Train, keep the best-validation weights, score them on test, write the run record."""
+# ---------------------------------------------------------------------------------------------
+# exact resume: the training state in and out of last.pt
+
+CHECKPOINT_EVERY = 200  # default optimizer steps between mid-epoch checkpoints (epoch ends always write one)
+RESUMABLE_CHANGES = ("train.quiet", "train.device", "train.threads", "train.time_phases")  # how, not what
+
+
+@dataclass
+class Progress:
+    """Where the loop stands: all an exact resume needs besides model, optimizer, scaler and RNGs."""
+
+    epoch: int = 1  # the epoch in progress (1-based) ...
+    batch: int = 0  # ... and its batches done: always whole optimizer steps (accumulation groups)
+    opt_step: int = 0
+    base_lr: float = 0.0
+    best: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0  # validations without a meaningful gain (early stopping)
+    done: bool = False  # training over (last epoch or early stop): only the test is left
+    history: list = field(default_factory=list)
+    elapsed_s: float = 0.0  # training wall time so far, all sessions
+    # sums of the epoch in progress
+    loss_sum: float = 0.0
+    loss_n: int = 0
+    skipped: int = 0
+    samples: int = 0
+    epoch_s: float = 0.0
+    phase_s: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def next_epoch(self) -> None:
+        """Move to the start of the next epoch with fresh sums."""
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.loss_sum, self.loss_n, self.skipped, self.samples, self.epoch_s = 0.0, 0, 0, 0, 0.0
+        self.phase_s = dict.fromkeys(PHASES, 0.0)
+
+
+def rng_state() -> dict:
+    """Every generator the loop may draw from: torch CPU (+ CUDA), numpy, Python."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+
+
+def pack_checkpoint(cfg, model, optimizer, scaler, plateau, p: Progress, best_state, rngs: list, dist: Dist,
+                    device) -> dict:
+    """last.pt: the whole training state as tensors and plain values (it loads with weights_only)."""
+    progress = asdict(p)
+    if dist.world > 1:  # the epoch's loss so far, summed over the ranks (a resume restores it on rank 0)
+        sums = all_reduce_sum(torch.tensor([p.loss_sum, p.loss_n], dtype=torch.float64), dist, device)
+        progress["loss_sum"], progress["loss_n"] = sums[0].item(), int(sums[1].item())
+    return {"format": 1, "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "plateau": dict(vars(plateau)), "progress": progress,
+            "best_state": best_state, "rng": rngs}
+
+
+def unpack_checkpoint(ckpt: dict, model, optimizer, scaler, plateau, rank: int = 0) -> tuple[Progress, dict | None]:
+    """Restore a pack_checkpoint state in place; return the progress and the best weights so far."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    vars(plateau).update(ckpt["plateau"])
+    if rank < len(ckpt["rng"]):  # a resume on more ranks than saved keeps the new ranks' seeded generators
+        set_rng_state(ckpt["rng"][rank])
+    p = Progress(**ckpt["progress"])
+    if rank:  # the saved epoch sums are over all ranks: count them once
+        p.loss_sum, p.loss_n = 0.0, 0
+    return p, ckpt["best_state"]
+
+
+def save_last(path: Path, dist: Dist, device, cfg, model, optimizer, scaler, plateau, p: Progress,
+              best_state) -> None:
+    """Write last.pt (rank 0, atomically) with every rank's generators: the point a resume starts from."""
+    ckpt = pack_checkpoint(cfg, model, optimizer, scaler, plateau, p, best_state,
+                           gather_objects(rng_state(), dist), dist, device)
+    if dist.main:
+        records.save_torch(path, ckpt)
+
+
+def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfig:
+    """The config saved in a run directory; a given cfg may differ only in how it runs (RESUMABLE_CHANGES)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        what = "does not exist" if not Path(run_dir).exists() else "is not a run directory (no config.yaml)"
+        raise FileNotFoundError(f"cannot resume {run_dir}: it {what}")
+    saved = build_run_config(yaml.safe_load(path.read_text()) or {}, str(path))
+    if cfg is None:
+        return saved
+    flat = lambda c: {f"{s}.{k}" if isinstance(sec, dict) else s: v  # noqa: E731
+                      for s, sec in c.to_dict().items() for k, v in (sec.items() if isinstance(sec, dict) else [(s, sec)])}
+    a, b = flat(saved), flat(cfg)
+    diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES]
+    if diff:
+        raise ConfigError(f"cannot resume {run_dir} with a different config ({'; '.join(diff)}): "
+                          "a resumed run continues with the config it started with")
+    return cfg
+
+
+def restore(run_dir: Path, model, optimizer, scaler, plateau, dist: Dist, device) -> tuple[Progress, dict] | None:
+    """The state of run_dir/last.pt restored in place, or None (start over) if the run died before writing one."""
+    path = run_dir / "last.pt"
+    if optimizer is None or not path.exists():
+        if (run_dir / "metrics.json").exists():
+            raise ValueError(f"cannot resume {run_dir}: it finished without a training checkpoint (last.pt): "
+                             "nothing to continue")
+        if optimizer is not None and dist.main:
+            print(f"note: {path} not found (the run stopped before its first checkpoint): training from the start",
+                  file=sys.stderr)
+        return None
+    return unpack_checkpoint(records.load_torch(path, device), model, optimizer, scaler, plateau, dist.rank)
+
+
+def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device) -> tuple[Path, Path]:
+    """(run directory, outputs root): the resumed one, or a new one that rank 0 creates with config and env."""
+    if resume is not None:
+        run_dir = Path(resume).resolve()
+        if dist.main:
+            records.remove_temp_files(run_dir)  # half-written files of the killed session
+        return run_dir, Path(out_root) if out_root else run_dir.parents[2]  # <root>/runs/<stage>/<run-id>
+    out_root = Path(out_root) if out_root else output_dir()
+    run_dir = None
+    if dist.main:
+        label = f"{cfg.model.name}-s{cfg.train.seed}" + (f"-{cfg.name}" if cfg.name else "")
+        _, run_dir = records.new_run_dir(cfg.stage, label, out_root)
+        records.write_config(run_dir / "config.yaml", cfg.to_dict())
+        records.write_json(run_dir / "env.json", records.environment(device))
+    if dist.world > 1:
+        box = [run_dir]
+        td.broadcast_object_list(box, src=0)
+        run_dir = box[0]
+    return run_dir, out_root
+
+
+def non_finite_loss(value: float, epoch: int, i: int, n_batches: int, opt_step: int, run_dir: Path,
+                    saved: str | None) -> FloatingPointError:
+    """The error that stops a run on a NaN/inf loss: where it happened and what was kept."""
+    kept = (f"the last good checkpoint is {run_dir / 'last.pt'} ({saved}); " if saved else "no checkpoint yet; ")
+    return FloatingPointError(
+        f"non-finite loss ({value}) at epoch {epoch}, step {i} (batch {i + 1} of {n_batches}, optimizer step "
+        f"{opt_step}): lower train.lr or check the data. Kept: {kept}history of the finished epochs in "
+        f"{run_dir / 'history.csv'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: Path | None = None, *,
+        resume: str | Path | None = None, checkpoint_every: int | None = None) -> Run:
+    """Train, keep the best-validation weights, score them on test, write the run record.
+
+    resume: a run directory to continue from its last.pt (cfg may then be None: the saved config is used).
+    checkpoint_every: optimizer steps between mid-epoch checkpoints (default CHECKPOINT_EVERY; 0 = epoch ends).
+    """
+    if resume is not None:
+        cfg = resume_config(resume, cfg)
+    elif cfg is None:
+        raise TypeError("fit() needs a config (or resume=RUN_DIR)")
+    every = CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
+    if every < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0 (0 = at epoch ends only), got {every}")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    dist, device = setup_distributed(pick_device(cfg.train.device))
+    try:
+        return _fit(cfg, dataset, out_root, resume, every, dist, device)
+    finally:
+        if dist.owned:
+            td.destroy_process_group()
+
+
+def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, device: torch.device) -> Run:
+    """fit() once the config, the device and the process group are settled."""
     tc = cfg.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    device = pick_device(tc.device)
     seed_everything(tc.seed)
     ds = dataset if dataset is not None else from_config(cfg.data)
     model = build_model(cfg.model, ds).to(device)
+    if dist.rank:  # the same initial weights on every rank, then each rank its own dropout / noise draws
+        seed_everything(tc.seed + dist.rank)
     trainable = count_parameters(model) > 0
     dtype = amp_dtype(tc.amp, device)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    step_model = torch.compile(model, mode=None if tc.compile == "default" else tc.compile) \
-        if tc.compile != "off" and trainable else model
-
-    out_root = out_root or output_dir()
-    label = f"{cfg.model.name}-s{tc.seed}" + (f"-{cfg.name}" if cfg.name else "")
-    run_id, run_dir = records.new_run_dir(cfg.stage, label, out_root)
-    records.write_config(run_dir / "config.yaml", cfg.to_dict())
-    records.write_json(run_dir / "env.json", records.environment(device))
+    fast_model = torch.compile(model, mode=None if tc.compile == "default" else tc.compile) \
+        if tc.compile != "off" and trainable else model  # validation runs this one (no DDP needed)
+    step_model = DistributedDataParallel(fast_model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.world > 1 and trainable else fast_model
 
     batch_kw = dict(device=device, loader=tc.loader, num_workers=tc.num_workers, pin_memory=tc.pin_memory,
                     prefetch_factor=tc.prefetch_factor)
@@ -227,25 +477,36 @@ def fit(cfg: RunConfig, dataset: Dataset | None = None, out_root: Path | None = 
     steps_per_epoch = math.ceil(n_batches / tc.accumulation_steps)
     total_steps = steps_per_epoch * tc.epochs
     mean, std = ds.mean, ds.std
-
-    history, best, best_state, best_epoch, stale = [], math.inf, None, 0, 0
-    base_lr, opt_step = tc.lr, 0
     epochs = tc.epochs if trainable else 0
-    bar = tqdm(range(1, epochs + 1), desc=f"{cfg.model.name} s{tc.seed}", unit="epoch", disable=tc.quiet,
-               dynamic_ncols=True)
-    train_start = time.perf_counter()
+
+    # everything above can fail on bad inputs and leaves no trace; from here on the run has a record
+    run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, device)
+    last_pt = run_dir / "last.pt" if tc.save_checkpoint and trainable else None
+    p, best_state, saved = Progress(base_lr=tc.lr), None, None  # saved: what last.pt holds, for messages
+    if resume is not None and (restored := restore(run_dir, model, optimizer, scaler, plateau, dist, device)):
+        p, best_state = restored
+        saved = f"epoch {p.epoch}, after batch {p.batch}" if p.batch else f"start of epoch {p.epoch}"
+        if dist.main and p.history:  # the history as of the checkpoint (a later epoch's row is redone)
+            records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
+    checkpoint = lambda: save_last(last_pt, dist, device, cfg, model, optimizer, scaler, plateau, p,  # noqa: E731
+                                   best_state)
+
+    bar = tqdm(range(p.epoch, epochs + 1) if not p.done else [], desc=f"{cfg.model.name} s{tc.seed}", unit="epoch",
+               initial=min(p.epoch - 1, epochs), total=epochs, disable=tc.quiet or not dist.main, dynamic_ncols=True)
+    session_start, elapsed_before = time.perf_counter(), p.elapsed_s
     for epoch in bar:
-        # ---- train one epoch ------------------------------------------------------------------
+        # ---- train one epoch (or its rest, when resumed mid-way) -----------------------------
         if tc.scheduler == "multistep":
-            base_lr = tc.lr * tc.gamma ** sum(m <= epoch - 1 for m in tc.milestones)
+            p.base_lr = tc.lr * tc.gamma ** sum(m <= epoch - 1 for m in tc.milestones)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         step_model.train()
-        timer = Timer(device, tc.time_phases)
-        loss_sum, loss_n, skipped, samples = 0.0, 0, 0, 0
-        epoch_start = time.perf_counter()
-        batches = train_batches.epoch(epoch - 1)
-        for i, (x, y) in enumerate(batches):  # x (B, in, N, 3), y (B, out, N, 1) original units
+        timer = Timer(device, tc.time_phases, p.phase_s)
+        epoch_start = time.perf_counter() - p.epoch_s  # a resumed epoch keeps its time so far
+        for i, (x, y) in enumerate(train_batches.epoch(epoch - 1, skip=p.batch), start=p.batch):
+            # x (B, in, N, 3), y (B, out, N, 1) original units: the global batch; each rank takes its slice
+            n = len(x)
+            x, y = shard(x, dist), shard(y, dist)  # (B / world, ...)
             if tc.noise_std > 0:  # Gaussian input augmentation on the z-scored value channel
                 x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
             timer.lap("data")
@@ -253,19 +514,22 @@ def fit(cfg: RunConfig, dataset: Dataset | None = None, out_root: Path | None = 
                 loss = compute_loss(step_model(x), y, mean, std, tc, cfg.model.denoise_weight)
             loss_value = loss.item()  # one sync per step, shared by the check and the running mean
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"non-finite loss ({loss_value}) at epoch {epoch}, step {i}: "
-                                         "lower train.lr or check the data")
+                raise non_finite_loss(loss_value, epoch, i, n_batches, p.opt_step, run_dir, saved)
             timer.lap("forward")
             group = min(tc.accumulation_steps, n_batches - i // tc.accumulation_steps * tc.accumulation_steps)
+            step_end = (i + 1) % tc.accumulation_steps == 0 or i + 1 == n_batches
+            if dist.world > 1:
+                step_model.require_backward_grad_sync = step_end  # all-reduce gradients once per optimizer step
+                loss = loss * (len(x) * dist.world / n)  # weigh uneven slices so DDP's rank mean = the batch mean
             scaler.scale(loss / group).backward()  # mean over the micro-batches of this optimizer step
             timer.lap("backward")
-            loss_sum += loss_value * len(x)
-            loss_n += len(x)
-            samples += len(x)
-            if (i + 1) % tc.accumulation_steps == 0 or i + 1 == n_batches:
-                lr = base_lr * warmup_factor(opt_step, tc.warmup_steps)
+            p.loss_sum += loss_value * len(x)
+            p.loss_n += len(x)
+            p.samples += n
+            if step_end:
+                lr = p.base_lr * warmup_factor(p.opt_step, tc.warmup_steps)
                 if tc.scheduler == "cosine":
-                    lr *= cosine_factor(opt_step, total_steps, tc.min_lr / tc.lr)
+                    lr *= cosine_factor(p.opt_step, total_steps, tc.min_lr / tc.lr)
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 if tc.grad_clip > 0:
@@ -275,72 +539,98 @@ def fit(cfg: RunConfig, dataset: Dataset | None = None, out_root: Path | None = 
                 scaler.step(optimizer)
                 scaler.update()
                 if scale_before is not None and scaler.get_scale() < scale_before:
-                    skipped += 1  # fp16 overflow: GradScaler skipped this step
+                    p.skipped += 1  # fp16 overflow: GradScaler skipped this step (and lowered its scale)
                 optimizer.zero_grad(set_to_none=True)
-                opt_step += 1
+                p.opt_step += 1
                 timer.lap("optimizer")
+                if last_pt and every and p.opt_step % every == 0 and i + 1 < n_batches:  # mid-epoch checkpoint
+                    p.batch, p.epoch_s = i + 1, time.perf_counter() - epoch_start
+                    p.elapsed_s = elapsed_before + time.perf_counter() - session_start
+                    checkpoint()
+                    saved = f"epoch {epoch}, after batch {i + 1}"
+                    timer.restart()
         train_seconds = time.perf_counter() - epoch_start
+        if dist.world > 1:  # every rank's part of the epoch's loss
+            sums = all_reduce_sum(torch.tensor([p.loss_sum, p.loss_n], dtype=torch.float64), dist, device)
+            p.loss_sum, p.loss_n = sums[0].item(), int(sums[1].item())
 
         # ---- validate -----------------------------------------------------------------------
         val_mae, val_seconds = float("nan"), 0.0
         if epoch % tc.validate_every == 0 or epoch == epochs:
             t0 = time.perf_counter()
-            val_mae = evaluate(step_model, val_batches, ds, autocast)["mae"]
+            val_mae = evaluate(fast_model, val_batches, ds, autocast, dist, device)["mae"]
             val_seconds = time.perf_counter() - t0
             # early stopping counts validations without a meaningful gain (relative 1e-4, as the plateau rule)
-            stale = 0 if val_mae < best * (1 - 1e-4) else stale + 1
-            if val_mae < best:
-                best, best_epoch = val_mae, epoch
+            p.stale = 0 if val_mae < p.best * (1 - 1e-4) else p.stale + 1
+            if val_mae < p.best:
+                p.best, p.best_epoch = val_mae, epoch
                 best_state = copy.deepcopy(model.state_dict())
-                if tc.save_checkpoint:
+                if tc.save_checkpoint and dist.main:
                     records.save_torch(run_dir / "best.pt", {"model": best_state, "epoch": epoch, "val_mae": val_mae})
             if tc.scheduler == "plateau":
-                base_lr = plateau.step(val_mae, base_lr)
-        row = {"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_mae": val_mae,
+                p.base_lr = plateau.step(val_mae, p.base_lr)
+        row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.loss_n, 1), "val_mae": val_mae,
                "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds + val_seconds,
                "train_seconds": train_seconds, **{f"{k}_s": v for k, v in timer.totals.items()},
-               "validation_s": val_seconds, "samples_per_s": samples / max(train_seconds, 1e-9),
-               "peak_mem_mb": peak_memory_mb(device), "skipped_steps": skipped}
-        history.append(row)
-        records.write_csv(run_dir / "history.csv", pd.DataFrame(history))
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mae=f"{val_mae:.3f}", best=f"{best:.3f}")
-        if tc.early_stop_patience and stale >= tc.early_stop_patience:
-            tqdm.write(f"early stop at epoch {epoch}: no validation improvement in {stale} validations")
+               "validation_s": val_seconds, "samples_per_s": p.samples / max(train_seconds, 1e-9),
+               "peak_mem_mb": peak_memory_mb(device), "skipped_steps": p.skipped}
+        p.history.append(row)
+        early_stop = bool(tc.early_stop_patience and p.stale >= tc.early_stop_patience)
+        p.done = early_stop or epoch == epochs
+        p.next_epoch()
+        p.elapsed_s = elapsed_before + time.perf_counter() - session_start
+        if dist.main:
+            records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
+        if last_pt:
+            checkpoint()
+            saved = f"end of epoch {epoch}"
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mae=f"{val_mae:.3f}", best=f"{p.best:.3f}")
+        if early_stop:
+            if dist.main:
+                tqdm.write(f"early stop at epoch {epoch}: no validation improvement in {p.stale} validations")
             break
-    train_total = time.perf_counter() - train_start
+    train_total = elapsed_before + time.perf_counter() - session_start
 
     # ---- test with the best-validation weights ---------------------------------------------------
     if best_state is not None:
         model.load_state_dict(best_state)
-    elif tc.save_checkpoint:
+    elif tc.save_checkpoint and dist.main:
         records.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": 0, "val_mae": None})
     make = lambda split: make_batches(ds, split, tc.eval_batch_size, **batch_kw)  # noqa: E731
-    val_metrics = evaluate(model, make("val"), ds, autocast)
-    test_metrics = evaluate(model, make("test"), ds, autocast)
-    hist = pd.DataFrame(history)
-    if hist.empty:
-        records.write_csv(run_dir / "history.csv", pd.DataFrame(columns=["epoch", "train_loss", "val_mae"]))
+    val_metrics = evaluate(model, make("val"), ds, autocast, dist, device)
+    test_metrics = evaluate(model, make("test"), ds, autocast, dist, device)
+    hist = pd.DataFrame(p.history)
     metrics = {
-        "test": test_metrics, "val": val_metrics, "best_epoch": best_epoch, "epochs_run": len(history),
+        "test": test_metrics, "val": val_metrics, "best_epoch": p.best_epoch, "epochs_run": len(p.history),
         "train_seconds": train_total,
         "seconds_per_epoch": float(hist["train_seconds"].median()) if len(hist) else 0.0,
         "params": count_parameters(model), "model": cfg.model.name, "dataset": ds.name, "seed": tc.seed,
         "device": str(device), "amp": str(dtype).replace("torch.", "") if dtype else "off",
         "skipped_steps": int(hist["skipped_steps"].sum()) if len(hist) else 0,
     }
+    if dist.world > 1:
+        metrics["world_size"] = dist.world
+    if dist.main:
+        write_results(cfg, run_dir, out_root, hist, metrics, device)
+    return Run(cfg, run_dir.name, run_dir, hist, metrics, model, ds, device)
+
+
+def write_results(cfg: RunConfig, run_dir: Path, out_root: Path, hist: pd.DataFrame, metrics: dict, device) -> None:
+    """metrics.json and the run's ledger row (one row, also when the run was resumed)."""
+    if hist.empty:
+        records.write_csv(run_dir / "history.csv", pd.DataFrame(columns=["epoch", "train_loss", "val_mae"]))
     records.write_json(run_dir / "metrics.json", metrics)
-    h = test_metrics["by_horizon"]
+    test, val, h = metrics["test"], metrics["val"], metrics["test"]["by_horizon"]
     records.append_ledger({
-        "run_id": run_id, "stage": cfg.stage, "name": cfg.name, "profile": cfg.profile, "model": cfg.model.name,
-        "dataset": ds.name, "seed": tc.seed, "params": metrics["params"], "best_epoch": best_epoch,
-        "epochs_run": len(history), "train_seconds": round(train_total, 2),
-        "seconds_per_epoch": round(metrics["seconds_per_epoch"], 3), "val_mae": round(val_metrics["mae"], 4),
-        "test_mae": round(test_metrics["mae"], 4), "test_rmse": round(test_metrics["rmse"], 4),
-        "test_mape": round(test_metrics["mape"], 4), "mae_h3": round(h["3"]["mae"], 4),
-        "mae_h6": round(h["6"]["mae"], 4), "mae_h12": round(h["12"]["mae"], 4), "device": str(device),
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "run_dir": str(run_dir),
+        "run_id": run_dir.name, "stage": cfg.stage, "name": cfg.name, "profile": cfg.profile, "model": cfg.model.name,
+        "dataset": metrics["dataset"], "seed": cfg.train.seed, "params": metrics["params"],
+        "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+        "train_seconds": round(metrics["train_seconds"], 2), "seconds_per_epoch": round(metrics["seconds_per_epoch"], 3),
+        "val_mae": round(val["mae"], 4), "test_mae": round(test["mae"], 4), "test_rmse": round(test["rmse"], 4),
+        "test_mape": round(test["mape"], 4), "mae_h3": round(h["3"]["mae"], 4), "mae_h6": round(h["6"]["mae"], 4),
+        "mae_h12": round(h["12"]["mae"], 4), "device": str(device), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "run_dir": str(run_dir),
     }, out_root)
-    return Run(cfg, run_id, run_dir, hist, metrics, model, ds, device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,21 +646,41 @@ def main(argv=None) -> int:
                     help="dotted override, e.g. --set model.name=stid --set train.epochs=5")
     ap.add_argument("--stage", help="record under outputs/runs/<stage>/ (default: the params' stage)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last.pt, in the same record")
+    ap.add_argument("--checkpoint-every", type=int, metavar="N",
+                    help=f"write last.pt every N optimizer steps too (default {CHECKPOINT_EVERY}; 0 = epoch ends only)")
     args = ap.parse_args(argv)
     try:
-        profile = load_profile(resolve_params(args.params))
-        cfg = profile.run_config(preset=args.preset, overrides=args.overrides, stage=args.stage)
+        if args.resume:
+            if args.preset or args.overrides or args.stage:
+                raise ConfigError("--resume continues a run with the config it started with: drop --preset, --set "
+                                  "and --stage")
+            cfg = resume_config(args.resume)
+        else:
+            profile = load_profile(resolve_params(args.params))
+            cfg = profile.run_config(preset=args.preset, overrides=args.overrides, stage=args.stage)
         if args.quiet:
             cfg.train.quiet = True
-        run = fit(cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    t = run.metrics["test"]
-    print(f"test MAE {t['mae']:.3f}  RMSE {t['rmse']:.3f}  MAPE {t['mape']:.2f}%  "
-          f"(best epoch {run.metrics['best_epoch']}, {run.metrics['train_seconds']:.0f} s)")
-    print(run.dir)
+        run = fit(cfg, resume=args.resume, checkpoint_every=args.checkpoint_every)
+    except (ConfigError, FileNotFoundError, ValueError) as e:  # bad params, data files or run directory
+        return _fail(e, 2)
+    except FloatingPointError as e:  # NaN / inf loss: the checkpoints before it are kept
+        return _fail(e, 3)
+    except OSError as e:  # unwritable outputs, full disk: nothing half-written is left
+        return _fail(e, 4)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints
+        t = run.metrics["test"]
+        print(f"test MAE {t['mae']:.3f}  RMSE {t['rmse']:.3f}  MAPE {t['mape']:.2f}%  "
+              f"(best epoch {run.metrics['best_epoch']}, {run.metrics['train_seconds']:.0f} s)")
+        print(run.dir)
     return 0
+
+
+def _fail(e: Exception, code: int) -> int:
+    """Print one clear error line (naming the rank under torchrun); return the exit code."""
+    rank = f"[rank {os.environ['RANK']}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    print(f"{rank}error: {e}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
