@@ -484,6 +484,20 @@ def _corrupt_checkpoint(tmp: Path) -> str:
     return f"exit 2 each: {short(msg, tmp)}"
 
 
+@case("resume_live_run", "--resume of a run another process is still training")
+def _resume_live_run(tmp: Path) -> str:
+    outputs = tmp / "outputs"
+    code, _, err = cli(["--params", write_params(tmp, train={"epochs": 1})], outputs)
+    assert code == 0, err
+    (run_dir,) = run_dirs(outputs)
+    before = (run_dir / "last.pt").read_bytes()
+    with records.run_lock(run_dir):  # stands in for the live process
+        code, _, err = cli(["--resume", run_dir], outputs)
+    msg = expect_error(code, err, 2, "in use by another process")
+    assert (run_dir / "last.pt").read_bytes() == before and ledger_rows(outputs, run_dir.name) == 1
+    return f"exit 2: {short(msg, tmp)}"
+
+
 # ---------------------------------------------------------------------------------------------
 # command line
 

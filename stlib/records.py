@@ -166,6 +166,21 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold run_dir/.lock while this process trains the run: a second one (resuming a live run) is refused."""
+    with open(Path(run_dir) / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{run_dir} is in use by another process (is it still running?): resume it once that "
+                             "process has stopped") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def append_ledger(row: dict, root: Path | None = None) -> Path:
     """Add one run's row to outputs/ledger.csv (replacing an older row of the same run_id: a resumed run
     is listed once); read, add, write temp, rename, under a file lock."""

@@ -21,7 +21,7 @@ import random
 import resource
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -391,11 +391,15 @@ def restore(run_dir: Path, model, optimizer, scaler, plateau, dist: Dist, device
     return unpack_checkpoint(records.load_torch(path, device), model, optimizer, scaler, plateau, dist.rank)
 
 
-def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device) -> tuple[Path, Path]:
-    """(run directory, outputs root): the resumed one, or a new one that rank 0 creates with config and env."""
+def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: ExitStack) -> tuple[Path, Path]:
+    """(run directory, outputs root): the resumed one, or a new one that rank 0 creates with config and env.
+
+    Rank 0 holds the directory's lock until fit() ends, so a run cannot be resumed while it still runs.
+    """
     if resume is not None:
         run_dir = Path(resume).resolve()
         if dist.main:
+            held.enter_context(records.run_lock(run_dir))
             records.remove_temp_files(run_dir)  # half-written files of the killed session
         return run_dir, Path(out_root) if out_root else run_dir.parents[2]  # <root>/runs/<stage>/<run-id>
     out_root = Path(out_root) if out_root else output_dir()
@@ -403,6 +407,7 @@ def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device) -> tuple[
     if dist.main:
         label = f"{cfg.model.name}-s{cfg.train.seed}" + (f"-{cfg.name}" if cfg.name else "")
         _, run_dir = records.new_run_dir(cfg.stage, label, out_root)
+        held.enter_context(records.run_lock(run_dir))
         records.write_config(run_dir / "config.yaml", cfg.to_dict())
         records.write_json(run_dir / "env.json", records.environment(device))
     if dist.world > 1:
@@ -443,14 +448,14 @@ def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dist, device = setup_distributed(pick_device(cfg.train.device))
-    try:
-        return _fit(cfg, dataset, out_root, resume, every, dist, device)
-    finally:
+    with ExitStack() as held:  # the process group and the run directory's lock, released however fit ends
         if dist.owned:
-            td.destroy_process_group()
+            held.callback(td.destroy_process_group)
+        return _fit(cfg, dataset, out_root, resume, every, dist, device, held)
 
 
-def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, device: torch.device) -> Run:
+def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, device: torch.device,
+         held: ExitStack) -> Run:
     """fit() once the config, the device and the process group are settled."""
     tc = cfg.train
     seed_everything(tc.seed)
@@ -480,7 +485,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     epochs = tc.epochs if trainable else 0
 
     # everything above can fail on bad inputs and leaves no trace; from here on the run has a record
-    run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, device)
+    run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
     last_pt = run_dir / "last.pt" if tc.save_checkpoint and trainable else None
     p, best_state, saved = Progress(base_lr=tc.lr), None, None  # saved: what last.pt holds, for messages
     if resume is not None and (restored := restore(run_dir, model, optimizer, scaler, plateau, dist, device)):
