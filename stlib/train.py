@@ -367,14 +367,23 @@ def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfi
     saved = build_run_config(yaml.safe_load(path.read_text()) or {}, str(path))
     if cfg is None:
         return saved
-    flat = lambda c: {f"{s}.{k}" if isinstance(sec, dict) else s: v  # noqa: E731
-                      for s, sec in c.to_dict().items() for k, v in (sec.items() if isinstance(sec, dict) else [(s, sec)])}
-    a, b = flat(saved), flat(cfg)
-    diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES]
+    a, b = _dotted(saved.to_dict()), _dotted(cfg.to_dict())
+    diff = [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES]
     if diff:
         raise ConfigError(f"cannot resume {run_dir} with a different config ({'; '.join(diff)}): "
                           "a resumed run continues with the config it started with")
     return cfg
+
+
+def _dotted(tree: dict) -> dict:
+    """{'train': {'lr': 0.1}, 'stage': 'x'} -> {'train.lr': 0.1, 'stage': 'x'}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def restore(run_dir: Path, model, optimizer, scaler, plateau, dist: Dist, device) -> tuple[Progress, dict] | None:
@@ -415,6 +424,20 @@ def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: Exi
         td.broadcast_object_list(box, src=0)
         run_dir = box[0]
     return run_dir, out_root
+
+
+def rng_neutral(batches):
+    """The batches, with the start of the iteration kept off torch's global generator.
+
+    A DataLoader draws its base seed from that generator when an epoch starts; a resumed epoch starts
+    again, and that extra draw would shift every later dropout / noise draw.
+    """
+    it = iter(batches)
+    with torch.random.fork_rng(devices=[]):
+        first = next(it, None)
+    if first is not None:
+        yield first
+        yield from it
 
 
 def non_finite_loss(value: float, epoch: int, i: int, n_batches: int, opt_step: int, run_dir: Path,
@@ -508,7 +531,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
         step_model.train()
         timer = Timer(device, tc.time_phases, p.phase_s)
         epoch_start = time.perf_counter() - p.epoch_s  # a resumed epoch keeps its time so far
-        for i, (x, y) in enumerate(train_batches.epoch(epoch - 1, skip=p.batch), start=p.batch):
+        for i, (x, y) in enumerate(rng_neutral(train_batches.epoch(epoch - 1, skip=p.batch)), start=p.batch):
             # x (B, in, N, 3), y (B, out, N, 1) original units: the global batch; each rank takes its slice
             n = len(x)
             x, y = shard(x, dist), shard(y, dist)  # (B / world, ...)

@@ -158,3 +158,17 @@ def test_remove_temp_files(tmp_path):
     (tmp_path / "history.csv").write_text("epoch\n")
     assert [p.name for p in records.remove_temp_files(tmp_path)] == [".last.pt.x1.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]
+
+
+def test_dataloader_path_resumes_exactly(tmp_path, monkeypatch):
+    """A DataLoader draws its base seed from torch's generator when an epoch starts: a resumed epoch must not."""
+    cfg = load_profile(faults.write_params(tmp_path, train={"loader": "dataloader", "epochs": 2})).run_config()
+    ds = from_config(cfg.data)
+    ref = fit(cfg, dataset=ds, out_root=tmp_path / "reference")
+    with monkeypatch.context() as m:
+        stop_at(m, "compute_loss", 45)  # epoch 2, batch 12: 4 batches past its checkpoint at batch 8
+        with pytest.raises(Killed):
+            fit(cfg, dataset=ds, out_root=tmp_path / "run", checkpoint_every=5)
+    (run_dir,) = faults.run_dirs(tmp_path / "run")
+    fit(dataset=ds, resume=run_dir)
+    faults.same_results(run_dir, ref.dir)
