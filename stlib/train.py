@@ -31,7 +31,23 @@ import torch
 import torch.distributed as td
 import yaml
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm  # plain text bars: readable in terminals, papermill logs and notebooks alike
+try:
+    from tqdm import tqdm  # plain text bars: readable in terminals, papermill logs and notebooks alike
+except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) still runs the bench
+
+    class tqdm:  # noqa: N801  (stands in for tqdm.tqdm)
+        def __init__(self, iterable=(), **_):
+            self.iterable = iterable
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def set_postfix(self, *_, **__):
+            pass
+
+        @staticmethod
+        def write(msg):
+            print(msg)
 
 from . import records
 from .config import ConfigError, RunConfig, build_run_config, load_profile
