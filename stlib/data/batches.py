@@ -114,7 +114,9 @@ class LoaderWindows:
         loader = DataLoader(self.items, batch_size=self.batch_size, sampler=_OrderSampler(order),
                             drop_last=self.drop_last, num_workers=self.num_workers, pin_memory=self.pin_memory,
                             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
-                            persistent_workers=False)
+                            persistent_workers=False,
+                            # its own seeded generator: starting an epoch draws nothing from the global RNG
+                            generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
