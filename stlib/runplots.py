@@ -101,3 +101,34 @@ def phase_bars(table: pd.DataFrame, ax=None):
     ax.tick_params(axis="x", rotation=25)
     ax.legend(fontsize=8)
     return ax
+
+
+def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start", lines: dict | None = None,
+                title: str = "test MAE per configuration (mean +- sd over seeds)"):
+    """Horizontal bars of mean test MAE per configuration with seed-sd error bars.
+
+    summary: index = configuration, columns "MAE", "MAE sd" (and optionally "kind" for colours);
+    reference: a configuration drawn as a dashed line; lines: {label: MAE} drawn as dotted lines.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 0.42 * len(summary) + 1.2))
+    palette = {"start": "0.55", "alone": "tab:blue", "cumulative": "tab:green", "extra": "tab:orange",
+               "component": "tab:purple", "baseline": "tab:gray"}
+    kinds = summary["kind"] if "kind" in summary else pd.Series("alone", index=summary.index)
+    y = np.arange(len(summary))[::-1]
+    ax.barh(y, summary["MAE"], xerr=summary["MAE sd"].fillna(0), color=[palette.get(k, "tab:blue") for k in kinds],
+            capsize=3, alpha=0.85)
+    ax.set_yticks(y, summary.index)
+    lo = np.nanmin(summary["MAE"] - summary["MAE sd"].fillna(0))
+    hi = np.nanmax(summary["MAE"] + summary["MAE sd"].fillna(0))
+    if reference is not None and reference in summary.index:
+        ax.axvline(summary.loc[reference, "MAE"], color="0.3", ls="--", lw=1, label=reference)
+    for i, (label, value) in enumerate((lines or {}).items()):
+        ax.axvline(value, color=f"C{i + 3}", ls=":", lw=1.5, label=label)
+        lo, hi = min(lo, value), max(hi, value)
+    pad = 0.15 * (hi - lo) + 1e-6
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set(xlabel="test MAE (masked, original units)", title=title)
+    if reference is not None or lines:
+        ax.legend(fontsize=8, loc="lower right")
+    return ax

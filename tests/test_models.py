@@ -9,7 +9,7 @@ import torch
 from stlib.config import ModelConfig
 from stlib.data import make_batches
 from stlib.models import build_model, count_parameters
-from stlib.models.layers import AxisAttention, future_time_indices, sinusoidal
+from stlib.models.layers import AxisAttention, Dropout, future_time_indices, keep_mask, sinusoidal
 from stlib.train import compute_loss
 
 from conftest import tiny_config
@@ -203,3 +203,56 @@ def test_adaptive_embedding_adds_parameters(tiny):
     adaptive = small_model("alternating", tiny, adaptive_dim=8)
     extra = count_parameters(adaptive) - count_parameters(plain)
     assert extra == 12 * tiny.num_sensors * 8 + 8 * 16  # (in_steps, N, dim) table + its projection
+
+
+@pytest.mark.parametrize("p", [0.05, 0.15, 0.5])
+def test_keep_mask_rate_matches_p_in_every_lane(p):
+    torch.manual_seed(0)
+    keep = keep_mask(torch.empty(400_000), p)
+    assert keep.dtype == torch.bool and keep.shape == (400_000,)
+    # each of the four 16-bit lanes of a random int64 has its own threshold: all must drop at rate p
+    for lane in range(4):
+        rate = 1 - keep.view(-1, 4)[:, lane].float().mean().item()
+        assert abs(rate - p) < 0.006, (lane, rate)
+
+
+def test_keep_mask_odd_sizes_and_shapes():
+    torch.manual_seed(0)
+    for shape in [(1,), (3,), (5, 7), (2, 3, 5, 7)]:
+        assert keep_mask(torch.empty(shape), 0.3).shape == shape
+
+
+def test_dropout_matches_nn_dropout_semantics():
+    torch.manual_seed(0)
+    x = torch.ones(200_000, requires_grad=True)
+    d = Dropout(0.2).train()
+    y = d(x)
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.8))  # inverted scaling
+    assert abs(y.mean().item() - 1.0) < 0.01  # expectation preserved
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)  # gradient flows only through kept elements
+    assert torch.equal(d.eval()(x), x)  # identity at evaluation
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)
+
+
+def test_dropout_is_seeded():
+    x = torch.randn(1000)
+    torch.manual_seed(3)
+    a = Dropout(0.5).train()(x)
+    torch.manual_seed(3)
+    b = Dropout(0.5).train()(x)
+    assert torch.equal(a, b)
+
+
+def test_axis_attention_bf16_on_cpu_close_to_fp32():
+    torch.manual_seed(0)
+    attn = AxisAttention(16, 2).eval()
+    x = torch.randn(2, 12, 5, 16)
+    ref = attn(x, axis=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = attn(x, axis=1)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - ref).abs().max() < 0.05

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .layers import future_time_indices, time_indices
+from .layers import Dropout, future_time_indices, time_indices
 
 
 class LastValue(nn.Module):
@@ -70,7 +71,7 @@ class STID(nn.Module):
             nn.init.xavier_uniform_(p)
         hidden = 4 * embed_dim
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+            nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, hidden))
             for _ in range(num_layers))
         self.head = nn.Linear(hidden, out_steps)
 
@@ -80,8 +81,8 @@ class STID(nn.Module):
         h = torch.cat([
             self.series(x[..., 0].transpose(1, 2)),  # (B, N, E) from the N series of T steps
             self.node.expand(B, -1, -1),  # (B, N, E)
-            self.tod[tod],  # (B, N, E)
-            self.dow[dow],  # (B, N, E)
+            F.embedding(tod, self.tod),  # (B, N, E); F.embedding's backward is cheaper than indexing's
+            F.embedding(dow, self.dow),  # (B, N, E)
         ], dim=-1)  # (B, N, 4E)
         for layer in self.layers:
             h = h + layer(h)  # residual MLP

@@ -1,0 +1,220 @@
+"""Ablations: configs x seeds -> a tidy DataFrame, resumable; the roadmap's stage-1 items as configs.
+
+    variants = stage1_variants(scaled_constants(cfg, ds))
+    runs, table = run_ablation(profile, variants, seeds=[0, 1, 2], stage="03", dataset=ds)
+    summary = summarize(table)
+
+A (config, seed) whose run is already recorded with the same configuration is read back, not
+trained again, so an ablation that died half-way resumes where it stopped. `jobs=2` trains two
+runs at a time in worker processes (one torch thread each), which on a 2-core CPU gives more
+throughput than one run on two threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .config import Profile, RunConfig
+from .data import Dataset
+from .experiments import find_run
+from .paths import output_dir
+from .records import atomic_write_text
+from .reference import ROADMAP
+from .train import Run, fit
+
+# the roadmap author's run, as far as the note tells (ROADMAP.md): 100 epochs; their data is full
+# PEMS08 (about 10700 training windows); batch 64 is the ladder's naive rung and assumed here
+ROADMAP_RUN = {"epochs": 100, "train_windows": 10700, "batch_size": 64, "patience": 10, "warmup_steps": 1000}
+
+# the roadmap's stage-1 items with its expected MAE gain (its author's data), in its order
+STAGE1_EXPECTED = {"scheduler": (0.5, 1.0), "depth": (0.5, 1.0), "noise": (0.3, 0.5), "warmup": (0.2, 0.4)}
+STAGE1_TOTAL = (2.0, 3.5)
+
+
+@dataclass
+class Variant:
+    """One configuration of an ablation: dotted overrides on the base config."""
+
+    name: str
+    overrides: dict = field(default_factory=dict)
+    kind: str = "alone"  # start | alone | cumulative | extra
+    expected: tuple[float, float] | None = None  # the roadmap's expected MAE gain, where it gives one
+
+
+def scaled_constants(cfg: RunConfig, train_windows: int) -> dict:
+    """The roadmap's warmup (1000 steps) and plateau patience (10) as shares of its run, applied to ours.
+
+    Warmup: 1000 steps of a 100-epoch run at ~168 steps an epoch is 6 % of all updates; we warm up
+    over the same share of our updates. Patience: 10 validations of 100 is 10 % of the run; ours is
+    10 % of our validations (epochs // validate_every), at least 1. Returns the overrides and the
+    arithmetic, for the notebook to print.
+    """
+    r = ROADMAP_RUN
+    r_steps = math.ceil(r["train_windows"] / r["batch_size"]) * r["epochs"]
+    warm_share = r["warmup_steps"] / r_steps
+    t = cfg.train
+    steps = math.ceil(train_windows / t.batch_size / t.accumulation_steps) * t.epochs
+    validations = max(1, t.epochs // t.validate_every)
+    patience_share = r["patience"] / r["epochs"]
+    return {
+        "overrides": {"train.warmup_steps": max(1, round(warm_share * steps)),
+                      "train.patience": max(1, round(patience_share * validations))},
+        "roadmap_steps": r_steps, "warmup_share": warm_share, "our_steps": steps,
+        "patience_share": patience_share, "our_validations": validations,
+    }
+
+
+def stage1_variants(scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: float = 0.01,
+                    dropout: tuple[float, float] = (0.05, 0.1)) -> list[Variant]:
+    """Start; each roadmap item alone; the items added cumulatively; denoising, positions and dropout."""
+    o = scaled["overrides"]
+    items = {
+        "scheduler": {"train.scheduler": "plateau", "train.patience": o["train.patience"], "train.factor": 0.5},
+        "depth": {"model.encoder_depth": depth[1]},
+        "noise": {"train.noise_std": noise_std},
+        "warmup": {"train.warmup_steps": o["train.warmup_steps"]},
+    }
+    out = [Variant("start", {"model.encoder_depth": depth[0], "model.dropout": dropout[0]}, "start")]
+    base = out[0].overrides
+    out += [Variant(f"+{k}", {**base, **v}, "alone", STAGE1_EXPECTED[k]) for k, v in items.items()]
+    acc, names = dict(base), []
+    for k, v in items.items():
+        acc, names = {**acc, **v}, names + [k]
+        if len(names) > 1:
+            lo = sum(STAGE1_EXPECTED[n][0] for n in names)
+            hi = sum(STAGE1_EXPECTED[n][1] for n in names)
+            out.append(Variant("+" + "+".join(names), dict(acc), "cumulative", (lo, hi)))
+    out += [Variant("no denoising", {**base, "model.use_denoising": False}, "extra"),
+            Variant("learned positions", {**base, "model.pos_encoding": "learned"}, "extra"),
+            Variant(f"dropout {dropout[1]}", {**base, "model.dropout": dropout[1]}, "extra")]
+    return out
+
+
+def select(variants: list[Variant], names) -> list[Variant]:
+    """The variants named (all when names is empty); an unknown name is an error listing the known ones."""
+    if not names:
+        return variants
+    known = {v.name: v for v in variants}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ValueError(f"unknown variant(s) {missing}; known: {list(known)}")
+    return [known[n] for n in names]
+
+
+def _config(profile: Profile, v: Variant, seed: int, stage: str, base: dict) -> RunConfig:
+    return profile.run_config(overrides={**base, **v.overrides, "train.seed": seed}, stage=stage, name=v.name)
+
+
+def _fit_in_worker(profile_path: str, cfg_dict: dict, out_root: str) -> str:
+    """Worker process: one run on one torch thread; returns its run directory."""
+    import torch
+
+    from .config import build_run_config
+
+    torch.set_num_threads(1)
+    cfg = build_run_config(cfg_dict, profile_path)
+    return str(fit(cfg, out_root=Path(out_root)).dir)
+
+
+def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, dataset: Dataset | None = None,
+                 base_overrides: dict | None = None, reuse: bool = True, jobs: int = 1
+                 ) -> tuple[dict[tuple[str, int], Run], pd.DataFrame]:
+    """Train every variant with every seed (reading back recorded runs); ({(name, seed): Run}, tidy table)."""
+    base = dict(base_overrides or {})
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be unique, got {names}")
+    cfgs = {(v.name, s): _config(profile, v, s, stage, base) for v in variants for s in seeds}
+    dirs = {key: find_run(cfg) if reuse else None for key, cfg in cfgs.items()}
+    todo = [key for key, d in dirs.items() if d is None]
+    print(f"{len(cfgs) - len(todo)} of {len(cfgs)} runs already recorded; training {len(todo)}")
+    if jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futs = {key: pool.submit(_fit_in_worker, str(profile.path), cfgs[key].to_dict(), str(output_dir()))
+                    for key in todo}
+            for key, fut in futs.items():
+                dirs[key] = Path(fut.result())
+    runs = {}
+    for key in cfgs:
+        if dirs[key] is None:
+            runs[key] = fit(cfgs[key], dataset=dataset)
+        else:
+            runs[key] = Run.from_dir(dirs[key], dataset=dataset)
+    kinds = {v.name: v.kind for v in variants}
+    return runs, tidy(runs, kinds)
+
+
+def tidy(runs: dict[tuple[str, int], Run], kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per (config, seed): test MAE (average, h3, h6, h12), RMSE, MAPE, best epoch, seconds."""
+    rows = []
+    for (name, seed), run in runs.items():
+        t, m = run.metrics["test"], run.metrics
+        rows.append({"config": name, "kind": (kinds or {}).get(name, ""), "seed": seed, "MAE": t["mae"],
+                     "MAE h3": t["by_horizon"]["3"]["mae"], "MAE h6": t["by_horizon"]["6"]["mae"],
+                     "MAE h12": t["by_horizon"]["12"]["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"],
+                     "best epoch": m["best_epoch"], "seconds": m["train_seconds"], "run": run.run_id})
+    return pd.DataFrame(rows)
+
+
+def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, reference: str = "start") -> pd.DataFrame:
+    """Mean and sd per config; gain = reference MAE - config MAE (positive = better) and its spread.
+
+    `gain sd` is the sd of the difference of two means, sqrt(sd_ref^2/n_ref + sd^2/n). A gain is
+    `clear` when it exceeds both configs' seed sd added (their +-1 sd bands do not overlap).
+    """
+    g = table.groupby("config", sort=False)
+    out = g[["MAE", "MAE h12", "RMSE", "MAPE %", "best epoch", "seconds"]].mean()
+    out.insert(1, "MAE sd", g["MAE"].std(ddof=1))
+    out.insert(0, "seeds", g.size())
+    if "kind" in table:
+        out.insert(0, "kind", g["kind"].first())
+    if reference in out.index:
+        ref = out.loc[reference]
+        out["gain"] = ref["MAE"] - out["MAE"]
+        out["gain sd"] = ((ref["MAE sd"] ** 2 / ref["seeds"]) + out["MAE sd"] ** 2 / out["seeds"]) ** 0.5
+        out["clear"] = out["gain"] > (ref["MAE sd"] + out["MAE sd"])
+        out.loc[reference, "clear"] = False
+    if variants is not None:
+        exp = {v.name: v.expected for v in variants}
+        out["expected gain"] = [f"{exp[n][0]:.1f}-{exp[n][1]:.1f}" if exp.get(n) else "" for n in out.index]
+    return out
+
+
+def gate(mae: float, baseline_mae: float) -> dict:
+    """The roadmap's stage-1 gate (MAE <= 16 against its baseline 14.57) as a ratio to our baseline."""
+    ratio = ROADMAP["stage1_gate_mae"] / ROADMAP["baseline_mae"]
+    threshold = ratio * baseline_mae
+    return {"ratio": ratio, "baseline_mae": baseline_mae, "threshold": threshold, "mae": mae,
+            "passed": bool(mae <= threshold)}
+
+
+def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Path:
+    """Write the profile with `overrides` folded into its base as a new params file (atomically).
+
+    The new file keeps the profile's presets and notebook parameters; stage 2 starts from it.
+    """
+    from .config import _set_dotted, load_profile
+
+    tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.base.items()}
+    for k, v in overrides.items():
+        _set_dotted(tree, k, v, f"{path}")
+    tree["profile"] = f"{profile.name}"
+    doc = {**tree, "presets": profile.presets, "notebooks": profile.notebooks}
+    text = f"# {note}\n# written by stlib.ablation.write_params from {profile.path.name}\n"
+    text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+    path = Path(path)
+    atomic_write_text(path, text)
+    load_profile(path)  # the file must read back as a valid profile
+    return path
+
+
+def default_jobs() -> int:
+    """Worker processes for an ablation: one per core, at most 2 (the CPU machines have 2 cores)."""
+    return max(1, min(2, os.cpu_count() or 1))

@@ -1,0 +1,141 @@
+"""Ablation runner: configs x seeds -> tidy table, resume from records, roadmap constants, gate."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from stlib import ablation
+from stlib.ablation import Variant
+from stlib.config import load_profile
+
+PROFILE = {
+    "profile": "abl",
+    "stage": "test",
+    "data": {"name": "synthetic", "num_sensors": 6, "num_days": 3},
+    "model": {"name": "encdec", "d_model": 16, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1,
+              "dropout": 0.0, "use_denoising": False},
+    "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "quiet": True},
+    "presets": {"stid": {"model.name": "stid"}},
+    "notebooks": {"03": {"seeds": [0, 1]}},
+}
+
+
+@pytest.fixture
+def profile(tmp_path):
+    path = tmp_path / "abl.yaml"
+    path.write_text(yaml.safe_dump(PROFILE))
+    return load_profile(path)
+
+
+def test_run_ablation_tidy_table_and_resume(profile, tiny, capsys):
+    variants = [Variant("start"), Variant("+noise", {"train.noise_std": 0.5})]
+    runs, table = ablation.run_ablation(profile, variants, seeds=[0, 1], stage="03", dataset=tiny)
+    assert len(runs) == 4 and len(table) == 4
+    assert list(table.columns[:4]) == ["config", "kind", "seed", "MAE"]
+    assert set(table["config"]) == {"start", "+noise"} and set(table["seed"]) == {0, 1}
+    assert table[["MAE", "MAE h12", "RMSE", "MAPE %", "seconds"]].notna().all().all()
+    # seeds differ, and the noise variant trains differently from the start
+    assert table.loc[table.config == "start", "MAE"].nunique() == 2
+    assert not table.loc[table.config == "start", "MAE"].equals(table.loc[table.config == "+noise", "MAE"])
+    assert "training 4" in capsys.readouterr().out
+    # a rerun reads every record back: same numbers, nothing trained
+    runs2, table2 = ablation.run_ablation(profile, variants, seeds=[0, 1], stage="03", dataset=tiny)
+    assert "4 of 4 runs already recorded; training 0" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(table, table2)
+    # one more seed trains only the missing runs
+    ablation.run_ablation(profile, variants, seeds=[0, 1, 2], stage="03", dataset=tiny)
+    assert "4 of 6 runs already recorded; training 2" in capsys.readouterr().out
+
+
+def test_run_ablation_in_worker_processes(profile, tiny, capsys):
+    variants = [Variant("start"), Variant("+warm", {"train.warmup_steps": 3})]
+    runs, table = ablation.run_ablation(profile, variants, seeds=[0], stage="03", dataset=tiny, jobs=2)
+    serial, table1 = ablation.run_ablation(profile, variants, seeds=[0], stage="03", dataset=tiny, reuse=False)
+    # worker processes (one thread each) give the same metrics as training here
+    assert table["MAE"].round(4).tolist() == table1["MAE"].round(4).tolist()
+
+
+def test_duplicate_variant_names_rejected(profile):
+    with pytest.raises(ValueError, match="unique"):
+        ablation.run_ablation(profile, [Variant("a"), Variant("a")], seeds=[0], stage="03")
+
+
+def test_summarize_gain_spread_and_clear():
+    table = pd.DataFrame({
+        "config": ["start"] * 3 + ["better"] * 3 + ["same"] * 3,
+        "kind": ["start"] * 3 + ["alone"] * 6,
+        "seed": [0, 1, 2] * 3,
+        "MAE": [20.0, 20.2, 19.8, 18.0, 18.1, 17.9, 20.1, 19.7, 20.3],
+        "MAE h12": [1.0] * 9, "RMSE": [1.0] * 9, "MAPE %": [1.0] * 9, "best epoch": [1] * 9, "seconds": [1.0] * 9,
+    })
+    s = ablation.summarize(table, [Variant("start", kind="start"), Variant("better", expected=(0.5, 1.0)),
+                                   Variant("same")])
+    assert s.loc["better", "gain"] == pytest.approx(2.0)
+    assert s.loc["start", "gain"] == 0.0 and not s.loc["start", "clear"]
+    assert s.loc["better", "gain sd"] == pytest.approx(math.sqrt(0.04 / 3 + 0.01 / 3))
+    assert bool(s.loc["better", "clear"]) and not bool(s.loc["same", "clear"])
+    assert s.loc["better", "expected gain"] == "0.5-1.0" and s.loc["same", "expected gain"] == ""
+    assert s.loc["better", "seeds"] == 3
+
+
+def test_scaled_constants_keep_the_roadmap_shares(profile):
+    cfg = profile.run_config(overrides={"train.epochs": 10, "train.batch_size": 16, "train.validate_every": 1})
+    sc = ablation.scaled_constants(cfg, train_windows=2834)
+    # 1000 of 168 x 100 roadmap steps = 5.95 %; ours: 178 steps x 10 epochs
+    assert sc["roadmap_steps"] == 16800 and sc["our_steps"] == 1780
+    assert sc["overrides"]["train.warmup_steps"] == round(1000 / 16800 * 1780)
+    assert sc["overrides"]["train.patience"] == 1  # 10 % of 10 validations
+    longer = profile.run_config(overrides={"train.epochs": 100, "train.batch_size": 64})
+    same = ablation.scaled_constants(longer, train_windows=10700)
+    assert same["overrides"] == {"train.warmup_steps": 1000, "train.patience": 10}  # the roadmap's own run
+    fewer_vals = profile.run_config(overrides={"train.epochs": 100, "train.validate_every": 5})
+    assert ablation.scaled_constants(fewer_vals, 2834)["overrides"]["train.patience"] == 2
+
+
+def test_stage1_variants_cover_the_roadmap(profile):
+    sc = {"overrides": {"train.warmup_steps": 50, "train.patience": 2}}
+    vs = {v.name: v for v in ablation.stage1_variants(sc, depth=(2, 3))}
+    assert list(vs) == ["start", "+scheduler", "+depth", "+noise", "+warmup", "+scheduler+depth",
+                        "+scheduler+depth+noise", "+scheduler+depth+noise+warmup", "no denoising",
+                        "learned positions", "dropout 0.1"]
+    tuned = vs["+scheduler+depth+noise+warmup"].overrides
+    assert tuned["train.scheduler"] == "plateau" and tuned["train.patience"] == 2 and tuned["train.factor"] == 0.5
+    assert tuned["model.encoder_depth"] == 3 and tuned["train.noise_std"] == 0.01
+    assert tuned["train.warmup_steps"] == 50
+    assert vs["+scheduler+depth+noise+warmup"].expected == pytest.approx((1.5, 2.9))
+    assert vs["+depth"].overrides == {"model.encoder_depth": 3, "model.dropout": 0.05}
+    assert vs["no denoising"].overrides["model.use_denoising"] is False
+    for v in vs.values():  # every variant is a valid config
+        profile.run_config(overrides=v.overrides)
+
+
+def test_select_names_unknown_variant():
+    vs = ablation.stage1_variants({"overrides": {"train.warmup_steps": 1, "train.patience": 1}})
+    assert [v.name for v in ablation.select(vs, ["start", "+noise"])] == ["start", "+noise"]
+    assert ablation.select(vs, []) == vs
+    with pytest.raises(ValueError, match=r"unknown variant\(s\) \['\+nois'\]"):
+        ablation.select(vs, ["+nois"])
+
+
+def test_gate_is_relative_to_the_baseline():
+    g = ablation.gate(15.5, 14.4)
+    assert g["ratio"] == pytest.approx(16 / 14.57)
+    assert g["threshold"] == pytest.approx(14.4 * 16 / 14.57) and g["passed"] is True
+    assert ablation.gate(16.0, 14.4)["passed"] is False
+
+
+def test_write_params_round_trips(profile, tmp_path):
+    path = ablation.write_params(profile, {"model.encoder_depth": 3, "train.noise_std": 0.01},
+                                 tmp_path / "abl_stage1.yaml", note="chosen")
+    again = load_profile(path)
+    cfg = again.run_config()
+    assert cfg.model.encoder_depth == 3 and cfg.train.noise_std == 0.01
+    assert again.presets == profile.presets and again.notebooks["03"] == {"seeds": [0, 1]}
+    assert path.read_text().startswith("# chosen")
+    with pytest.raises(Exception, match="encoder_dept"):
+        ablation.write_params(profile, {"model.encoder_dept": 3}, tmp_path / "bad.yaml", note="x")
+    assert not (tmp_path / "bad.yaml").exists()
