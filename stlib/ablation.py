@@ -159,7 +159,8 @@ def tidy(runs: dict[tuple[str, int], Run], kinds: dict[str, str] | None = None) 
         rows.append({"config": name, "kind": (kinds or {}).get(name, ""), "seed": seed, "MAE": t["mae"],
                      "MAE h3": t["by_horizon"]["3"]["mae"], "MAE h6": t["by_horizon"]["6"]["mae"],
                      "MAE h12": t["by_horizon"]["12"]["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"],
-                     "best epoch": m["best_epoch"], "seconds": m["train_seconds"], "run": run.run_id})
+                     "best epoch": m["best_epoch"], "seconds": m["train_seconds"],
+                     "s/epoch": m["seconds_per_epoch"], "run": run.run_id})
     return pd.DataFrame(rows)
 
 
@@ -170,7 +171,8 @@ def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, refere
     `clear` when it exceeds both configs' seed sd added (their +-1 sd bands do not overlap).
     """
     g = table.groupby("config", sort=False)
-    out = g[["MAE", "MAE h12", "RMSE", "MAPE %", "best epoch", "seconds"]].mean()
+    out = g[[c for c in ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "seconds", "s/epoch")
+             if c in table]].mean()
     out.insert(1, "MAE sd", g["MAE"].std(ddof=1))
     out.insert(0, "seeds", g.size())
     if "kind" in table:

@@ -5,7 +5,8 @@
 Each N is measured in a fresh process (a clean peak-memory counter): one training step
 (forward, backward, optimizer) of the alternating spatio-temporal model on random inputs shaped
 like a graph of N sensors, at a fixed batch. On CUDA the peak is torch.cuda.max_memory_allocated;
-on CPU it is the rise of the process's peak resident memory over its size before the first step.
+on CPU it is the rise of the process's peak resident memory (VmHWM, reset before the first step)
+over its size then.
 `fit_growth` fits cost = a * N^k on a log-log scale: spatial attention through the
 memory-efficient kernels keeps memory close to linear in N (k ~ 1), where a materialised N x N
 score matrix per head would make it quadratic.
@@ -34,6 +35,24 @@ SIZES = (170, 1000, 4000, 8600)  # PEMS08, a city, a large district, LargeST Cal
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-resident counter (VmHWM) so the peak is the step's, not the imports'."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _inputs(batch: int, steps: int, n: int, spd: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,6 +85,9 @@ def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, en
         base = torch.cuda.memory_allocated(dev) / 2**20
     else:
         base = _rss_mb()
+        if not _reset_peak_rss():
+            raise RuntimeError("cannot reset the peak-memory counter (/proc/self/clear_refs): CPU peak memory "
+                               "would include the imports")
     times = []
     for _ in range(steps + 1):  # the first step is warm-up
         sync()
@@ -80,7 +102,7 @@ def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, en
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20 - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base  # ru_maxrss is KiB on Linux
+        peak = _peak_rss_mb() - base
     return {"N": n, "batch": batch, "d_model": d_model, "pattern": pattern, "device": str(dev),
             "dtype": str(dt or torch.float32).replace("torch.", ""), "step_s": float(np.median(times[1:])),
             "warmup_s": times[0], "peak_mb": float(peak), "params": sum(p.numel() for p in model.parameters())}

@@ -115,6 +115,19 @@ def test_plan_of_the_real_notebooks_for_every_profile():
         assert all(p["params_file"] == str(path.resolve()) for _, _, p in jobs)
 
 
+def test_every_parameter_line_of_the_real_notebooks_parses():
+    """papermill silently drops a parameter line it cannot parse (an '=' in a comment, for one)."""
+    import re
+
+    from stlib.paths import REPO_ROOT
+
+    for nb in sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        node = nbformat.read(str(nb), as_version=4)
+        cell = next(c for c in node.cells if "parameters" in c.metadata.get("tags", []))
+        names = re.findall(r"^(\w+)\s*=", cell.source, flags=re.M)
+        assert list(pipeline.notebook_parameters(nb)) == names, nb.name
+
+
 def test_run_checks_everything_before_executing(tmp_path, nbdir):
     make_notebook(nbdir / "00_data.ipynb", "raise SystemExit('must not run')")
     params = make_params(tmp_path, '  "00": {nope: 1}\n')

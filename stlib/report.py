@@ -1,0 +1,143 @@
+"""The roadmap's route as measured: MAE per stage, the roadmap's ranges, the gates, speed; REPORT.md.
+
+Reads what the stage notebooks wrote under outputs/<profile>/ (01_summary.csv,
+03_ablation_summary.csv, 04_summary.csv) and the committed benchmark files; trains nothing.
+The roadmap's MAE figures belong to its author's data, where the baseline scored 14.57; here they
+are scaled by our baseline's MAE on the same protocol (a ratio carries over, a number does not).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .records import atomic_write_text
+from .reference import ROADMAP
+
+# the roadmap's MAE on its author's data, per stage: (low, high)
+ROADMAP_RANGES = {"01 where we stand": (ROADMAP["current_mae"], ROADMAP["current_mae"]),
+                  "03 stage 1 (tuned)": (15.0, 16.0), "04 stage 2 (alternating)": ROADMAP["stage2_target"]}
+
+
+def scaled_range(stage: str, baseline_mae: float) -> tuple[float, float]:
+    """The roadmap's range for a stage, as the same ratio to our baseline."""
+    lo, hi = ROADMAP_RANGES[stage]
+    f = baseline_mae / ROADMAP["baseline_mae"]
+    return lo * f, hi * f
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, index_col=0) if path.exists() else None
+
+
+def route(out: Path) -> tuple[pd.DataFrame, float | None]:
+    """(one row per stage reached, baseline MAE) from the stage summaries in `out`."""
+    rows, baseline = [], None
+    s01 = _read(out / "01_summary.csv")
+    if s01 is not None:
+        if "stid" in s01.index:
+            baseline = float(s01.loc["stid", "MAE"])
+            rows.append(("baseline: STID-style", "stid", s01.loc["stid"]))
+        if "encdec_start" in s01.index:
+            rows.append(("01 where we stand", "encdec_start", s01.loc["encdec_start"]))
+    for stage, name in (("03 stage 1 (tuned)", "03_ablation_summary.csv"), ("04 stage 2 (alternating)", "04_summary.csv")):
+        s = _read(out / name)
+        if s is not None and len(s):
+            best = s["MAE"].idxmin()
+            rows.append((stage, best, s.loc[best]))
+    table = pd.DataFrame([{"stage": stage, "configuration": cfg, "MAE": float(r["MAE"]),
+                           "MAE sd": float(r.get("MAE sd", float("nan"))), "seeds": int(r.get("seeds", 1)),
+                           "s/epoch": float(r.get("s/epoch", float("nan")))} for stage, cfg, r in rows])
+    if baseline is not None and len(table):
+        ranges = [scaled_range(s, baseline) if s in ROADMAP_RANGES else (float("nan"),) * 2 for s in table["stage"]]
+        table["roadmap low"], table["roadmap high"] = zip(*ranges)
+        table["vs baseline"] = table["MAE"] / baseline
+    return table, baseline
+
+
+def gates(table: pd.DataFrame, baseline: float | None, peer_mae: float | None = None) -> pd.DataFrame:
+    """Each decision gate of the roadmap (and the issue's peer target), computed from the route."""
+    by = table.set_index("stage")["MAE"] if len(table) else pd.Series(dtype=float)
+    rows = []
+    if baseline is not None:
+        ratio = ROADMAP["stage1_gate_mae"] / ROADMAP["baseline_mae"]
+        if "03 stage 1 (tuned)" in by:
+            rows.append(("stage 1 -> stage 2: MAE <= 16 on the roadmap's data (x%.3f baseline)" % ratio,
+                         by["03 stage 1 (tuned)"], ratio * baseline))
+        if "04 stage 2 (alternating)" in by:
+            lo, hi = scaled_range("04 stage 2 (alternating)", baseline)
+            rows.append(("stage 2 reaches the roadmap's 13-14 (scaled)", by["04 stage 2 (alternating)"], hi))
+            rows.append(("stage 2 beats the baseline", by["04 stage 2 (alternating)"], baseline))
+    if peer_mae is not None and "04 stage 2 (alternating)" in by:
+        rows.append(("stage 2 at least 5 % below the peer STID", by["04 stage 2 (alternating)"], 0.95 * peer_mae))
+    out = pd.DataFrame(rows, columns=["gate", "MAE", "threshold"])
+    out["passed"] = out["MAE"] <= out["threshold"]
+    return out
+
+
+def speed(bench_dir: Path) -> pd.DataFrame:
+    """One row per committed speed_<device>.json: naive and fastest rung seconds per epoch."""
+    rows = []
+    for f in sorted(Path(bench_dir).glob("speed_*.json")):
+        r = json.loads(f.read_text())
+        t = pd.DataFrame(r["table"])
+        rows.append({"file": f.name, "device": r.get("device"), "dataset": r.get("dataset"),
+                     "naive s/epoch": float(t["s_per_epoch"].iloc[0]), "fastest s/epoch": float(t["s_per_epoch"].min()),
+                     "fastest rung": t.loc[t["s_per_epoch"].idxmin(), "rung"],
+                     "speed-up": float(t["s_per_epoch"].iloc[0] / t["s_per_epoch"].min()),
+                     "throughput x": float(t["throughput_x"].max())})
+    return pd.DataFrame(rows)
+
+
+def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None):
+    """MAE per stage (mean +- sd) with the roadmap's scaled ranges as shaded bands."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    t = table.reset_index(drop=True)
+    ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, color="tab:blue", label="measured")
+    for i, r in t.iterrows():
+        if "roadmap low" in t and pd.notna(r["roadmap low"]):
+            ax.fill_between([i - 0.3, i + 0.3], r["roadmap low"], max(r["roadmap high"], r["roadmap low"] + 0.05),
+                            color="tab:orange", alpha=0.3, label="roadmap (scaled)" if i == t.index[-1] else None)
+    if peer_mae is not None:
+        ax.axhline(peer_mae, color="tab:red", ls=":", label="peer STID")
+    ax.set_xticks(t.index, [s.replace(" (", "\n(") for s in t["stage"]], fontsize=8)
+    ax.set(ylabel="test MAE", title="the roadmap's route, as measured")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
+    """A DataFrame as a GitHub Markdown table (floats rounded), without the tabulate dependency."""
+    def cell(v):
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.{digits}f}"
+        return str(v).replace("|", "/")
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.DataFrame, speed_table: pd.DataFrame) -> str:
+    """REPORT.md text."""
+    def md(df):
+        return table_markdown(df) if len(df) else "(nothing measured yet)"
+    return "\n\n".join([
+        f"# Report: profile `{profile}`, dataset `{dataset}`",
+        "Written by notebooks/05_summary.ipynb from the stage notebooks' records. MAE is test MAE (masked, "
+        "original units) averaged over the 12 horizons, mean over seeds; the roadmap's ranges are scaled by "
+        f"our baseline / {ROADMAP['baseline_mae']}.",
+        "## The route\n\n" + md(table),
+        "## Gates\n\n" + md(gate_table),
+        "## Speed (committed benchmark files)\n\n" + md(speed_table),
+    ]) + "\n"
+
+
+def write(path: Path, text: str) -> Path:
+    atomic_write_text(Path(path), text)
+    return Path(path)
