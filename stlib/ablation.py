@@ -207,11 +207,11 @@ def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Pa
     tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.base.items()}
     for k, v in overrides.items():
         _set_dotted(tree, k, v, f"{path}")
-    tree["profile"] = f"{profile.name}"
+    path = Path(path)
+    tree["profile"] = path.stem  # a params file's profile is its file name (outputs/<profile>/)
     doc = {**tree, "presets": profile.presets, "notebooks": profile.notebooks}
     text = f"# {note}\n# written by stlib.ablation.write_params from {profile.path.name}\n"
     text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
-    path = Path(path)
     atomic_write_text(path, text)
     load_profile(path)  # the file must read back as a valid profile
     return path

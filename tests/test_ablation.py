@@ -134,6 +134,7 @@ def test_write_params_round_trips(profile, tmp_path):
     again = load_profile(path)
     cfg = again.run_config()
     assert cfg.model.encoder_depth == 3 and cfg.train.noise_std == 0.01
+    assert cfg.profile == again.name == "abl_stage1"  # a profile is named after its file
     assert again.presets == profile.presets and again.notebooks["03"] == {"seeds": [0, 1]}
     assert path.read_text().startswith("# chosen")
     with pytest.raises(Exception, match="encoder_dept"):
