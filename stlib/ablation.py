@@ -23,7 +23,7 @@ import yaml
 
 from .config import Profile, RunConfig
 from .data import Dataset
-from .experiments import find_run
+from .experiments import find_run, metrics_table
 from .paths import output_dir
 from .records import atomic_write_text
 from .reference import ROADMAP
@@ -152,16 +152,12 @@ def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, d
 
 
 def tidy(runs: dict[tuple[str, int], Run], kinds: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per (config, seed): test MAE (average, h3, h6, h12), RMSE, MAPE, best epoch, seconds."""
-    rows = []
-    for (name, seed), run in runs.items():
-        t, m = run.metrics["test"], run.metrics
-        rows.append({"config": name, "kind": (kinds or {}).get(name, ""), "seed": seed, "MAE": t["mae"],
-                     "MAE h3": t["by_horizon"]["3"]["mae"], "MAE h6": t["by_horizon"]["6"]["mae"],
-                     "MAE h12": t["by_horizon"]["12"]["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"],
-                     "best epoch": m["best_epoch"], "seconds": m["train_seconds"],
-                     "s/epoch": m["seconds_per_epoch"], "run": run.run_id})
-    return pd.DataFrame(rows)
+    """One row per (config, seed): experiments.metrics_table's columns plus kind, total seconds and run id."""
+    table = metrics_table(runs).rename(columns={"model": "config"})
+    table.insert(1, "kind", [(kinds or {}).get(name, "") for name in table["config"]])
+    table["seconds"] = [run.metrics["train_seconds"] for run in runs.values()]
+    table["run"] = [run.run_id for run in runs.values()]
+    return table
 
 
 def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, reference: str = "start") -> pd.DataFrame:
