@@ -12,8 +12,11 @@ throughput than one run on two threads.
 
 from __future__ import annotations
 
+import argparse
 import math
+import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +100,29 @@ def stage1_variants(scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: fl
     return out
 
 
+STAGE2_START = "stage 1 (temporal only)"
+
+
+def stage2_variants(encoder_depth: int | None = None, adaptive_dim: int = 80) -> list[Variant]:
+    """Stage 2, one component at a time: temporal only, + spatial attention (stacked), + alternation,
+    + adaptive embedding; and the STAEformer order (stacked + adaptive) as a control.
+
+    encoder_depth: the same depth for every configuration (None keeps the base config's); below 3,
+    stacked and alternating are the same order.
+    """
+    depth = {} if encoder_depth is None else {"model.encoder_depth": encoder_depth}
+    alt = {"model.name": "alternating", **depth}
+    return [
+        Variant(STAGE2_START, {"model.name": "encdec", **depth}, "start"),
+        Variant("+ spatial attention (stacked T..S..)", {**alt, "model.pattern": "stacked"}, "component"),
+        Variant("+ alternation (T S T S)", {**alt, "model.pattern": "alternating"}, "component"),
+        Variant("+ adaptive embedding", {**alt, "model.pattern": "alternating", "model.adaptive_dim": adaptive_dim},
+                "component"),
+        Variant("stacked + adaptive (STAEformer order)",
+                {**alt, "model.pattern": "stacked", "model.adaptive_dim": adaptive_dim}, "extra"),
+    ]
+
+
 def select(variants: list[Variant], names) -> list[Variant]:
     """The variants named (all when names is empty); an unknown name is an error listing the known ones."""
     if not names:
@@ -136,7 +162,8 @@ def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, d
     todo = [key for key, d in dirs.items() if d is None]
     print(f"{len(cfgs) - len(todo)} of {len(cfgs)} runs already recorded; training {len(todo)}")
     if jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # spawn, not fork: a forked worker cannot use CUDA, and several runs share one GPU well
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futs = {key: pool.submit(_fit_in_worker, str(profile.path), cfgs[key].to_dict(), str(output_dir()))
                     for key in todo}
             for key, fut in futs.items():
@@ -216,3 +243,61 @@ def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Pa
 def default_jobs() -> int:
     """Worker processes for an ablation: one per core, at most 2 (the CPU machines have 2 cores)."""
     return max(1, min(2, os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: an ablation without Jupyter (the GPU machine has torch, numpy, pandas, pyyaml only)
+
+
+def main(argv=None) -> int:
+    """python -m stlib.ablation --params P --study stage1|stage2 [--seeds 0 1 2] [--jobs K] [--set k=v ...]"""
+    from .config import ConfigError, load_profile, parse_override
+    from .data import from_config
+    from .paths import resolve_params
+
+    ap = argparse.ArgumentParser(prog="python -m stlib.ablation", description=main.__doc__)
+    ap.add_argument("--params", required=True, help="params profile (YAML)")
+    ap.add_argument("--study", choices=("stage1", "stage2"), required=True)
+    ap.add_argument("--variants", nargs="*", default=[], help="variant names (default: all)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=default_jobs(), help="runs at a time, each in its own process")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override on every variant, e.g. --set train.time_budget_s=300")
+    ap.add_argument("--depth", type=int, nargs=2, default=(4, 6), help="stage 1: encoder depth start, tuned")
+    ap.add_argument("--encoder-depth", type=int, help="stage 2: encoder depth of every configuration")
+    ap.add_argument("--adaptive-dim", type=int, default=80, help="stage 2: adaptive embedding size")
+    ap.add_argument("--stage", help="record under outputs/runs/<stage>/ (default 03 or 04)")
+    ap.add_argument("--out", default=None, help="folder for <study>_runs.csv and <study>_summary.csv "
+                                                "(default outputs/<profile>)")
+    args = ap.parse_args(argv)
+    try:
+        profile = load_profile(resolve_params(args.params))
+        base = dict(parse_override(o) for o in args.overrides)
+        cfg = profile.run_config(overrides=base)
+        ds = from_config(cfg.data)
+        if args.study == "stage1":
+            variants = stage1_variants(scaled_constants(cfg, len(ds.splits["train"])), tuple(args.depth))
+            stage, reference = args.stage or "03", "start"
+        else:
+            variants = stage2_variants(args.encoder_depth, args.adaptive_dim)
+            stage, reference = args.stage or "04", STAGE2_START
+        variants = select(variants, args.variants)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _, table = run_ablation(profile, variants, args.seeds, stage, dataset=ds, base_overrides=base, jobs=args.jobs)
+    summary = summarize(table, variants, reference=reference)
+    out = Path(args.out) if args.out else output_dir() / profile.name
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{args.study}_runs.csv", table.to_csv(index=False))
+    atomic_write_text(out / f"{args.study}_summary.csv", summary.to_csv())
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(summary.round(3).to_string())
+    print(f"wrote {out / (args.study + '_runs.csv')} and {out / (args.study + '_summary.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -130,8 +130,10 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     scale_train, scale_val = n_train / len(small.splits["train"]), n_val / len(small.splits["val"])
     compile_mode = cfg.train.compile if cfg.train.compile != "off" else "default"
     rungs = rungs or ladder(device, compile_mode, lr=cfg.train.lr)
+    # phases timed with a device sync at each boundary (every rung alike), so the split is real on a GPU too
     base = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
-                           "train.scheduler": "none", "train.early_stop_patience": 0, "stage": "bench"})
+                           "train.scheduler": "none", "train.early_stop_patience": 0, "train.time_budget_s": 0.0,
+                           "train.time_phases": True, "stage": "bench"})
     raw = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):

@@ -117,6 +117,8 @@ class TrainConfig:
     warmup_steps: int = _f(0, lo=0, doc="linear warmup over this many optimizer steps")
     noise_std: float = _f(0.0, lo=0.0, doc="Gaussian input augmentation, normalised units")
     early_stop_patience: int = _f(0, lo=0, doc="validations without improvement; 0 = off")
+    time_budget_s: float = _f(0.0, lo=0.0, doc="stop at the first epoch end past this many training seconds "
+                              "(0 = off); the cosine schedule then anneals over the budget")
     seed: int = _f(0, lo=0)
     device: str = _f("auto", doc="auto | cpu | cuda | cuda:N | mps")
     threads: int = _f(0, lo=0, doc="torch CPU threads; 0 = leave as is")

@@ -99,9 +99,13 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
 
 
-def cosine_factor(step: int, total: int, floor: float) -> float:
-    """Cosine decay from 1 to `floor` over `total` steps."""
-    t = min(step / max(total, 1), 1.0)
+def cosine_factor(step: int, total: int, floor: float, time_frac: float = 0.0) -> float:
+    """Cosine decay from 1 to `floor` over `total` steps, or over a time budget when it runs out first.
+
+    time_frac: the share of train.time_budget_s spent so far (0 without a budget). The schedule follows
+    whichever is further along, so a budgeted run anneals fully by its deadline ("budgeted training").
+    """
+    t = min(max(step / max(total, 1), time_frac), 1.0)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
@@ -304,6 +308,7 @@ class Progress:
     best_epoch: int = 0
     stale: int = 0  # validations without a meaningful gain (early stopping)
     done: bool = False  # training over (last epoch or early stop): only the test is left
+    stopped_by: str = ""  # why training ended: epochs | early stop | time budget
     history: list = field(default_factory=list)
     elapsed_s: float = 0.0  # training wall time so far, all sessions
     # sums of the epoch in progress
@@ -538,6 +543,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     bar = tqdm(range(p.epoch, epochs + 1) if not p.done else [], desc=f"{cfg.model.name} s{tc.seed}", unit="epoch",
                initial=min(p.epoch - 1, epochs), total=epochs, disable=tc.quiet or not dist.main, dynamic_ncols=True)
     session_start, elapsed_before = time.perf_counter(), p.elapsed_s
+    budget = tc.time_budget_s  # training seconds (validation included), all sessions; 0 = no budget
+    out_of_time = False
     for epoch in bar:
         # ---- train one epoch (or its rest, when resumed mid-way) -----------------------------
         if tc.scheduler == "multistep":
@@ -573,7 +580,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
             if step_end:
                 lr = p.base_lr * warmup_factor(p.opt_step, tc.warmup_steps)
                 if tc.scheduler == "cosine":
-                    lr *= cosine_factor(p.opt_step, total_steps, tc.min_lr / tc.lr)
+                    spent = elapsed_before + time.perf_counter() - session_start if budget else 0.0
+                    lr *= cosine_factor(p.opt_step, total_steps, tc.min_lr / tc.lr, spent / budget if budget else 0.0)
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 if tc.grad_clip > 0:
@@ -600,7 +608,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
 
         # ---- validate -----------------------------------------------------------------------
         val_mae, val_seconds = float("nan"), 0.0
-        if epoch % tc.validate_every == 0 or epoch == epochs:
+        out_of_time = bool(budget) and elapsed_before + time.perf_counter() - session_start >= budget
+        if epoch % tc.validate_every == 0 or epoch == epochs or out_of_time:  # the last epoch is always validated
             t0 = time.perf_counter()
             val_mae = evaluate(fast_model, val_batches, ds, autocast, dist, device)["mae"]
             val_seconds = time.perf_counter() - t0
@@ -620,7 +629,9 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
                "peak_mem_mb": peak_memory_mb(device), "skipped_steps": p.skipped}
         p.history.append(row)
         early_stop = bool(tc.early_stop_patience and p.stale >= tc.early_stop_patience)
-        p.done = early_stop or epoch == epochs
+        p.done = early_stop or out_of_time or epoch == epochs
+        if p.done:
+            p.stopped_by = "early stop" if early_stop else "time budget" if out_of_time else "epochs"
         p.next_epoch()
         p.elapsed_s = elapsed_before + time.perf_counter() - session_start
         if dist.main:
@@ -629,9 +640,10 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
             checkpoint()
             saved = f"end of epoch {epoch}"
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mae=f"{val_mae:.3f}", best=f"{p.best:.3f}")
-        if early_stop:
+        if early_stop or out_of_time:
             if dist.main:
-                tqdm.write(f"early stop at epoch {epoch}: no validation improvement in {p.stale} validations")
+                tqdm.write(f"early stop at epoch {epoch}: no validation improvement in {p.stale} validations"
+                           if early_stop else f"time budget ({budget:.0f} s) spent at epoch {epoch} of {epochs}")
             break
     train_total = elapsed_before + time.perf_counter() - session_start
 
@@ -651,6 +663,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
         "params": count_parameters(model), "model": cfg.model.name, "dataset": ds.name, "seed": tc.seed,
         "device": str(device), "amp": str(dtype).replace("torch.", "") if dtype else "off",
         "skipped_steps": int(hist["skipped_steps"].sum()) if len(hist) else 0,
+        "stopped_by": p.stopped_by or "epochs",
     }
     if dist.world > 1:
         metrics["world_size"] = dist.world

@@ -256,3 +256,15 @@ def test_axis_attention_bf16_on_cpu_close_to_fp32():
         low = attn(x, axis=1)
     assert low.dtype == torch.bfloat16
     assert (low.float() - ref).abs().max() < 0.05
+
+
+def test_attention_in_batch_chunks_matches_one_call():
+    from stlib.models.layers import attention
+
+    q, k, v = (torch.randn(10, 2, 5, 4, requires_grad=True) for _ in range(3))
+    whole = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    chunked = attention(q, k, v, max_batch=3)  # 4 chunks, the last of 1
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    g_whole = torch.autograd.grad(whole.square().sum(), (q, k, v))
+    g_chunk = torch.autograd.grad(chunked.square().sum(), (q, k, v))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_whole, g_chunk))

@@ -146,6 +146,27 @@ def test_multistep_and_cosine_schedules(tiny):
     assert cosine_factor(0, 100, 0.1) == 1.0 and cosine_factor(100, 100, 0.1) == pytest.approx(0.1)
 
 
+def test_time_budget_stops_at_the_first_epoch_end_past_it(tiny):
+    run = fit(tiny_config(train__epochs=50, train__time_budget_s=1e-6, train__validate_every=5), dataset=tiny)
+    assert len(run.history) == 1 and run.metrics["stopped_by"] == "time budget"
+    assert not math.isnan(run.history["val_mae"].iloc[0])  # the last epoch is validated, off schedule too
+    full = fit(tiny_config(train__epochs=2), dataset=tiny)
+    assert len(full.history) == 2 and full.metrics["stopped_by"] == "epochs"
+
+
+def test_cosine_anneals_over_the_time_budget():
+    assert cosine_factor(1, 1000, 0.0, time_frac=0.5) == pytest.approx(0.5)  # time is further along
+    assert cosine_factor(900, 1000, 0.0, time_frac=0.5) == pytest.approx(cosine_factor(900, 1000, 0.0))
+    assert cosine_factor(1, 1000, 0.1, time_frac=1.7) == pytest.approx(0.1)  # past the budget: the floor
+
+
+def test_budgeted_cosine_run_ends_at_the_floor(tiny):
+    # a budget spent within the first steps: every later step is at the floor, whatever epochs says
+    run = fit(tiny_config(train__epochs=50, train__time_budget_s=1e-6, train__scheduler="cosine",
+                          train__min_lr=1e-5), dataset=tiny)
+    assert run.history["lr"].iloc[-1] == pytest.approx(1e-5)
+
+
 def test_plateau_matches_torch_reduce_lr_on_plateau():
     metrics = [5, 4, 4.5, 4.2, 4.1, 4.3, 3.0, 3.5, 3.6, 3.7, 3.8]
     ours, lr = Plateau(patience=2, factor=0.5, min_lr=0.0), 1.0

@@ -46,6 +46,22 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+# CUDA's fused attention kernels put the batch on a grid axis of at most 2^16 - 1 blocks (pytorch#146704):
+# a folded batch (windows x sensors, e.g. 512 x 170 at evaluation) larger than this runs in chunks
+SDPA_MAX_BATCH = 65535
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
+              max_batch: int | None = None) -> torch.Tensor:
+    """scaled_dot_product_attention over (S, h, L, dh), in batch chunks of at most max_batch sequences
+    (default: SDPA_MAX_BATCH on CUDA, no limit elsewhere)."""
+    limit = max_batch or (SDPA_MAX_BATCH if q.device.type == "cuda" else None)
+    if limit is None or q.shape[0] <= limit:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    return torch.cat([F.scaled_dot_product_attention(a, b, c, dropout_p=dropout_p)
+                      for a, b, c in zip(q.split(limit), k.split(limit), v.split(limit))])
+
+
 class AxisAttention(nn.Module):
     """Multi-head attention along one axis of a (B, T, N, D) tensor: axis 1 = time, axis 2 = sensors.
 
@@ -76,7 +92,7 @@ class AxisAttention(nn.Module):
             # step profile): attend in fp32 and cast back; CUDA keeps the low-precision fused kernels
             y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=drop).to(q.dtype)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+            y = attention(q, k, v, drop)
         y = self.out(y.transpose(1, 2).reshape(B, M, Lq, D))  # (B, M, Lq, D)
         return y.transpose(1, 2) if axis == 1 else y  # back to (B, T, N, D)
 

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One call on a lent GPU (torch, numpy, pandas, pyyaml only; no jupyter / papermill there):
+#   1. the speed ladder with the pems08_tail_gpu model             -> speed_<device>.json / .md
+#   2. the cost of the alternating model for N = 170 .. 8600       -> scale_<device>.csv
+#   3. stage 2, one component at a time x 3 seeds, all runs at once on the one GPU, each with the
+#      same training-time budget (what is left before DEADLINE_S)  -> stage2_runs.csv / _summary.csv
+# and the run records (no checkpoints) as runs.tar.gz, the whole log as gpu_session.log.
+#
+#   OUT=/some/dir STLIB_DATA_DIR=data_local/pems08_tail bash scripts/gpu_session.sh
+#
+# DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
+# phase at toy size on the synthetic data (a check of the script itself, on any machine).
+set -u
+: "${OUT:?set OUT to the folder for results}"
+DEADLINE_S=${DEADLINE_S:-560}
+PY=${PYTHON:-python3}
+START=$(date +%s)
+export PYTHONUNBUFFERED=1
+export STLIB_OUTPUT_DIR=${STLIB_OUTPUT_DIR:-$(mktemp -d)}
+mkdir -p "$OUT"
+
+left() { echo $((START + DEADLINE_S - $(date +%s))); }
+phase() {  # phase NAME LIMIT_S command...: run with a hard limit, report, never stop the script
+    local name=$1 limit=$2 t0
+    shift 2
+    t0=$(date +%s)
+    echo "=== $name: limit ${limit} s, $(left) s left before the deadline"
+    timeout --kill-after=10 "$limit" "$@"
+    echo "=== $name: exit $? after $(($(date +%s) - t0)) s"
+}
+
+if [ "${SMOKE:-0}" = 1 ]; then
+    PARAMS=params/default.yaml
+    LADDER=(--params params/default.yaml --repeats 1 --epochs 2 --train-windows 128 --val-windows 64)
+    SIZES=(64 128)
+    D_MODEL=16
+    STAGE2=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8
+            --set model.d_model=16 --set model.n_heads=2 --set data.num_days=7)
+    RESERVE=25
+else
+    PARAMS=params/pems08_tail_gpu.yaml
+    LADDER=(--profile gpu --repeats 2 --epochs 3)
+    SIZES=(170 1000 4000 8600)
+    D_MODEL=128
+    # the stage-2 study: d_model 64 (STAEformer's size class), denoising off (notebook 03's one clear
+    # effect on CPU), dropout 0.1, cosine to the budget, eager bf16 (twelve concurrent compiles would
+    # cost more than they save)
+    STAGE2=(--params "$PARAMS" --seeds 0 1 2 --jobs 12 --encoder-depth 6 --adaptive-dim 80
+            --variants "stage 1 (temporal only)" "+ spatial attention (stacked T..S..)" "+ alternation (T S T S)"
+            "+ adaptive embedding"
+            --set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2 --set model.dropout=0.1
+            --set model.use_denoising=false --set train.batch_size=32 --set train.lr=0.001
+            --set train.scheduler=cosine --set train.min_lr=0.00001 --set train.warmup_steps=100
+            --set train.epochs=400 --set train.compile=off --set train.amp=auto --set train.loader=device
+            --set train.validate_every=1 --set train.eval_batch_size=512 --set train.quiet=true)
+    RESERVE=75  # worker start-up, the last epoch past the budget, the tests, packing
+fi
+
+{
+    echo "gpu_session: $(date -u) deadline ${DEADLINE_S} s, outputs in $STLIB_OUTPUT_DIR"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
+    $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+    phase ladder 300 $PY -m stlib.bench "${LADDER[@]}" --out "$OUT"
+    phase scale 100 $PY -m stlib.scale --sizes "${SIZES[@]}" --batch 2 --d-model "$D_MODEL" --out "$OUT"
+
+    budget=$(($(left) - RESERVE))
+    if [ "$budget" -ge 30 ]; then
+        phase stage2 $((budget + RESERVE - 5)) $PY -m stlib.ablation --study stage2 "${STAGE2[@]}" \
+            --set train.time_budget_s="$budget" --stage 04 --out "$OUT"
+    else
+        echo "=== stage2: skipped, only $(left) s left"
+    fi
+
+    # the run records without checkpoints (*.pt): configs, histories, metrics, the ledger
+    tar czf "$OUT/runs.tar.gz" --exclude='*.pt' -C "$STLIB_OUTPUT_DIR" . && echo "packed $(du -h "$OUT/runs.tar.gz" | cut -f1) of run records"
+    echo "gpu_session: done after $(($(date +%s) - START)) s"
+    ls -la "$OUT"
+} 2>&1 | tee "$OUT/gpu_session.log"
