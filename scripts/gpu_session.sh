@@ -8,6 +8,7 @@
 #
 #   OUT=/some/dir STLIB_DATA_DIR=data_local/pems08_tail bash scripts/gpu_session.sh
 #
+# PHASES (default "ladder scale stage2") picks phases; STAGE2_VARIANTS / STAGE2_JOBS narrow phase 3.
 # DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
 # phase at toy size on the synthetic data (a check of the script itself, on any machine).
 set -u
@@ -61,11 +62,16 @@ fi
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
     $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-    phase ladder 300 $PY -m stlib.bench "${LADDER[@]}" --out "$OUT"
-    phase scale 100 $PY -m stlib.scale --sizes "${SIZES[@]}" --batch 2 --d-model "$D_MODEL" --out "$OUT"
+    PHASES=${PHASES:-ladder scale stage2}
+    if [ -n "${STAGE2_VARIANTS:-}" ]; then IFS=',' read -r -a picked <<<"$STAGE2_VARIANTS"; STAGE2+=(--variants "${picked[@]}"); fi
+    [ -n "${STAGE2_JOBS:-}" ] && STAGE2+=(--jobs "$STAGE2_JOBS")
+    [[ " $PHASES " == *" ladder "* ]] && phase ladder 300 $PY -m stlib.bench "${LADDER[@]}" --out "$OUT"
+    [[ " $PHASES " == *" scale "* ]] && phase scale 100 $PY -m stlib.scale --sizes "${SIZES[@]}" --batch 2 --d-model "$D_MODEL" --out "$OUT"
 
     budget=$(($(left) - RESERVE))
-    if [ "$budget" -ge 30 ]; then
+    if [[ " $PHASES " != *" stage2 "* ]]; then
+        echo "=== stage2: not asked for"
+    elif [ "$budget" -ge 30 ]; then
         phase stage2 $((budget + RESERVE - 5)) $PY -m stlib.ablation --study stage2 "${STAGE2[@]}" \
             --set train.time_budget_s="$budget" --stage 04 --out "$OUT"
     else

@@ -8,21 +8,29 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .config import Profile, RunConfig
+from .config import ConfigError, Profile, RunConfig, build_run_config
 from .data import Dataset
 from .paths import output_dir
 from .train import Run, fit
 
 
 def same_run(a: dict, b: dict) -> bool:
-    """Two config dicts describe the same experiment (the label, progress bar and devices aside)."""
+    """Two config dicts describe the same experiment (the label, progress bar and devices aside).
+
+    Both are read through the current config schema first, so a record written before a field was
+    added (and which therefore ran with its default) still matches; one that no longer validates does not.
+    """
     def key(c):
-        c = copy.deepcopy(c)
+        try:
+            c = build_run_config(copy.deepcopy(c), "recorded config").to_dict()
+        except ConfigError:
+            return None
         c.pop("name", None)
         for k in ("quiet", "device", "threads"):
             c["train"].pop(k, None)
         return c
-    return key(a) == key(b)
+    ka = key(a)
+    return ka is not None and ka == key(b)
 
 
 def find_run(cfg: RunConfig, root: Path | None = None) -> Path | None:

@@ -91,6 +91,40 @@ def speed(bench_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stage2_benchmarks(bench_dir: Path) -> pd.DataFrame:
+    """Committed stage-2 runs (stage2_<device>.csv, from scripts/gpu_session.sh): one row per batch and config.
+
+    MAE mean and sd over seeds, the epochs each run reached in its time budget, and the budget.
+    """
+    frames = [pd.read_csv(f).assign(file=f.name) for f in sorted(Path(bench_dir).glob("stage2_*.csv"))
+              if not f.stem.endswith("_history")]
+    if not frames:
+        return pd.DataFrame()
+    runs = pd.concat(frames, ignore_index=True)
+    g = runs.groupby(["file", "batch", "name"], sort=False)
+    out = g["test_mae"].agg(["size", "mean", "std"]).rename(columns={"size": "seeds", "mean": "MAE", "std": "MAE sd"})
+    out["MAE h12"] = g["mae_h12"].mean()
+    out["RMSE"] = g["test_rmse"].mean()
+    out["epochs"] = g["epochs_run"].mean()
+    out["budget s"] = g["time_budget_s"].first()
+    out["device"] = g["device"].first()
+    return out.reset_index()
+
+
+def verdict(summary: pd.DataFrame, a: str, b: str) -> str:
+    """'a beats / loses to / is within the seed spread of b', from a table indexed by config with MAE and MAE sd.
+
+    A difference counts only when it exceeds the two configurations' seed sds added.
+    """
+    if a not in summary.index or b not in summary.index:
+        return f"{a} vs {b}: not both measured"
+    d = summary.loc[b, "MAE"] - summary.loc[a, "MAE"]
+    spread = summary.loc[a, "MAE sd"] + summary.loc[b, "MAE sd"]
+    word = "beats" if d > spread else ("loses to" if -d > spread else "is within the seed spread of")
+    return (f"{a} {word} {b}: {summary.loc[a, 'MAE']:.3f} vs {summary.loc[b, 'MAE']:.3f} "
+            f"(difference {d:+.3f}, spread {spread:.3f})")
+
+
 def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None):
     """MAE per stage (mean +- sd) with the roadmap's scaled ranges as shaded bands."""
     import matplotlib.pyplot as plt
@@ -123,10 +157,11 @@ def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([head, rule, *body])
 
 
-def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.DataFrame, speed_table: pd.DataFrame) -> str:
+def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.DataFrame, speed_table: pd.DataFrame,
+             stage2_table: pd.DataFrame | None = None) -> str:
     """REPORT.md text."""
     def md(df):
-        return table_markdown(df) if len(df) else "(nothing measured yet)"
+        return table_markdown(df) if df is not None and len(df) else "(nothing measured yet)"
     return "\n\n".join([
         f"# Report: profile `{profile}`, dataset `{dataset}`",
         "Written by notebooks/05_summary.ipynb from the stage notebooks' records. MAE is test MAE (masked, "
@@ -135,6 +170,7 @@ def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.Dat
         "## The route\n\n" + md(table),
         "## Gates\n\n" + md(gate_table),
         "## Speed (committed benchmark files)\n\n" + md(speed_table),
+        "## Stage 2 on a GPU (committed runs, pems08-tail, time-budgeted)\n\n" + md(stage2_table),
     ]) + "\n"
 
 

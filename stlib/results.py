@@ -66,3 +66,71 @@ def summarize(df: pd.DataFrame, by="name", metrics=("test_mae", "mae_h12", "test
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
     agg.insert(0, "seeds", df.groupby(by).size())
     return agg.reset_index()
+
+
+def export(roots: dict[str, Path], stage: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per run, every run's history) of the runs of `stage` under several outputs roots.
+
+    roots: {label: outputs root}, e.g. the unpacked run records of two GPU sessions; each row gets its
+    label (`batch`), its time budget, why it stopped and the epochs it ran.
+    """
+    tables, hists = [], []
+    for label, root in roots.items():
+        table = runs(stage, Path(root))
+        if table.empty:
+            raise FileNotFoundError(f"no finished runs of stage {stage} under {root}/runs/{stage}")
+        recs = [load_run(d) for d in table["run_dir"]]
+        extra = [(r["config"]["train"].get("time_budget_s", 0.0), r["metrics"].get("stopped_by", ""),
+                  r["env"].get("device_name", r["env"].get("device", ""))) for r in recs]
+        table.insert(0, "batch", label)
+        table["time_budget_s"], table["stopped_by"], table["device"] = zip(*extra)
+        table["concurrent_runs"] = len(table)
+        tables.append(table)
+        h = histories(table["run_dir"])
+        names = dict(zip(table["run_dir"], zip(table["name"], table["seed"])))
+        h.insert(0, "batch", label)
+        h.insert(1, "name", [names[d][0] for d in h["run_dir"]])
+        h.insert(2, "seed", [names[d][1] for d in h["run_dir"]])
+        hists.append(h)
+    out, hist = pd.concat(tables, ignore_index=True), pd.concat(hists, ignore_index=True)
+    out["run_dir"] = out["run_dir"].map(lambda d: Path(d).name)  # the machine's paths mean nothing here
+    hist["run_dir"] = hist["run_dir"].map(lambda d: Path(d).name)
+    return out, hist
+
+
+def main(argv=None) -> int:
+    """python -m stlib.results --stage 04 --root LABEL=DIR [--root ...] --out runs.csv [--histories h.csv]"""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m stlib.results", description=main.__doc__)
+    ap.add_argument("--stage", required=True)
+    ap.add_argument("--root", action="append", required=True, metavar="LABEL=DIR",
+                    help="an outputs root (holding runs/ and ledger.csv) and its label")
+    ap.add_argument("--out", required=True, help="CSV: one row per run")
+    ap.add_argument("--histories", help="CSV: every run's history, stacked")
+    args = ap.parse_args(argv)
+    try:
+        roots = dict(r.split("=", 1) for r in args.root)
+    except ValueError:
+        print(f"error: --root takes LABEL=DIR, got {args.root}", file=sys.stderr)
+        return 2
+    try:
+        table, hist = export({k: Path(v) for k, v in roots.items()}, args.stage)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from .records import atomic_write_text
+
+    for f in (args.out, args.histories):
+        if f:
+            Path(f).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(args.out), table.to_csv(index=False))
+    if args.histories:
+        atomic_write_text(Path(args.histories), hist.to_csv(index=False))
+    print(table.groupby(["batch", "name"], sort=False)["test_mae"].agg(["count", "mean", "std"]).round(3).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -132,3 +132,20 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
     if reference is not None or lines:
         ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def budget_curves(history: pd.DataFrame, ax=None, by: str = "name"):
+    """Validation MAE against epoch, mean over seeds with a min-max band, one line per configuration.
+
+    history: stacked run histories with `by`, `seed`, `epoch` and `val_mae` columns (as stlib.results.export).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    h = history.dropna(subset=["val_mae"])
+    for name, g in h.groupby(by, sort=False):
+        s = g.groupby("epoch")["val_mae"].agg(["mean", "min", "max"])
+        line, = ax.plot(s.index, s["mean"], label=f"{name} ({g['seed'].nunique()} seeds)")
+        ax.fill_between(s.index, s["min"], s["max"], color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="epoch", ylabel="validation MAE", title="validation MAE per epoch (band: min-max over seeds)")
+    ax.legend(fontsize=8)
+    return ax

@@ -140,3 +140,18 @@ def test_write_params_round_trips(profile, tmp_path):
     with pytest.raises(Exception, match="encoder_dept"):
         ablation.write_params(profile, {"model.encoder_dept": 3}, tmp_path / "bad.yaml", note="x")
     assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_a_record_from_before_a_new_config_field_still_matches():
+    from stlib.config import RunConfig
+    from stlib.experiments import same_run
+
+    now = RunConfig().to_dict()
+    old = RunConfig().to_dict()
+    del old["train"]["time_budget_s"]  # written before the field existed: it ran with the default
+    assert same_run(old, now)
+    changed = RunConfig().to_dict()
+    changed["train"]["time_budget_s"] = 60.0
+    assert not same_run(old, changed)
+    old["train"]["retired_knob"] = 1  # a key the schema no longer knows: never the same experiment
+    assert not same_run(old, now)

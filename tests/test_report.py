@@ -64,3 +64,60 @@ def test_speed_reads_benchmark_files_and_markdown(tmp_path):
     assert "| a | b |" in text and "| 1.235 | x/y |" in text and "(nothing measured yet)" in text
     path = report.write(tmp_path / "R.md", text)
     assert path.read_text() == text
+
+
+def _fake_gpu_runs(root, names_mae: dict, budget=100.0):
+    """Run records as fit() writes them (config.yaml, metrics.json, history.csv, env.json) for results.export."""
+    import yaml
+
+    from stlib.config import RunConfig
+
+    for name, maes in names_mae.items():
+        for seed, mae in enumerate(maes):
+            d = root / "runs" / "04" / f"run-{name}-{seed}"
+            d.mkdir(parents=True)
+            cfg = RunConfig(stage="04", name=name).to_dict()
+            cfg["train"].update(seed=seed, time_budget_s=budget)
+            (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+            h = {str(k): {"mae": mae + k / 10, "rmse": 2 * mae, "mape": 10.0} for k in (3, 6, 12)}
+            (d / "metrics.json").write_text(json.dumps({
+                "test": {"mae": mae, "rmse": 2 * mae, "mape": 10.0, "by_horizon": h}, "val": {"mae": mae + 1},
+                "best_epoch": 3, "epochs_run": 4, "seconds_per_epoch": 2.0, "train_seconds": budget + 1,
+                "params": 10, "dataset": "pems08-tail", "stopped_by": "time budget"}))
+            (d / "env.json").write_text(json.dumps({"device": "cuda", "device_name": "Fake GPU"}))
+            pd.DataFrame({"epoch": [1, 2, 3, 4], "val_mae": [mae + 3, mae + 2, mae, mae + 0.5]}).to_csv(
+                d / "history.csv", index=False)
+
+
+def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
+    from stlib import results, runplots
+
+    _fake_gpu_runs(tmp_path / "a", {"stage 1 (temporal only)": [19.0, 19.2, 19.1], "+ alternation (T S T S)": [18.0, 18.1, 18.2]})
+    _fake_gpu_runs(tmp_path / "b", {"+ alternation (T S T S)": [17.0, 17.05, 17.1]}, budget=50.0)
+    assert results.main(["--stage", "04", "--root", f"twelve={tmp_path / 'a'}", "--root", f"three={tmp_path / 'b'}",
+                         "--out", str(tmp_path / "bench" / "stage2_fake.csv"),
+                         "--histories", str(tmp_path / "bench" / "stage2_fake_history.csv")]) == 0
+    runs = pd.read_csv(tmp_path / "bench" / "stage2_fake.csv")
+    assert len(runs) == 9 and set(runs["stopped_by"]) == {"time budget"} and set(runs["device"]) == {"Fake GPU"}
+    assert runs.groupby("batch")["concurrent_runs"].first().to_dict() == {"three": 3, "twelve": 6}
+    s = report.stage2_benchmarks(tmp_path / "bench")  # the _history file is not a runs file
+    assert len(s) == 3 and s["seeds"].tolist() == [3, 3, 3]
+    twelve = s[s["batch"] == "twelve"].set_index("name")
+    assert twelve.loc["+ alternation (T S T S)", "MAE"] == pytest.approx(18.1)
+    assert twelve.loc["+ alternation (T S T S)", "budget s"] == 100.0
+    assert "beats" in report.verdict(twelve, "+ alternation (T S T S)", "stage 1 (temporal only)")
+    assert "loses to" in report.verdict(twelve, "stage 1 (temporal only)", "+ alternation (T S T S)")
+    assert "not both measured" in report.verdict(twelve, "x", "stage 1 (temporal only)")
+    hist = pd.read_csv(tmp_path / "bench" / "stage2_fake_history.csv")
+    assert len(hist) == 36 and {"batch", "name", "seed", "epoch", "val_mae"} <= set(hist.columns)
+    ax = runplots.budget_curves(hist[hist["batch"] == "twelve"])
+    assert len(ax.get_lines()) == 2
+    assert "Stage 2 on a GPU" in report.markdown("p", "d", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), s)
+
+
+def test_results_export_names_an_empty_root(tmp_path, capsys):
+    from stlib import results
+
+    assert results.main(["--stage", "04", "--root", f"x={tmp_path}", "--out", str(tmp_path / "o.csv")]) == 2
+    assert "no finished runs of stage 04" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
+    assert results.main(["--stage", "04", "--root", str(tmp_path), "--out", str(tmp_path / "o.csv")]) == 2
