@@ -250,9 +250,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # ---------------------------------------------------------------------------------------------
 # accuracy guard and peer comparison (full data)
@@ -295,3 +292,7 @@ def epoch_seconds(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path |
     return {"train_s_per_epoch": float(h["train_seconds"].median()),
             "validation_s": float(h["validation_s"].median()), "batch_size": cfg.train.batch_size,
             "amp": run.metrics["amp"], "loader": cfg.train.loader, "params": run.metrics["params"]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
