@@ -502,6 +502,10 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
          held: ExitStack) -> Run:
     """fit() once the config, the device and the process group are settled."""
     tc = cfg.train
+    if dist.world > 1 and tc.time_budget_s and tc.scheduler == "cosine":
+        raise ConfigError("train.time_budget_s with train.scheduler cosine follows each process's own clock, so "
+                          "under torchrun the ranks' learning rates would drift apart: use another scheduler, "
+                          "or the budget in one process")
     seed_everything(tc.seed)
     ds = dataset if dataset is not None else from_config(cfg.data)
     model = build_model(cfg.model, ds).to(device)
@@ -609,6 +613,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
         # ---- validate -----------------------------------------------------------------------
         val_mae, val_seconds = float("nan"), 0.0
         out_of_time = bool(budget) and elapsed_before + time.perf_counter() - session_start >= budget
+        if budget and dist.world > 1:  # the ranks' clocks differ a little: all stop when one is out of time
+            out_of_time = bool(all_reduce_sum(torch.tensor([float(out_of_time)]), dist, device).item() > 0)
         if epoch % tc.validate_every == 0 or epoch == epochs or out_of_time:  # the last epoch is always validated
             t0 = time.perf_counter()
             val_mae = evaluate(fast_model, val_batches, ds, autocast, dist, device)["mae"]
