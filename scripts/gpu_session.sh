@@ -4,11 +4,14 @@
 #   2. the cost of the alternating model for N = 170 .. 8600       -> scale_<device>.csv
 #   3. stage 2, one component at a time x 3 seeds, all runs at once on the one GPU, each with the
 #      same training-time budget (what is left before DEADLINE_S)  -> stage2_runs.csv / _summary.csv
+#   (stage1, only when PHASES names it: notebook 03's roadmap items x 3 seeds, all at once, a fixed
+#      number of epochs (STAGE1_EPOCHS, default 20) so the scaled warmup / patience mean what they say;
+#      the left-over time is only a safety stop                      -> stage1_runs.csv / _summary.csv)
 # and the run records (no checkpoints) as runs.tar.gz, the whole log as gpu_session.log.
 #
 #   OUT=/some/dir STLIB_DATA_DIR=data_local/pems08_tail bash scripts/gpu_session.sh
 #
-# PHASES (default "ladder scale stage2") picks phases; STAGE2_VARIANTS / STAGE2_JOBS narrow phase 3.
+# PHASES (default "ladder scale stage2"; any of ladder scale stage1 stage2, run in that order) picks phases; STAGE2_VARIANTS / STAGE2_JOBS narrow phase 3.
 # DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
 # phase at toy size on the synthetic data (a check of the script itself, on any machine).
 set -u
@@ -37,6 +40,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
     D_MODEL=16
     STAGE2=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8
             --set model.d_model=16 --set model.n_heads=2 --set data.num_days=7)
+    STAGE1=(--params params/default.yaml --seeds 0 1 --jobs 2 --depth 2 3 --variants start +noise
+            --set model.d_model=16 --set model.n_heads=2 --set data.num_days=7 --set train.epochs=2)
     RESERVE=25
 else
     PARAMS=params/pems08_tail_gpu.yaml
@@ -54,6 +59,12 @@ else
             --set train.scheduler=cosine --set train.min_lr=0.00001 --set train.warmup_steps=100
             --set train.epochs=400 --set train.compile=off --set train.amp=auto --set train.loader=device
             --set train.validate_every=1 --set train.eval_batch_size=512 --set train.quiet=true)
+    STAGE1=(--params "$PARAMS" --seeds 0 1 2 --jobs 21 --depth 4 6
+            --variants start +scheduler +depth +noise +warmup +scheduler+depth+noise+warmup "no denoising"
+            --set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2 --set train.batch_size=32
+            --set train.epochs="${STAGE1_EPOCHS:-20}" --set train.compile=off --set train.amp=auto
+            --set train.loader=device --set train.validate_every=1 --set train.eval_batch_size=512
+            --set train.quiet=true)
     RESERVE=75  # worker start-up, the last epoch past the budget, the tests, packing
 fi
 
@@ -67,6 +78,12 @@ fi
     [ -n "${STAGE2_JOBS:-}" ] && STAGE2+=(--jobs "$STAGE2_JOBS")
     [[ " $PHASES " == *" ladder "* ]] && phase ladder 300 $PY -m stlib.bench "${LADDER[@]}" --out "$OUT"
     [[ " $PHASES " == *" scale "* ]] && phase scale 100 $PY -m stlib.scale --sizes "${SIZES[@]}" --batch 2 --d-model "$D_MODEL" --out "$OUT"
+
+    if [[ " $PHASES " == *" stage1 "* ]]; then
+        if [[ " $PHASES " == *" stage2 "* ]]; then share=$(( ($(left) - 2 * RESERVE) / 2 )); else share=$(($(left) - RESERVE)); fi
+        phase stage1 $((share + RESERVE - 5)) $PY -m stlib.ablation --study stage1 "${STAGE1[@]}" \
+            --set train.time_budget_s="$share" --stage 03 --out "$OUT"
+    fi
 
     budget=$(($(left) - RESERVE))
     if [[ " $PHASES " != *" stage2 "* ]]; then

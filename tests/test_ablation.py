@@ -187,7 +187,7 @@ def test_ablation_command_line(tmp_path, capsys, monkeypatch):
     assert ablation.main([*args[:-2], "--variants", "nope", "--out", str(tmp_path / "bad")]) == 2
 
 
-def test_gpu_session_script_parses_and_its_stage2_configs_validate():
+def test_gpu_session_script_parses_and_its_stage_configs_validate():
     import re
     import shlex
     import subprocess
@@ -198,14 +198,24 @@ def test_gpu_session_script_parses_and_its_stage2_configs_validate():
     script = REPO_ROOT / "scripts" / "gpu_session.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    block = re.search(r'STAGE2=\(--params "\$PARAMS"(.*?)\)\n', text, re.S).group(1)
-    args = shlex.split(block.replace("\\\n", " "))
-    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-    names = args[args.index("--variants") + 1:args.index("--set")]
     profile = load_profile(REPO_ROOT / "params" / "pems08_tail_gpu.yaml")
-    base = dict(parse_override(o) for o in sets + ["train.time_budget_s=100"])
+
+    def parsed(study):
+        block = re.search(rf'{study.upper()}=\(--params "\$PARAMS"(.*?)\)\n', text, re.S).group(1)
+        args = shlex.split(block.replace('"${STAGE1_EPOCHS:-20}"', "20"))
+        sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+        names = args[args.index("--variants") + 1:args.index("--set")]
+        return dict(parse_override(o) for o in sets + ["train.time_budget_s=100"]), names
+
+    base, names = parsed("stage2")
     variants = ablation.select(ablation.stage2_variants(6, 80), names)
     assert len(variants) == 4
     for v in variants:  # every configuration the GPU would train validates here first
         cfg = profile.run_config(overrides={**base, **v.overrides}, stage="04")
         assert cfg.train.time_budget_s == 100 and cfg.train.scheduler == "cosine"
+    base, names = parsed("stage1")
+    cfg = profile.run_config(overrides=base)
+    variants = ablation.select(ablation.stage1_variants(ablation.scaled_constants(cfg, 2834), (4, 6)), names)
+    assert len(variants) == 7 and cfg.train.epochs == 20
+    for v in variants:
+        assert profile.run_config(overrides={**base, **v.overrides}, stage="03").train.scheduler in ("none", "plateau")
