@@ -5,7 +5,7 @@
 #   3. stage 2, one component at a time x 3 seeds, all runs at once on the one GPU, each with the
 #      same training-time budget (what is left before DEADLINE_S)  -> stage2_runs.csv / _summary.csv
 #   (stage1, only when PHASES names it: notebook 03's roadmap items x 3 seeds, all at once, a fixed
-#      number of epochs (STAGE1_EPOCHS, default 20) so the scaled warmup / patience mean what they say;
+#      number of epochs (STAGE1_EPOCHS, default 8: the H100 ran about 0.4 run-epochs a second at these sizes, 21 x 8 in about 7 min) so the scaled warmup / patience mean what they say;
 #      the left-over time is only a safety stop                      -> stage1_runs.csv / _summary.csv)
 # and the run records (no checkpoints) as runs.tar.gz, the whole log as gpu_session.log.
 #
@@ -62,7 +62,7 @@ else
     STAGE1=(--params "$PARAMS" --seeds 0 1 2 --jobs 21 --depth 4 6
             --variants start +scheduler +depth +noise +warmup +scheduler+depth+noise+warmup "no denoising"
             --set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2 --set train.batch_size=32
-            --set train.epochs="${STAGE1_EPOCHS:-20}" --set train.compile=off --set train.amp=auto
+            --set train.epochs="${STAGE1_EPOCHS:-8}" --set train.compile=off --set train.amp=auto
             --set train.loader=device --set train.validate_every=1 --set train.eval_batch_size=512
             --set train.quiet=true)
     RESERVE=75  # worker start-up, the last epoch past the budget, the tests, packing

@@ -202,7 +202,7 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
 
     def parsed(study):
         block = re.search(rf'{study.upper()}=\(--params "\$PARAMS"(.*?)\)\n', text, re.S).group(1)
-        args = shlex.split(block.replace('"${STAGE1_EPOCHS:-20}"', "20"))
+        args = shlex.split(block.replace('"${STAGE1_EPOCHS:-8}"', "8"))
         sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
         names = args[args.index("--variants") + 1:args.index("--set")]
         return dict(parse_override(o) for o in sets + ["train.time_budget_s=100"]), names
@@ -216,6 +216,6 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
     base, names = parsed("stage1")
     cfg = profile.run_config(overrides=base)
     variants = ablation.select(ablation.stage1_variants(ablation.scaled_constants(cfg, 2834), (4, 6)), names)
-    assert len(variants) == 7 and cfg.train.epochs == 20
+    assert len(variants) == 7 and cfg.train.epochs == 8
     for v in variants:
         assert profile.run_config(overrides={**base, **v.overrides}, stage="03").train.scheduler in ("none", "plateau")
