@@ -291,8 +291,6 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{args.study}_runs.csv", table.to_csv(index=False))
     atomic_write_text(out / f"{args.study}_summary.csv", summary.to_csv())
-    import pandas as pd
-
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(summary.round(3).to_string())
     print(f"wrote {out / (args.study + '_runs.csv')} and {out / (args.study + '_summary.csv')}")

@@ -49,7 +49,9 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
                **{f"mae_h{h}": v["mae"] for h, v in m["test"]["by_horizon"].items()},
                "val_mae": m["val"]["mae"], "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
                "seconds_per_epoch": m["seconds_per_epoch"], "train_seconds": m["train_seconds"],
-               "params": m["params"]}
+               "params": m["params"], "time_budget_s": cfg["train"].get("time_budget_s", 0.0),
+               "stopped_by": m.get("stopped_by", ""),
+               "device": run["env"].get("device_name", run["env"].get("device", ""))}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -79,11 +81,7 @@ def export(roots: dict[str, Path], stage: str) -> tuple[pd.DataFrame, pd.DataFra
         table = runs(stage, Path(root))
         if table.empty:
             raise FileNotFoundError(f"no finished runs of stage {stage} under {root}/runs/{stage}")
-        recs = [load_run(d) for d in table["run_dir"]]
-        extra = [(r["config"]["train"].get("time_budget_s", 0.0), r["metrics"].get("stopped_by", ""),
-                  r["env"].get("device_name", r["env"].get("device", ""))) for r in recs]
         table.insert(0, "batch", label)
-        table["time_budget_s"], table["stopped_by"], table["device"] = zip(*extra)
         table["concurrent_runs"] = len(table)
         tables.append(table)
         h = histories(table["run_dir"])

@@ -547,6 +547,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     bar = tqdm(range(p.epoch, epochs + 1) if not p.done else [], desc=f"{cfg.model.name} s{tc.seed}", unit="epoch",
                initial=min(p.epoch - 1, epochs), total=epochs, disable=tc.quiet or not dist.main, dynamic_ncols=True)
     session_start, elapsed_before = time.perf_counter(), p.elapsed_s
+    spent = lambda: elapsed_before + time.perf_counter() - session_start  # noqa: E731  training seconds, all sessions
     budget = tc.time_budget_s  # training seconds (validation included), all sessions; 0 = no budget
     out_of_time = False
     for epoch in bar:
@@ -584,8 +585,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
             if step_end:
                 lr = p.base_lr * warmup_factor(p.opt_step, tc.warmup_steps)
                 if tc.scheduler == "cosine":
-                    spent = elapsed_before + time.perf_counter() - session_start if budget else 0.0
-                    lr *= cosine_factor(p.opt_step, total_steps, tc.min_lr / tc.lr, spent / budget if budget else 0.0)
+                    lr *= cosine_factor(p.opt_step, total_steps, tc.min_lr / tc.lr, spent() / budget if budget else 0.0)
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 if tc.grad_clip > 0:
@@ -601,7 +601,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
                 timer.lap("optimizer")
                 if last_pt and every and p.opt_step % every == 0 and i + 1 < n_batches:  # mid-epoch checkpoint
                     p.batch, p.epoch_s = i + 1, time.perf_counter() - epoch_start
-                    p.elapsed_s = elapsed_before + time.perf_counter() - session_start
+                    p.elapsed_s = spent()
                     checkpoint()
                     saved = f"epoch {epoch}, after batch {i + 1}"
                     timer.restart()
@@ -612,7 +612,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
 
         # ---- validate -----------------------------------------------------------------------
         val_mae, val_seconds = float("nan"), 0.0
-        out_of_time = bool(budget) and elapsed_before + time.perf_counter() - session_start >= budget
+        out_of_time = bool(budget) and spent() >= budget
         if budget and dist.world > 1:  # the ranks' clocks differ a little: all stop when one is out of time
             out_of_time = bool(all_reduce_sum(torch.tensor([float(out_of_time)]), dist, device).item() > 0)
         if epoch % tc.validate_every == 0 or epoch == epochs or out_of_time:  # the last epoch is always validated
@@ -639,7 +639,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
         if p.done:
             p.stopped_by = "early stop" if early_stop else "time budget" if out_of_time else "epochs"
         p.next_epoch()
-        p.elapsed_s = elapsed_before + time.perf_counter() - session_start
+        p.elapsed_s = spent()
         if dist.main:
             records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
         if last_pt:
@@ -651,7 +651,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
                 tqdm.write(f"early stop at epoch {epoch}: no validation improvement in {p.stale} validations"
                            if early_stop else f"time budget ({budget:.0f} s) spent at epoch {epoch} of {epochs}")
             break
-    train_total = elapsed_before + time.perf_counter() - session_start
+    train_total = spent()
 
     # ---- test with the best-validation weights ---------------------------------------------------
     if best_state is not None:
