@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (torch, numpy, pandas, pyyaml only; no jupyter / papermill there):
 #   1. the speed ladder with the pems08_tail_gpu model             -> speed_<device>.json / .md
+#      and an op-by-op profile of its fastest kernel-by-kernel rung   -> ops_<device>.csv
 #   2. the cost of the alternating model for N = 170 .. 8600       -> scale_<device>.csv
 #   3. stage 2, one component at a time x 3 seeds, all runs at once on the one GPU, each with the
 #      same training-time budget (what is left before DEADLINE_S)  -> stage2_runs.csv / _summary.csv
 #   (stage1, only when PHASES names it: notebook 03's roadmap items x 3 seeds, all at once, a fixed
-#      number of epochs (STAGE1_EPOCHS, default 8: the H100 ran about 0.4 run-epochs a second at these sizes, 21 x 8 in about 7 min) so the scaled warmup / patience mean what they say;
+#      number of epochs (STAGE1_EPOCHS, default 8: the H100 ran about 0.4 run-epochs a second at batch 32, eager and time-sliced, so 21 x 8 at batch 64 needs about 4-5 min) so the scaled warmup / patience mean what they say;
 #      the left-over time is only a safety stop                      -> stage1_runs.csv / _summary.csv)
 # and the run records (no checkpoints) as runs.tar.gz, the whole log as gpu_session.log.
 #
@@ -35,7 +36,7 @@ phase() {  # phase NAME LIMIT_S command...: run with a hard limit, report, never
 
 if [ "${SMOKE:-0}" = 1 ]; then
     PARAMS=params/default.yaml
-    LADDER=(--params params/default.yaml --repeats 1 --epochs 2 --train-windows 128 --val-windows 64)
+    LADDER=(--params params/default.yaml --repeats 1 --epochs 2 --train-windows 128 --val-windows 64 --op-profile)
     SIZES=(64 128)
     D_MODEL=16
     STAGE2=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8
@@ -45,7 +46,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
     RESERVE=25
 else
     PARAMS=params/pems08_tail_gpu.yaml
-    LADDER=(--profile gpu --repeats 2 --epochs 3)
+    LADDER=(--profile gpu --repeats 2 --epochs 3 --op-profile)
     SIZES=(170 1000 4000 8600)
     D_MODEL=128
     # the stage-2 study: d_model 64 (STAEformer's size class), denoising off (notebook 03's one clear
@@ -59,9 +60,11 @@ else
             --set train.scheduler=cosine --set train.min_lr=0.00001 --set train.warmup_steps=100
             --set train.epochs=400 --set train.compile=off --set train.amp=auto --set train.loader=device
             --set train.validate_every=1 --set train.eval_batch_size=512 --set train.quiet=true)
+    # stage 1 at the profile's own batch (64): half the steps of batch 32, and these small eager runs are
+    # launch-bound, so an epoch costs the time-sliced GPU about half as much
     STAGE1=(--params "$PARAMS" --seeds 0 1 2 --jobs 21 --depth 4 6
             --variants start +scheduler +depth +noise +warmup +scheduler+depth+noise+warmup "no denoising"
-            --set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2 --set train.batch_size=32
+            --set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2
             --set train.epochs="${STAGE1_EPOCHS:-8}" --set train.compile=off --set train.amp=auto
             --set train.loader=device --set train.validate_every=1 --set train.eval_batch_size=512
             --set train.quiet=true)

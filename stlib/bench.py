@@ -3,7 +3,7 @@
     python -m stlib.bench --profile cpu|gpu|default [--out DIR] [--repeats 3]
 
 Each rung adds one optimisation to the one before (naive -> AMP -> batch 128 -> DataLoader workers ->
-device-resident windows -> torch.compile -> validate every 5). Every rung trains with the real
+device-resident windows -> torch.compile -> validate every 5 [-> CUDA graphs, on a GPU]). Every rung trains with the real
 trainer (stlib.train.fit) on a fixed subset of the training windows; the first epoch of each fit is
 warm-up (and compilation) and is reported apart; seconds per full epoch are scaled from the subset.
 Rungs are interleaved and repeated, so machine drift hits all alike; medians are reported.
@@ -60,6 +60,8 @@ def ladder(device: torch.device, compile_mode: str = "default", workers: int | N
         ("+ torch.compile", {"train.compile": compile_mode}),
         ("+ validate every 5", {"train.validate_every": 5}),
     ]
+    if device.type == "cuda":  # past the roadmap: replay each step as CUDA graphs (launch-bound small kernels)
+        steps.append(("+ CUDA graphs", {"train.compile": "reduce-overhead"}))
     rungs, acc = [], {}
     for name, extra in steps:
         acc = {**acc, **extra}
@@ -134,13 +136,22 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     base = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
                            "train.scheduler": "none", "train.early_stop_patience": 0, "train.time_budget_s": 0.0,
                            "train.time_phases": True, "stage": "bench"})
-    raw = []
+    raw, failed = [], {}  # failed: rung -> the error that stopped it (the other rungs still run)
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
             for i, (name, overrides) in enumerate(rungs):
+                if name in failed:
+                    continue
                 rcfg = replace(base, **overrides)
                 t0 = time.perf_counter()
-                run = fit(rcfg, dataset=small, out_root=Path(tmp))
+                try:
+                    run = fit(rcfg, dataset=small, out_root=Path(tmp))
+                except Exception as e:  # noqa: BLE001  one broken rung (a backend's bug) must not lose the ladder
+                    if i == 0:
+                        raise  # without the naive rung there is nothing to compare against
+                    failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    progress(f"repeat {rep + 1}/{repeats}  {name:<26s} FAILED: {failed[name]}")
+                    continue
                 wall = time.perf_counter() - t0
                 h = run.history.assign(rung=name, rung_index=i, repeat=rep, fit_seconds=wall)
                 raw.append(h)
@@ -152,6 +163,8 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     fps = flops_per_sample(cfg, ds, device)
     for i, (name, overrides) in enumerate(rungs):
         r = raw[raw["rung_index"] == i]
+        if name in failed:
+            continue
         warm = r[r["epoch"] > 1]  # the first epoch of each fit is warm-up / compilation
         validate_every = overrides["train.validate_every"]
         val_runs = warm[warm["validation_s"] > 0]  # first-epoch validation compiles the eval graph
@@ -181,8 +194,42 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
                                                                      sorted(set(ROADMAP_EXPECTED.get(r, ())))))
     return {"table": table, "raw": raw, "flops_per_sample": fps, "device": device_name(device),
             "dataset": ds.name, "train_windows_full": n_train, "train_windows_measured": len(small.splits["train"]),
-            "repeats": repeats, "epochs_per_fit": epochs, "model": cfg.model.__dict__,
+            "repeats": repeats, "epochs_per_fit": epochs, "failed": failed, "model": cfg.model.__dict__,
             "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def op_profile(cfg: RunConfig, ds: Dataset | None = None, rung: str | None = None, epochs: int = 2,
+               train_windows: int = 640, top: int = 25) -> pd.DataFrame:
+    """Where a rung's time goes, op by op: torch.profiler over a short fit, top ops by self device time.
+
+    rung: a rung name (default: the fastest rung that still launches its kernels one by one, so that
+    CUDA graphs do not hide them). Rows: op, calls, self device ms, share of device time, self CPU ms.
+    Compilation and warm-up are in the window too; they run on the host, so the device column is the step's.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from .train import fit, pick_device
+
+    device = pick_device(cfg.train.device)
+    ds = ds if ds is not None else from_config(cfg.data)
+    rungs = ladder(device, cfg.train.compile if cfg.train.compile != "off" else "default", lr=cfg.train.lr)
+    named = dict(rungs)
+    if rung is None:
+        rung = [n for n, o in rungs if o.get("train.compile") != "reduce-overhead"][-1]
+    if rung not in named:
+        raise ValueError(f"unknown rung {rung!r}; one of {list(named)}")
+    rcfg = replace(cfg, **{**named[rung], "train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
+                           "train.scheduler": "none", "train.early_stop_patience": 0, "train.time_budget_s": 0.0,
+                           "stage": "bench"})
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
+        fit(rcfg, dataset=subset(ds, train_windows, train_windows // 4), out_root=Path(tmp))
+    dev_attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    rows = [{"op": e.key, "calls": e.count, "self_device_ms": getattr(e, dev_attr, 0.0) / 1e3,
+             "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in prof.key_averages()]
+    table = pd.DataFrame(rows).sort_values("self_device_ms", ascending=False)
+    table["device_share"] = table["self_device_ms"] / max(table["self_device_ms"].sum(), 1e-9)
+    return table.head(top).assign(rung=rung, device=device_name(device)).reset_index(drop=True)
 
 
 def device_name(device: torch.device) -> str:
@@ -212,6 +259,8 @@ def to_markdown(result: dict) -> str:
                      f"{r.roadmap_expected or '-'} | {r.data_s:.2f} | {r.forward_s:.2f} | {r.backward_s:.2f} | "
                      f"{r.optimizer_s:.2f} | {r.validation_s:.2f} | {r.samples_per_s:.0f} | "
                      f"{r.achieved_tflops:.3f} | {100 * r.fraction_of_peak:.1f}% ({r.dtype}) | {r.warmup_s:.1f} |")
+    for rung, error in result.get("failed", {}).items():
+        lines.append(f"\n{rung}: failed, not measured ({error})")
     return "\n".join(lines) + "\n"
 
 
@@ -237,6 +286,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="epochs per fit; the first is warm-up")
     ap.add_argument("--train-windows", type=int, default=1280)
     ap.add_argument("--val-windows", type=int, default=256)
+    ap.add_argument("--op-profile", action="store_true",
+                    help="also profile the fastest kernel-by-kernel rung op by op -> ops_<device>.csv")
     args = ap.parse_args(argv)
     params = Path(args.params or REPO_ROOT / PROFILES[args.profile])
     cfg = load_profile(params).run_config()
@@ -247,6 +298,12 @@ def main(argv=None) -> int:
     js, md = save(result, Path(args.out))
     print(md.read_text())
     print(f"wrote {js} and {md} in {result['wall_seconds']:.0f} s")
+    if args.op_profile:
+        ops = op_profile(cfg, train_windows=min(args.train_windows, 640))
+        path = Path(args.out) / f"ops_{slug(ops['device'].iloc[0])}.csv"
+        ops.to_csv(path, index=False)
+        print(ops[["op", "calls", "self_device_ms", "device_share"]].head(15).to_string(index=False))
+        print(f"wrote {path}")
     return 0
 
 

@@ -273,13 +273,19 @@ def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc, denoise_weig
 
 
 @torch.no_grad()
-def evaluate(model, batches, ds: Dataset, autocast, dist: Dist | None = None, device=None) -> dict:
-    """Masked metrics of a model over a batch iterable, in original units (under DDP: every rank's shard)."""
+def evaluate(model, batches, ds: Dataset, autocast, dist: Dist | None = None, device=None,
+             mark_steps: bool = False) -> dict:
+    """Masked metrics of a model over a batch iterable, in original units (under DDP: every rank's shard).
+
+    mark_steps: the model replays CUDA graphs (compile reduce-overhead): mark each batch a new step.
+    """
     dist = dist or Dist()
     model.eval()
     sums = MetricSums(ds.out_steps)
     for x, y in batches:
         x, y = shard(x, dist), shard(y, dist)
+        if mark_steps:
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast:
             pred = model(x)
         sums.update(ds.denormalize(pred.float()), y)
@@ -517,6 +523,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     fast_model = torch.compile(model, mode=None if tc.compile == "default" else tc.compile) \
         if tc.compile != "off" and trainable else model  # validation runs this one (no DDP needed)
+    graphs = tc.compile == "reduce-overhead" and trainable  # CUDA graphs: step boundaries are marked
     step_model = DistributedDataParallel(fast_model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.world > 1 and trainable else fast_model
 
@@ -566,6 +573,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
             if tc.noise_std > 0:  # Gaussian input augmentation on the z-scored value channel
                 x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
             timer.lap("data")
+            if graphs:  # a new step: the graphs' outputs of the last step may be overwritten now
+                torch.compiler.cudagraph_mark_step_begin()
             with autocast:
                 loss = compute_loss(step_model(x), y, mean, std, tc, cfg.model.denoise_weight)
             loss_value = loss.item()  # one sync per step, shared by the check and the running mean
@@ -617,7 +626,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
             out_of_time = bool(all_reduce_sum(torch.tensor([float(out_of_time)]), dist, device).item() > 0)
         if epoch % tc.validate_every == 0 or epoch == epochs or out_of_time:  # the last epoch is always validated
             t0 = time.perf_counter()
-            val_mae = evaluate(fast_model, val_batches, ds, autocast, dist, device)["mae"]
+            val_mae = evaluate(fast_model, val_batches, ds, autocast, dist, device, mark_steps=graphs)["mae"]
             val_seconds = time.perf_counter() - t0
             # early stopping counts validations without a meaningful gain (relative 1e-4, as the plateau rule)
             p.stale = 0 if val_mae < p.best * (1 - 1e-4) else p.stale + 1

@@ -26,6 +26,25 @@ def test_ladder_is_cumulative_one_change_per_rung():
         assert 1 <= len(changed) <= 3  # one optimisation (DataLoader tuning sets its related knobs together)
 
 
+def test_cuda_ladder_ends_with_cuda_graphs():
+    cpu = bench.ladder(torch.device("cpu"), "default", workers=2)
+    cuda = bench.ladder(torch.device("cuda"), "default", workers=2)  # only the device type is read
+    assert [n for n, _ in cuda] == [n for n, _ in cpu] + ["+ CUDA graphs"]
+    before, last = cuda[-2][1], cuda[-1][1]
+    assert last == {**before, "train.compile": "reduce-overhead"}
+    assert cuda[3][1]["train.pin_memory"] and not cpu[3][1]["train.pin_memory"]
+
+
+def test_op_profile_names_the_ops_of_a_rung(tiny):
+    cfg = tiny_config(model__name="stid", model__embed_dim=8)
+    table = bench.op_profile(cfg, tiny, rung="+ AMP", epochs=1, train_windows=64, top=10)
+    assert len(table) == 10 and set(table["rung"]) == {"+ AMP"}
+    assert table["self_device_ms"].is_monotonic_decreasing and (table["calls"] > 0).all()
+    assert any("addmm" in op or "mm" in op for op in table["op"])  # the MLP's matmuls are there
+    with pytest.raises(ValueError, match="unknown rung"):
+        bench.op_profile(cfg, tiny, rung="+ warp drive")
+
+
 def test_subset_keeps_full_training_statistics(tiny):
     small = bench.subset(tiny, 64, 32)
     assert len(small.splits["train"]) == 64 and len(small.splits["val"]) == 32
@@ -59,6 +78,24 @@ def test_speed_ladder_end_to_end(tiny, tmp_path):
     payload = json.loads(js.read_text())
     assert payload["table"][0]["rung"] == "naive" and "flops_per_sample" in payload
     assert "| naive |" in md.read_text()
+
+
+def test_a_failing_rung_is_reported_and_the_others_still_run(tiny, tmp_path):
+    cfg = tiny_config(model__name="stid", model__embed_dim=8)
+    base = {"train.compile": "off", "train.amp": "off", "train.validate_every": 1}
+    rungs = [("naive", base), ("+ broken", {**base, "train.device": "cuda:7"}), ("+ AMP", {**base, "train.amp": "auto"})]
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    said = []
+    result = bench.speed_ladder(cfg, tiny, repeats=2, epochs=2, train_windows=64, val_windows=32, rungs=rungs,
+                                progress=said.append)
+    assert list(result["table"]["rung"]) == ["naive", "+ AMP"]
+    assert "+ broken" in result["failed"] and "ConfigError" in result["failed"]["+ broken"]
+    assert sum("FAILED" in line for line in said) == 1  # tried once, not once per repeat
+    assert "+ broken: failed, not measured" in bench.to_markdown(result)
+    with pytest.raises(Exception, match="cuda"):  # a broken naive rung leaves nothing to compare: it raises
+        bench.speed_ladder(cfg, tiny, repeats=1, epochs=2, train_windows=64, val_windows=32, rungs=rungs[1:2] + rungs,
+                           progress=lambda *_: None)
 
 
 def test_accuracy_guard_compares_naive_and_fastest(tiny):
