@@ -93,6 +93,20 @@ def test_stid_size_matches_the_paper(tiny):
     assert 100_000 < n < 130_000  # STID reports 0.12 M parameters on PEMS08
 
 
+def test_stid_hidden_stream_keeps_one_dtype_under_autocast(tiny):
+    torch.manual_seed(0)
+    model = build_model(tiny_config(model__name="stid", model__embed_dim=8).model, tiny).eval()
+    x, _ = next(iter(make_batches(tiny, "test", 4, torch.device("cpu"))))
+    seen = []
+    model.layers[1].register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    ref = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x)
+    # no float32 stream that every layer casts down and every residual add mixes back up
+    assert seen == [torch.float32, torch.bfloat16] and low.dtype == torch.bfloat16
+    assert (low.float() - ref).abs().max() < 0.1 * ref.abs().max()
+
+
 def test_denoising_only_in_training(tiny):
     torch.manual_seed(0)
     model = small_model("encdec", tiny, use_denoising=True, denoise_mask_ratio=0.5)
@@ -210,7 +224,7 @@ def test_keep_mask_rate_matches_p_in_every_lane(p):
     torch.manual_seed(0)
     keep = keep_mask(torch.empty(400_000), p)
     assert keep.dtype == torch.bool and keep.shape == (400_000,)
-    # each of the four 16-bit lanes of a random int64 has its own threshold: all must drop at rate p
+    # each of the four 16-bit lanes of a random 64-bit word must drop at rate p
     for lane in range(4):
         rate = 1 - keep.view(-1, 4)[:, lane].float().mean().item()
         assert abs(rate - p) < 0.006, (lane, rate)

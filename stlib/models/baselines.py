@@ -78,11 +78,15 @@ class STID(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, N, _ = x.shape
         tod, dow = time_indices(x[:, -1], self.spd)  # (B, N) each, of the last input step
+        series = self.series(x[..., 0].transpose(1, 2))  # (B, N, E) from the N series of T steps
+        # the tables follow the series' dtype (bf16 under autocast), so the hidden stream keeps one dtype:
+        # a float32 stream would cast before every layer and add mixed dtypes after it (~40 % of a CPU step)
+        dt = series.dtype
         h = torch.cat([
-            self.series(x[..., 0].transpose(1, 2)),  # (B, N, E) from the N series of T steps
-            self.node.expand(B, -1, -1),  # (B, N, E)
-            F.embedding(tod, self.tod),  # (B, N, E); F.embedding's backward is cheaper than indexing's
-            F.embedding(dow, self.dow),  # (B, N, E)
+            series,
+            self.node.to(dt).expand(B, -1, -1),  # (B, N, E)
+            F.embedding(tod, self.tod.to(dt)),  # (B, N, E); F.embedding's backward is cheaper than indexing's
+            F.embedding(dow, self.dow.to(dt)),  # (B, N, E)
         ], dim=-1)  # (B, N, 4E)
         for layer in self.layers:
             h = h + layer(h)  # residual MLP

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
+@torch.compiler.disable  # numpy inside: under torch.compile this is a clean graph break, not a trace attempt
 def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Bernoulli(1 - p) keep mask shaped like x, drawn 16 bits at a time from one int64 stream.
+    """Bernoulli(1 - p) keep mask shaped like x (CPU), 16 random bits per element; p exact to 2^-16.
 
-    torch's CPU bernoulli_ draws one generator call per element (~30 % of an STID step on 2 cores);
-    one random int64 here gives four 16-bit lanes. random_() fills [0, 2^63), so lanes 0-2 are
-    uniform over int16 and lane 3 over [0, 2^15): each lane gets its own threshold. p is exact to 2^-15.
+    torch's CPU generators draw one Mersenne-twister call per element (bernoulli_) or per int64
+    (random_): ~30 % of an STID step on 2 cores. Here torch's generator draws one seed, and numpy's
+    PCG64 expands it into the bits (~4x faster), so torch's RNG state stays the one source of truth:
+    manual_seed reproduces the masks and an exact resume restores them.
     """
     n = x.numel()
-    lanes = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_().view(torch.int16).view(-1, 4)
-    low = round(p * 65536) - 32768  # lanes 0-2: P(lane >= low) = 1 - p
-    thr = torch.tensor([low, low, low, round(p * 32768)], dtype=torch.int16, device=x.device)
-    return (lanes >= thr).view(-1)[:n].view(x.shape)
+    seed = int(torch.empty((), dtype=torch.int64).random_())
+    bits = np.random.PCG64(seed).random_raw((n + 3) // 4)  # uint64: four uniform 16-bit lanes each
+    lanes = torch.from_numpy(bits.view(np.int16))  # uniform over int16
+    keep = lanes >= round(p * 65536) - 32768  # P(keep) = 1 - p
+    return keep[:n].view(x.shape)
 
 
 class Dropout(nn.Module):
-    """Inverted dropout, as nn.Dropout; on CPU the mask comes from keep_mask (3-4x cheaper than bernoulli_).
+    """Inverted dropout, as nn.Dropout; on CPU the mask comes from keep_mask (much cheaper than bernoulli_).
 
     Elsewhere (CUDA) it is F.dropout, whose fused kernel is already cheap.
     """
@@ -40,7 +44,8 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        return torch.where(keep_mask(x, self.p), x * (1.0 / (1.0 - self.p)), 0.0)
+        # a multiply by the scaled mask (saved for backward) is ~25 % cheaper than where() forward and back
+        return x * keep_mask(x, self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
