@@ -12,7 +12,8 @@
 #
 #   OUT=/some/dir STLIB_DATA_DIR=data_local/pems08_tail bash scripts/gpu_session.sh
 #
-# PHASES (default "ladder scale stage2"; any of ladder scale stage1 stage2, run in that order) picks phases; STAGE2_VARIANTS / STAGE2_JOBS narrow phase 3.
+# PHASES (default "ladder scale stage2"; any of ladder scale stage1 stage2, run in that order) picks phases;
+# STAGE1_VARIANTS / STAGE1_JOBS and STAGE2_VARIANTS / STAGE2_JOBS (comma lists, counts) narrow the studies.
 # DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
 # phase at toy size on the synthetic data (a check of the script itself, on any machine).
 set -u
@@ -60,13 +61,13 @@ else
             --set train.scheduler=cosine --set train.min_lr=0.00001 --set train.warmup_steps=100
             --set train.epochs=400 --set train.compile=off --set train.amp=auto --set train.loader=device
             --set train.validate_every=1 --set train.eval_batch_size=512 --set train.quiet=true)
-    # stage 1 at the profile's own batch (64): half the steps of batch 32, and these small eager runs are
-    # launch-bound, so an epoch costs the time-sliced GPU about half as much
+    # stage 1 at the profile's own batch (64). Evaluation at batch 128: at 512, 21 processes at once
+    # needed 3.3-5.5 GB each and ran the H100 out of memory (session 4); 12 at once fitted
     STAGE1=(--params "$PARAMS" --seeds 0 1 2 --jobs 21 --depth 4 6
             --variants start +scheduler +depth +noise +warmup +scheduler+depth+noise+warmup "no denoising"
             --set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2
             --set train.epochs="${STAGE1_EPOCHS:-8}" --set train.compile=off --set train.amp=auto
-            --set train.loader=device --set train.validate_every=1 --set train.eval_batch_size=512
+            --set train.loader=device --set train.validate_every=1 --set train.eval_batch_size=128
             --set train.quiet=true)
     RESERVE=75  # worker start-up, the last epoch past the budget, the tests, packing
 fi
@@ -79,6 +80,8 @@ fi
     PHASES=${PHASES:-ladder scale stage2}
     if [ -n "${STAGE2_VARIANTS:-}" ]; then IFS=',' read -r -a picked <<<"$STAGE2_VARIANTS"; STAGE2+=(--variants "${picked[@]}"); fi
     [ -n "${STAGE2_JOBS:-}" ] && STAGE2+=(--jobs "$STAGE2_JOBS")
+    if [ -n "${STAGE1_VARIANTS:-}" ]; then IFS=',' read -r -a picked <<<"$STAGE1_VARIANTS"; STAGE1+=(--variants "${picked[@]}"); fi
+    [ -n "${STAGE1_JOBS:-}" ] && STAGE1+=(--jobs "$STAGE1_JOBS")
     [[ " $PHASES " == *" ladder "* ]] && phase ladder 300 $PY -m stlib.bench "${LADDER[@]}" --out "$OUT"
     [[ " $PHASES " == *" scale "* ]] && phase scale 100 $PY -m stlib.scale --sizes "${SIZES[@]}" --batch 2 --d-model "$D_MODEL" --out "$OUT"
 

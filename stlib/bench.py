@@ -288,9 +288,21 @@ def main(argv=None) -> int:
     ap.add_argument("--val-windows", type=int, default=256)
     ap.add_argument("--op-profile", action="store_true",
                     help="also profile the fastest kernel-by-kernel rung op by op -> ops_<device>.csv")
+    ap.add_argument("--peer-only", action="store_true",
+                    help="only our STID-style runners against the peer runner -> peer_<device>.csv (--repeats, --epochs)")
     args = ap.parse_args(argv)
     params = Path(args.params or REPO_ROOT / PROFILES[args.profile])
-    cfg = load_profile(params).run_config()
+    profile = load_profile(params)
+    cfg = profile.run_config()
+    if args.peer_only:
+        table = peer_comparison(profile, from_config(cfg.data), repeats=args.repeats, epochs=max(args.epochs, 2))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"peer_{slug(device_name(torch.device('cpu')))}.csv"
+        table.assign(device=device_name(torch.device("cpu")), torch=torch.__version__).to_csv(path, index=False)
+        print(table.round(3).to_string(index=False))
+        print(f"wrote {path}")
+        return 0
     t0 = time.time()
     result = speed_ladder(cfg, repeats=args.repeats, epochs=args.epochs, train_windows=args.train_windows,
                           val_windows=args.val_windows)
@@ -349,6 +361,43 @@ def epoch_seconds(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path |
     return {"train_s_per_epoch": float(h["train_seconds"].median()),
             "validation_s": float(h["validation_s"].median()), "batch_size": cfg.train.batch_size,
             "amp": run.metrics["amp"], "loader": cfg.train.loader, "params": run.metrics["params"]}
+
+
+PEER_RUNNERS = {  # our trainer on the peer's STID at its batch (64), with what our trainer adds switched on
+    "ours, fp32, device windows": {"train.amp": "off", "train.loader": "device"},
+    "ours, bf16, device windows": {"train.amp": "auto", "train.loader": "device"},
+    "ours, bf16, device windows, compiled": {"train.amp": "auto", "train.loader": "device", "train.compile": "default"},
+}
+
+
+def peer_comparison(profile, ds: Dataset, repeats: int = 2, epochs: int = 4, runners: dict | None = None,
+                    progress=print) -> pd.DataFrame:
+    """Our trainer on the STID preset (batch 64, the peer's model size) against the peer runner's epoch time.
+
+    Each runner trains `epochs` full epochs (the first is warm-up), `repeats` times interleaved; the
+    table has the median training seconds per epoch, every repeat's figure, and the ratio to the
+    peer's (BENCHMARK.md), which only means something on pems08-tail on the 2-core CPU class.
+    """
+    from .reference import PEER, PROTOCOL
+
+    stid = replace(profile.run_config(preset="stid"), **{"train.batch_size": 64})
+    runners = runners or PEER_RUNNERS
+    seen = {label: [] for label in runners}
+    last = {}
+    for rep in range(repeats):
+        for label, extra in runners.items():
+            last[label] = epoch_seconds(replace(stid, **extra), ds, epochs=epochs)
+            seen[label].append(last[label]["train_s_per_epoch"])
+            progress(f"repeat {rep + 1}/{repeats}  {label:<38s} {seen[label][-1]:.3f} s per training epoch")
+    rows = [{"runner": label, "train_s_per_epoch": float(np.median(v)), "repeats_s": [round(x, 3) for x in v],
+             **{k: last[label][k] for k in ("validation_s", "batch_size", "amp", "params")}}
+            for label, v in seen.items()]
+    table = pd.DataFrame(rows)
+    if ds.name == PROTOCOL:
+        peer_s = PEER["BasicTS STID (100 epochs, 3 seeds)"]["seconds_per_epoch"]
+        table["peer s/epoch"] = peer_s
+        table["faster than peer"] = peer_s / table["train_s_per_epoch"]
+    return table
 
 
 if __name__ == "__main__":

@@ -91,12 +91,13 @@ def speed(bench_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def stage2_benchmarks(bench_dir: Path) -> pd.DataFrame:
-    """Committed stage-2 runs (stage2_<device>.csv, from scripts/gpu_session.sh): one row per batch and config.
+def gpu_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
+    """Committed GPU runs of a study (<study>_<device>.csv, exported with python -m stlib.results from
+    scripts/gpu_session.sh's run records): one row per batch and config.
 
     MAE mean and sd over seeds, the epochs each run reached in its time budget, and the budget.
     """
-    frames = [pd.read_csv(f).assign(file=f.name) for f in sorted(Path(bench_dir).glob("stage2_*.csv"))
+    frames = [pd.read_csv(f).assign(file=f.name) for f in sorted(Path(bench_dir).glob(f"{study}_*.csv"))
               if not f.stem.endswith("_history")]
     if not frames:
         return pd.DataFrame()

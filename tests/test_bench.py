@@ -109,3 +109,17 @@ def test_slug_and_device_name():
     assert bench.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert bench.slug(bench.device_name(torch.device("cpu"))) == "cpu"
     assert isinstance(ModelConfig().d_model, int)
+
+
+def test_peer_comparison_interleaves_our_runners(tiny):
+    from stlib.config import load_profile
+    from stlib.paths import REPO_ROOT
+
+    profile = load_profile(REPO_ROOT / "params" / "default.yaml")
+    runners = {k: v for k, v in bench.PEER_RUNNERS.items() if "compiled" not in k}
+    said = []
+    table = bench.peer_comparison(profile, tiny, repeats=2, epochs=2, runners=runners, progress=said.append)
+    assert list(table["runner"]) == list(runners) and len(said) == 4
+    assert (table["batch_size"] == 64).all() and list(table["amp"]) == ["off", "bfloat16"]
+    assert all(len(r) == 2 for r in table["repeats_s"]) and (table["train_s_per_epoch"] > 0).all()
+    assert "faster than peer" not in table  # the peer's figure is only comparable on pems08-tail

@@ -100,7 +100,7 @@ def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
     runs = pd.read_csv(tmp_path / "bench" / "stage2_fake.csv")
     assert len(runs) == 9 and set(runs["stopped_by"]) == {"time budget"} and set(runs["device"]) == {"Fake GPU"}
     assert runs.groupby("batch")["concurrent_runs"].first().to_dict() == {"three": 3, "twelve": 6}
-    s = report.stage2_benchmarks(tmp_path / "bench")  # the _history file is not a runs file
+    s = report.gpu_runs(tmp_path / "bench")  # the _history file is not a runs file
     assert len(s) == 3 and s["seeds"].tolist() == [3, 3, 3]
     twelve = s[s["batch"] == "twelve"].set_index("name")
     assert twelve.loc["+ alternation (T S T S)", "MAE"] == pytest.approx(18.1)
@@ -112,6 +112,9 @@ def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
     assert len(hist) == 36 and {"batch", "name", "seed", "epoch", "val_mae"} <= set(hist.columns)
     ax = runplots.budget_curves(hist[hist["batch"] == "twelve"])
     assert len(ax.get_lines()) == 2
+    assert report.gpu_runs(tmp_path / "bench", "stage1").empty  # another study's files are not read
+    (tmp_path / "bench" / "stage1_fake.csv").write_text((tmp_path / "bench" / "stage2_fake.csv").read_text())
+    assert len(report.gpu_runs(tmp_path / "bench", "stage1")) == 3
     assert "Stage 2 on a GPU" in report.markdown("p", "d", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), s)
 
 
