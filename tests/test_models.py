@@ -272,6 +272,27 @@ def test_axis_attention_bf16_on_cpu_close_to_fp32():
     assert (low.float() - ref).abs().max() < 0.05
 
 
+def test_cpu_attention_under_autocast_runs_in_fp32(monkeypatch):
+    # autocast casts SDPA's inputs to bf16 unless it is switched off around the call; the CPU kernel is
+    # ~2x slower in bf16 at these shapes, so the fp32 call must reach the kernel as fp32
+    import torch.nn.functional as F
+
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        out = real(q, k, v, **kw)
+        seen.append((q.dtype, out.dtype))
+        return out
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    attn = AxisAttention(16, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attn(torch.randn(2, 12, 5, 16), axis=1)
+    assert seen == [(torch.float32, torch.float32)]
+    assert y.dtype == torch.bfloat16
+
+
 def test_attention_in_batch_chunks_matches_one_call():
     from stlib.models.layers import attention
 
