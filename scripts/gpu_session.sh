@@ -5,6 +5,11 @@
 #   2. the cost of the alternating model for N = 170 .. 8600       -> scale_<device>.csv
 #   3. stage 2, one component at a time x 3 seeds, all runs at once on the one GPU, each with the
 #      same training-time budget (what is left before DEADLINE_S)  -> stage2_runs.csv / _summary.csv
+#   (attn, only when PHASES names it: fused attention kernels vs explicit matmuls for the 12-step
+#      sequences, a short eager A/B on the stage-2 model and on the ladder's model -> attn_<device>.csv;
+#      the faster setting is what the best phase uses)
+#   (best, only when PHASES names it: the best stage-2 configuration (alternating + adaptive embedding)
+#      x 3 seeds, all at once, compiled, with every second left before DEADLINE_S -> best/stage2_*.csv)
 #   (stage1, only when PHASES names it: notebook 03's roadmap items x 3 seeds, all at once, a fixed
 #      number of epochs (STAGE1_EPOCHS, default 8: the H100 ran about 0.4 run-epochs a second at batch 32, eager and time-sliced, so 21 x 8 at batch 64 needs about 4-5 min) so the scaled warmup / patience mean what they say;
 #      the left-over time is only a safety stop                      -> stage1_runs.csv / _summary.csv)
@@ -12,7 +17,7 @@
 #
 #   OUT=/some/dir STLIB_DATA_DIR=data_local/pems08_tail bash scripts/gpu_session.sh
 #
-# PHASES (default "ladder scale stage2"; any of ladder scale stage1 stage2, run in that order) picks phases;
+# PHASES (default "ladder scale stage2"; any of ladder scale stage1 attn best stage2, run in that order) picks phases;
 # STAGE1_VARIANTS / STAGE1_JOBS and STAGE2_VARIANTS / STAGE2_JOBS (comma lists, counts) narrow the studies.
 # DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
 # phase at toy size on the synthetic data (a check of the script itself, on any machine).
@@ -40,8 +45,10 @@ if [ "${SMOKE:-0}" = 1 ]; then
     LADDER=(--params params/default.yaml --repeats 1 --epochs 2 --train-windows 128 --val-windows 64 --op-profile)
     SIZES=(64 128)
     D_MODEL=16
-    STAGE2=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8
-            --set model.d_model=16 --set model.n_heads=2 --set data.num_days=7)
+    S2SET=(--set model.d_model=16 --set model.n_heads=2 --set data.num_days=7)
+    STAGE2=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8 "${S2SET[@]}")
+    BEST=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8 "${S2SET[@]}")
+    ATTN=(--repeats 1 --epochs 2 --train-windows 64 --val-windows 32)
     STAGE1=(--params params/default.yaml --seeds 0 1 --jobs 2 --depth 2 3 --variants start +noise
             --set model.d_model=16 --set model.n_heads=2 --set data.num_days=7 --set train.epochs=2)
     RESERVE=25
@@ -53,14 +60,18 @@ else
     # the stage-2 study: d_model 64 (STAEformer's size class), denoising off (notebook 03's one clear
     # effect on CPU), dropout 0.1, cosine to the budget, eager bf16 (twelve concurrent compiles would
     # cost more than they save)
+    S2SET=(--set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2 --set model.dropout=0.1
+           --set model.use_denoising=false --set train.batch_size=32 --set train.lr=0.001
+           --set train.scheduler=cosine --set train.min_lr=0.00001 --set train.warmup_steps=100
+           --set train.epochs=400 --set train.amp=auto --set train.loader=device
+           --set train.validate_every=1 --set train.eval_batch_size=512 --set train.quiet=true)
     STAGE2=(--params "$PARAMS" --seeds 0 1 2 --jobs 12 --encoder-depth 6 --adaptive-dim 80
             --variants "stage 1 (temporal only)" "+ spatial attention (stacked T..S..)" "+ alternation (T S T S)"
-            "+ adaptive embedding"
-            --set model.d_model=64 --set model.n_heads=4 --set model.decoder_depth=2 --set model.dropout=0.1
-            --set model.use_denoising=false --set train.batch_size=32 --set train.lr=0.001
-            --set train.scheduler=cosine --set train.min_lr=0.00001 --set train.warmup_steps=100
-            --set train.epochs=400 --set train.compile=off --set train.amp=auto --set train.loader=device
-            --set train.validate_every=1 --set train.eval_batch_size=512 --set train.quiet=true)
+            "+ adaptive embedding" "${S2SET[@]}" --set train.compile=off)
+    # the best configuration alone, 3 seeds at once: compiled (three concurrent compiles cost ~1 min of a
+    # budget of several), attention path from the attn phase
+    BEST=(--params "$PARAMS" --seeds 0 1 2 --jobs 3 --encoder-depth 6 --adaptive-dim 80 "${S2SET[@]}")
+    ATTN=(--repeats 2 --epochs 3 --train-windows 640 --val-windows 128)
     # stage 1 at the profile's own batch (64). Evaluation at batch 128: at 512, 21 processes at once
     # needed 3.3-5.5 GB each and ran the H100 out of memory (session 4); 12 at once fitted
     STAGE1=(--params "$PARAMS" --seeds 0 1 2 --jobs 21 --depth 4 6
@@ -89,6 +100,26 @@ fi
         if [[ " $PHASES " == *" stage2 "* ]]; then share=$(( ($(left) - 2 * RESERVE) / 2 )); else share=$(($(left) - RESERVE)); fi
         phase stage1 $((share + RESERVE - 5)) $PY -m stlib.ablation --study stage1 "${STAGE1[@]}" \
             --set train.time_budget_s="$share" --stage 03 --out "$OUT"
+    fi
+
+    short=0
+    if [[ " $PHASES " == *" attn "* ]]; then
+        # the stage-2 model (alternating, encoder 6, adaptive embedding) and the ladder's model, eager
+        phase attn-stage2 100 $PY -m stlib.bench --attn-ab --short 32 --params "$PARAMS" "${ATTN[@]}" "${S2SET[@]}" \
+            --set model.name=alternating --set model.pattern=alternating --set model.encoder_depth=6 \
+            --set model.adaptive_dim=80 --set train.compile=off --out "$OUT" 2>&1 | tee "$OUT/attn.log"
+        picked=$(grep -o 'best model.attn_short=[0-9]*' "$OUT/attn.log" | tail -1 | cut -d= -f2)
+        short=${picked:-0}
+        echo "=== attention path for the best phase: model.attn_short=$short"
+        phase attn-ladder 80 $PY -m stlib.bench --attn-ab --short 32 --params "$PARAMS" "${ATTN[@]}" \
+            --set train.amp=auto --set train.batch_size=128 --set train.loader=device --set train.compile=off \
+            --out "$OUT"
+    fi
+    if [[ " $PHASES " == *" best "* ]]; then
+        budget=$(($(left) - RESERVE))
+        phase best $((budget + RESERVE - 5)) $PY -m stlib.ablation --study stage2 "${BEST[@]}" \
+            --variants "+ adaptive embedding" --set model.attn_short="$short" --set train.compile="${BEST_COMPILE:-default}" \
+            --set train.time_budget_s="$budget" --stage 04 --out "$OUT/best"
     fi
 
     budget=$(($(left) - RESERVE))

@@ -1,6 +1,7 @@
 """The speed ladder: the roadmap's speed-ups measured side by side on the same model, data and process.
 
     python -m stlib.bench --profile cpu|gpu|default [--out DIR] [--repeats 3]
+    python -m stlib.bench --attn-ab --params P [--set model.name=alternating ...]   # short-sequence attention A/B
 
 Each rung adds one optimisation to the one before (naive -> AMP -> batch 128 -> DataLoader workers ->
 device-resident windows -> torch.compile -> validate every 5 [-> CUDA graphs, on a GPU]). Every rung trains with the real
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import RunConfig, load_profile, replace
+from .config import ConfigError, RunConfig, load_profile, parse_override, replace
 from .data import Dataset, from_config, make_batches
 from .models import build_model
 from .paths import REPO_ROOT
@@ -288,12 +289,33 @@ def main(argv=None) -> int:
     ap.add_argument("--val-windows", type=int, default=256)
     ap.add_argument("--op-profile", action="store_true",
                     help="also profile the fastest kernel-by-kernel rung op by op -> ops_<device>.csv")
+    ap.add_argument("--attn-ab", action="store_true",
+                    help="only the attention A/B: fused kernels vs explicit matmuls for short sequences "
+                         "(model.attn_short 0 vs --short) -> attn_<device>.csv")
+    ap.add_argument("--short", type=int, default=32, help="--attn-ab: the model.attn_short to try against 0")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override of the params file, e.g. --set model.name=alternating")
     ap.add_argument("--peer-only", action="store_true",
                     help="only our STID-style runners against the peer runner -> peer_<device>.csv (--repeats, --epochs)")
     args = ap.parse_args(argv)
     params = Path(args.params or REPO_ROOT / PROFILES[args.profile])
     profile = load_profile(params)
-    cfg = profile.run_config()
+    try:
+        cfg = profile.run_config(overrides=dict(parse_override(o) for o in args.overrides))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.attn_ab:
+        table = attention_ab(cfg, shorts=(0, args.short), repeats=args.repeats, epochs=max(args.epochs, 2),
+                             train_windows=args.train_windows, val_windows=args.val_windows)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"attn_{slug(table['device'].iloc[0])}.csv"
+        table.to_csv(path, mode="a", header=not path.exists(), index=False)  # one file, a block per model
+        print(table.drop(columns=["repeats_s"]).round(4).to_string(index=False))
+        best = int(table.loc[table["train_s_per_epoch"].idxmin(), "attn_short"])
+        print(f"wrote {path}\nbest model.attn_short={best}")
+        return 0
     if args.peer_only:
         table = peer_comparison(profile, from_config(cfg.data), repeats=args.repeats, epochs=max(args.epochs, 2))
         out = Path(args.out)
@@ -361,6 +383,33 @@ def epoch_seconds(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path |
     return {"train_s_per_epoch": float(h["train_seconds"].median()),
             "validation_s": float(h["validation_s"].median()), "batch_size": cfg.train.batch_size,
             "amp": run.metrics["amp"], "loader": cfg.train.loader, "params": run.metrics["params"]}
+
+
+def attention_ab(cfg: RunConfig, ds: Dataset | None = None, shorts=(0, 32), repeats: int = 2, epochs: int = 3,
+                 train_windows: int = 640, val_windows: int = 128, progress=print) -> pd.DataFrame:
+    """Training seconds per epoch of one config with each model.attn_short (0 = the fused kernels for
+    every sequence), fits interleaved and repeated, the first epoch of each fit excluded; medians.
+
+    Seconds are for `train_windows` windows (a subset, as the ladder's), so only the ratio is the point.
+    """
+    from .train import pick_device
+
+    ds = subset(ds or from_config(cfg.data), train_windows, val_windows)
+    seen = {s: [] for s in shorts}
+    for rep in range(repeats):
+        for s in shorts:
+            r = epoch_seconds(replace(cfg, **{"model.attn_short": s}), ds, epochs=epochs)
+            seen[s].append(r["train_s_per_epoch"])
+            progress(f"repeat {rep + 1}/{repeats}  attn_short {s:>3d}: {seen[s][-1]:.3f} s per {train_windows} windows")
+    m = cfg.model
+    model = f"{m.name}{' ' + m.pattern if m.name == 'alternating' else ''} d{m.d_model} h{m.n_heads} " \
+            f"enc{m.encoder_depth} dec{m.decoder_depth} batch {cfg.train.batch_size}".replace("  ", " ")
+    table = pd.DataFrame([{"model": model, "attn_short": s, "train_s_per_epoch": float(np.median(v)),
+                           "windows_per_s": train_windows / float(np.median(v)),
+                           "repeats_s": [round(x, 4) for x in v]} for s, v in seen.items()])
+    table["speed_up"] = table["train_s_per_epoch"].iloc[0] / table["train_s_per_epoch"]
+    return table.assign(amp=cfg.train.amp, compile=cfg.train.compile,
+                        device=device_name(pick_device(cfg.train.device)), torch=torch.__version__)
 
 
 PEER_RUNNERS = {  # our trainer on the peer's STID at its batch (64), with what our trainer adds switched on

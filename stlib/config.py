@@ -76,6 +76,9 @@ class ModelConfig:
     denoise_mask_ratio: float = _f(0.15, lo=0.0, hi=0.95)
     denoise_noise_std: float = _f(0.1, lo=0.0)
     denoise_weight: float = _f(0.1, lo=0.0)
+    # sequences of at most this many steps attend by explicit matmuls instead of the fused kernels, which
+    # pad a 12-step sequence to a 64- or 128-row tile; for GPUs (slower on CPU). 0 = always the fused kernels
+    attn_short: int = _f(0, lo=0)
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
     adaptive_dim: int = _f(0, lo=0)

@@ -54,7 +54,7 @@ class EncoderDecoder(nn.Module):
     def __init__(self, num_sensors: int, in_steps: int, out_steps: int, steps_per_day: int, null_z: float,
                  d_model=64, n_heads=4, encoder_depth=4, decoder_depth=2, ffn_mult=4, dropout=0.05,
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
-                 adaptive_dim=0, encoder_axes=None, decoder_axes=None, **_):
+                 adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, **_):
         super().__init__()
         if decoder_depth < 1:
             raise ValueError("encdec needs model.decoder_depth >= 1")
@@ -67,8 +67,9 @@ class EncoderDecoder(nn.Module):
         self.embed = STEmbedding(num_sensors, steps_per_day, in_steps + out_steps, d_model, pos_encoding,
                                  in_steps, adaptive_dim)
         self.queries = nn.Parameter(torch.randn(out_steps, d_model) * 0.02)  # one learned query per horizon
-        self.encoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout) for _ in range(encoder_depth))
-        self.decoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, cross=True)
+        self.encoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, short_attn=attn_short)
+                                     for _ in range(encoder_depth))
+        self.decoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, cross=True, short_attn=attn_short)
                                      for _ in range(decoder_depth))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1)
