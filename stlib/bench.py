@@ -251,7 +251,10 @@ def to_markdown(result: dict) -> str:
              f"training windows per measured epoch (scaled to the full epoch), {result['repeats']} interleaved "
              f"repeats x {result['epochs_per_fit'] - 1} measured epochs; medians. torch {result['torch']}. "
              f"Model: {result['model']['name']} d_model {result['model']['d_model']}, "
-             f"{result['flops_per_sample'] / 1e9:.3f} GFLOP per training window.", "",
+             f"{result['flops_per_sample'] / 1e9:.3f} GFLOP per training window."
+             + (f" Every rung attends sequences of up to {result['model']['attn_short']} steps by explicit matmuls "
+                f"(model.attn_short {result['model']['attn_short']})." if result["model"].get("attn_short") else ""),
+             "",
              "| rung | s/epoch | speed-up | cumulative saving | roadmap expected (this rung) | data | forward | "
              "backward | optimizer | validation | samples/s | TFLOP/s | % of peak | warm-up s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -200,11 +200,15 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
     text = script.read_text()
     profile = load_profile(REPO_ROOT / "params" / "pems08_tail_gpu.yaml")
 
+    # the GPU's stage-2 settings (the second S2SET: the first is the smoke-test one)
+    s2set = re.findall(r'S2SET=\((.*?)\)\n', text, re.S)[1]
+    assert "model.d_model=64" in s2set
+
     def parsed(study):
         block = re.search(rf'{study.upper()}=\(--params "\$PARAMS"(.*?)\)\n', text, re.S).group(1)
-        args = shlex.split(block.replace('"${STAGE1_EPOCHS:-8}"', "8"))
+        args = shlex.split(block.replace('"${STAGE1_EPOCHS:-8}"', "8").replace('"${S2SET[@]}"', s2set))
         sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-        names = args[args.index("--variants") + 1:args.index("--set")]
+        names = args[args.index("--variants") + 1:args.index("--set")] if "--variants" in args else []
         return dict(parse_override(o) for o in sets + ["train.time_budget_s=100"]), names
 
     base, names = parsed("stage2")
@@ -213,6 +217,13 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
     for v in variants:  # every configuration the GPU would train validates here first
         cfg = profile.run_config(overrides={**base, **v.overrides}, stage="04")
         assert cfg.train.time_budget_s == 100 and cfg.train.scheduler == "cosine"
+    # the best phase: the adaptive-embedding configuration, compiled, with the attention path the attn phase picked
+    base, _ = parsed("best")
+    (best,) = ablation.select(ablation.stage2_variants(6, 80), ["+ adaptive embedding"])
+    assert '--variants "+ adaptive embedding" --set model.attn_short="$short"' in text
+    cfg = profile.run_config(overrides={**base, **best.overrides, "model.attn_short": 32, "train.compile": "default"},
+                             stage="04")
+    assert cfg.model.name == "alternating" and cfg.model.adaptive_dim == 80 and cfg.model.encoder_depth == 6
     base, names = parsed("stage1")
     cfg = profile.run_config(overrides=base)
     variants = ablation.select(ablation.stage1_variants(ablation.scaled_constants(cfg, 2834), (4, 6)), names)
