@@ -226,11 +226,21 @@ def op_profile(cfg: RunConfig, ds: Dataset | None = None, rung: str | None = Non
     with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
         fit(rcfg, dataset=subset(ds, train_windows, train_windows // 4), out_root=Path(tmp))
     dev_attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    rows = [{"op": e.key, "calls": e.count, "self_device_ms": getattr(e, dev_attr, 0.0) / 1e3,
+    rows = [{"op": e.key, "kind": "op" if e.device_type == torch.autograd.DeviceType.CPU else "kernel",
+             "calls": e.count, "self_device_ms": getattr(e, dev_attr, 0.0) / 1e3,
              "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in prof.key_averages()]
-    table = pd.DataFrame(rows).sort_values("self_device_ms", ascending=False)
-    table["device_share"] = table["self_device_ms"] / max(table["self_device_ms"].sum(), 1e-9)
+    table = device_shares(pd.DataFrame(rows)).sort_values("self_device_ms", ascending=False)
     return table.head(top).assign(rung=rung, device=device_name(device)).reset_index(drop=True)
+
+
+def device_shares(table: pd.DataFrame) -> pd.DataFrame:
+    """device_share = self device ms / the device's total. On a GPU the profiler lists each kernel once as a
+    kernel row and again inside the aten op that launched it (an op row with the same device time): the
+    total is the kernel rows' sum, so the kernels' shares add up to 1 and an op's share is its kernels'.
+    On CPU every row is an op and the total is theirs."""
+    kernels = table["kind"].eq("kernel")
+    total = table.loc[kernels, "self_device_ms"].sum() if kernels.any() else table["self_device_ms"].sum()
+    return table.assign(device_share=table["self_device_ms"] / max(total, 1e-9))
 
 
 def device_name(device: torch.device) -> str:

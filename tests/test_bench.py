@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -43,6 +44,16 @@ def test_op_profile_names_the_ops_of_a_rung(tiny):
     assert any("addmm" in op or "mm" in op for op in table["op"])  # the MLP's matmuls are there
     with pytest.raises(ValueError, match="unknown rung"):
         bench.op_profile(cfg, tiny, rung="+ warp drive")
+
+
+def test_device_shares_count_each_kernel_once():
+    # a GPU profile lists a kernel's time twice: on the kernel row and on the aten op that launched it
+    rows = pd.DataFrame({"op": ["aten::mm", "gemm_kernel", "softmax_kernel"], "kind": ["op", "kernel", "kernel"],
+                         "self_device_ms": [3.0, 3.0, 1.0]})
+    shares = bench.device_shares(rows).set_index("op")["device_share"]
+    assert shares["gemm_kernel"] == 0.75 and shares["softmax_kernel"] == 0.25 and shares["aten::mm"] == 0.75
+    cpu = bench.device_shares(rows.assign(kind="op"))["device_share"]  # on CPU every row is an op
+    assert abs(cpu.sum() - 1.0) < 1e-12
 
 
 def test_subset_keeps_full_training_statistics(tiny):
