@@ -9,7 +9,9 @@
 #      sequences, a short eager A/B on the stage-2 model and on the ladder's model -> attn_<device>.csv;
 #      the faster setting is what the best phase uses)
 #   (best, only when PHASES names it: the best stage-2 configuration (alternating + adaptive embedding)
-#      x 3 seeds, all at once, compiled, with every second left before DEADLINE_S -> best/stage2_*.csv)
+#      x 3 seeds, all at once, compiled, with every second left before DEADLINE_S -> best/stage2_*.csv;
+#      BEST_BUDGET_S sets a training budget longer than one loan, KEEP_CHECKPOINTS=1 returns the
+#      stopped runs as ckpt_*.tar.gz, and PHASES=resume RESUME_FROM=<folder of them> continues them)
 #   (stage1, only when PHASES names it: notebook 03's roadmap items x 3 seeds, all at once, a fixed
 #      number of epochs (STAGE1_EPOCHS, default 8: the H100 ran about 0.4 run-epochs a second at batch 32, eager and time-sliced, so 21 x 8 at batch 64 needs about 4-5 min) so the scaled warmup / patience mean what they say;
 #      the left-over time is only a safety stop                      -> stage1_runs.csv / _summary.csv)
@@ -17,7 +19,7 @@
 #
 #   OUT=/some/dir STLIB_DATA_DIR=data_local/pems08_tail bash scripts/gpu_session.sh
 #
-# PHASES (default "ladder scale stage2"; any of ladder scale stage1 attn best stage2, run in that order) picks phases;
+# PHASES (default "ladder scale stage2"; any of ladder scale stage1 attn best resume stage2, run in that order) picks phases;
 # STAGE1_VARIANTS / STAGE1_JOBS and STAGE2_VARIANTS / STAGE2_JOBS (comma lists, counts) narrow the studies.
 # DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
 # phase at toy size on the synthetic data (a check of the script itself, on any machine).
@@ -47,7 +49,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
     D_MODEL=16
     S2SET=(--set model.d_model=16 --set model.n_heads=2 --set data.num_days=7)
     STAGE2=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8 "${S2SET[@]}")
-    BEST=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8 "${S2SET[@]}")
+    BEST=(--params params/default.yaml --seeds 0 1 --jobs 2 --encoder-depth 3 --adaptive-dim 8 "${S2SET[@]}"
+          --set train.epochs=40)
     ATTN=(--repeats 1 --epochs 2 --train-windows 64 --val-windows 32)
     STAGE1=(--params params/default.yaml --seeds 0 1 --jobs 2 --depth 2 3 --variants start +noise
             --set model.d_model=16 --set model.n_heads=2 --set data.num_days=7 --set train.epochs=2)
@@ -117,9 +120,30 @@ fi
     fi
     if [[ " $PHASES " == *" best "* ]]; then
         budget=$(($(left) - RESERVE))
-        phase best $((budget + RESERVE - 5)) $PY -m stlib.ablation --study stage2 "${BEST[@]}" \
+        # BEST_BUDGET_S longer than this loan: the runs are stopped at the deadline with their last.pt, which
+        # KEEP_CHECKPOINTS=1 brings back and PHASES=resume continues in a later loan, on the same schedule
+        phase best $((budget + RESERVE - 20)) $PY -m stlib.ablation --study stage2 "${BEST[@]}" \
             --variants "+ adaptive embedding" --set model.attn_short="$short" --set train.compile="${BEST_COMPILE:-default}" \
-            --set train.time_budget_s="$budget" --stage 04 --out "$OUT/best"
+            --set train.time_budget_s="${BEST_BUDGET_S:-$budget}" --stage 04 --out "$OUT/best"
+    fi
+    if [[ " $PHASES " == *" resume "* ]]; then
+        # continue the unfinished runs of an earlier loan exactly (python -m stlib.train --resume), all at once
+        if [ -z "${RESUME_FROM:-}" ] || ! ls "$RESUME_FROM"/ckpt_*.tar.gz > /dev/null 2>&1; then
+            echo "=== resume: RESUME_FROM must name a folder holding an earlier loan's ckpt_*.tar.gz (got '${RESUME_FROM:-}')"
+        else
+            mkdir -p "$STLIB_OUTPUT_DIR/runs/04"
+            for f in "$RESUME_FROM"/ckpt_*.tar.gz; do tar xzf "$f" -C "$STLIB_OUTPUT_DIR/runs/04"; done
+            limit=$(($(left) - RESERVE + 40))
+            echo "=== resume: limit ${limit} s, $(left) s left before the deadline"
+            for d in "$STLIB_OUTPUT_DIR"/runs/04/*/; do
+                if [ -f "${d}last.pt" ] && [ ! -f "${d}metrics.json" ]; then
+                    # one thread each, as the ablation workers that started them (GPU work; no oversubscribed cores)
+                    OMP_NUM_THREADS=1 timeout --kill-after=10 "$limit" $PY -m stlib.train --resume "$d" > "${d}resume.log" 2>&1 &
+                fi
+            done
+            wait
+            for d in "$STLIB_OUTPUT_DIR"/runs/04/*/; do echo "--- $(basename "$d")"; tail -n 2 "${d}resume.log"; done
+        fi
     fi
 
     budget=$(($(left) - RESERVE))
@@ -132,6 +156,16 @@ fi
         echo "=== stage2: skipped, only $(left) s left"
     fi
 
+    if [ "${KEEP_CHECKPOINTS:-0}" = 1 ]; then  # one file per unfinished run (8 files at most come back)
+        i=0
+        for d in "$STLIB_OUTPUT_DIR"/runs/*/*/; do
+            if [ -f "${d}last.pt" ] && [ ! -f "${d}metrics.json" ]; then
+                tar czf "$OUT/ckpt_$i.tar.gz" -C "$(dirname "$d")" "$(basename "$d")" && i=$((i + 1))
+            fi
+        done
+        echo "kept $i unfinished runs as ckpt_*.tar.gz: copy them into a git-ignored folder, carry it, and run"
+        echo "PHASES=resume RESUME_FROM=<that folder> in the next loan"
+    fi
     # the run records without checkpoints (*.pt): configs, histories, metrics, the ledger
     tar czf "$OUT/runs.tar.gz" --exclude='*.pt' -C "$STLIB_OUTPUT_DIR" . && echo "packed $(du -h "$OUT/runs.tar.gz" | cut -f1) of run records"
     echo "gpu_session: done after $(($(date +%s) - START)) s"
