@@ -111,6 +111,9 @@ class TrainConfig:
     pin_memory: bool = _f(False)
     prefetch_factor: int = _f(2, lo=1)
     validate_every: int = _f(1, lo=1)
+    # skip each epoch's last, partial training batch (a new shuffle picks other windows every epoch): under
+    # torch.compile its odd size costs a recompile with a dynamic batch dimension
+    drop_last: bool = _f(False)
     scheduler: str = _f("none", choices=("none", "plateau", "multistep", "cosine"))
     patience: int = _f(10, lo=1, doc="plateau: validations without improvement before a cut")
     factor: float = _f(0.5, lo=0.0, hi=1.0, lo_open=True)

@@ -529,7 +529,11 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
 
     batch_kw = dict(device=device, loader=tc.loader, num_workers=tc.num_workers, pin_memory=tc.pin_memory,
                     prefetch_factor=tc.prefetch_factor)
-    train_batches = make_batches(ds, "train", tc.batch_size, shuffle=True, seed=tc.seed, **batch_kw)
+    train_batches = make_batches(ds, "train", tc.batch_size, shuffle=True, seed=tc.seed, drop_last=tc.drop_last,
+                                 **batch_kw)
+    if trainable and len(train_batches) == 0:
+        raise ConfigError(f"train.drop_last with train.batch_size {tc.batch_size} leaves no batch of the "
+                          f"{len(ds.splits['train'])} training windows: lower the batch size or set train.drop_last=false")
     val_batches = make_batches(ds, "val", tc.eval_batch_size, **batch_kw)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay) if trainable else None
     plateau = Plateau(tc.patience, tc.factor, tc.min_lr)

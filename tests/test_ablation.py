@@ -224,6 +224,7 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
     cfg = profile.run_config(overrides={**base, **best.overrides, "model.attn_short": 32, "train.compile": "default"},
                              stage="04")
     assert cfg.model.name == "alternating" and cfg.model.adaptive_dim == 80 and cfg.model.encoder_depth == 6
+    assert cfg.train.drop_last  # no recompile for the partial last batch
     base, names = parsed("stage1")
     cfg = profile.run_config(overrides=base)
     variants = ablation.select(ablation.stage1_variants(ablation.scaled_constants(cfg, 2834), (4, 6)), names)

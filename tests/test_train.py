@@ -139,6 +139,16 @@ def test_warmup_ramps_lr(tiny):
     assert warmup_factor(0, 0) == 1.0 and warmup_factor(4, 10) == 0.5 and warmup_factor(50, 10) == 1.0
 
 
+def test_drop_last_skips_the_partial_batch(tiny):
+    n = len(tiny.splits["train"])
+    assert n % 64  # a partial last batch exists
+    for drop, steps in ((False, -(-n // 64)), (True, n // 64)):  # optimizer steps, counted through the warmup
+        run = fit(tiny_config(train__warmup_steps=1000, train__epochs=1, train__drop_last=drop), dataset=tiny)
+        assert run.history["lr"].tolist() == pytest.approx([0.003 * steps / 1000])
+    with pytest.raises(ConfigError, match="train.drop_last"):
+        fit(tiny_config(train__batch_size=n + 1, train__drop_last=True), dataset=tiny)
+
+
 def test_multistep_and_cosine_schedules(tiny):
     run = fit(tiny_config(train__scheduler="multistep", train__milestones=[1, 2], train__gamma=0.5,
                           train__epochs=3), dataset=tiny)
