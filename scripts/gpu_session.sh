@@ -33,6 +33,7 @@ export STLIB_OUTPUT_DIR=${STLIB_OUTPUT_DIR:-$(mktemp -d)}
 mkdir -p "$OUT"
 
 left() { echo $((START + DEADLINE_S - $(date +%s))); }
+unfinished() { [ -f "${1}last.pt" ] && [ ! -f "${1}metrics.json" ]; }  # a run dir (with a trailing /) stopped early
 phase() {  # phase NAME LIMIT_S command...: run with a hard limit, report, never stop the script
     local name=$1 limit=$2 t0
     shift 2
@@ -138,7 +139,7 @@ fi
             limit=$(($(left) - RESERVE + 40))
             echo "=== resume: limit ${limit} s, $(left) s left before the deadline"
             for d in "$STLIB_OUTPUT_DIR"/runs/04/*/; do
-                if [ -f "${d}last.pt" ] && [ ! -f "${d}metrics.json" ]; then
+                if unfinished "$d"; then
                     # one thread each, as the ablation workers that started them (GPU work; no oversubscribed cores)
                     OMP_NUM_THREADS=1 timeout --kill-after=10 "$limit" $PY -m stlib.train --resume "$d" > "${d}resume.log" 2>&1 &
                 fi
@@ -161,7 +162,7 @@ fi
     if [ "${KEEP_CHECKPOINTS:-0}" = 1 ]; then  # one file per unfinished run (8 files at most come back)
         i=0
         for d in "$STLIB_OUTPUT_DIR"/runs/*/*/; do
-            if [ -f "${d}last.pt" ] && [ ! -f "${d}metrics.json" ]; then
+            if unfinished "$d"; then
                 tar czf "$OUT/ckpt_$i.tar.gz" -C "$(dirname "$d")" "$(basename "$d")" && i=$((i + 1))
             fi
         done

@@ -531,7 +531,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
                     prefetch_factor=tc.prefetch_factor)
     train_batches = make_batches(ds, "train", tc.batch_size, shuffle=True, seed=tc.seed, drop_last=tc.drop_last,
                                  **batch_kw)
-    if trainable and len(train_batches) == 0:
+    if trainable and tc.drop_last and len(train_batches) == 0:
         raise ConfigError(f"train.drop_last with train.batch_size {tc.batch_size} leaves no batch of the "
                           f"{len(ds.splits['train'])} training windows: lower the batch size or set train.drop_last=false")
     val_batches = make_batches(ds, "val", tc.eval_batch_size, **batch_kw)
