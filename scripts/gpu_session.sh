@@ -21,6 +21,7 @@
 #
 # PHASES (default "ladder scale stage2"; any of ladder scale stage1 attn best resume stage2, run in that order) picks phases;
 # STAGE1_VARIANTS / STAGE1_JOBS and STAGE2_VARIANTS / STAGE2_JOBS (comma lists, counts) narrow the studies.
+# BEST_SET="key=value ..." overrides the best phase's configuration (e.g. "model.head=linear model.series_embedding=true").
 # DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
 # phase at toy size on the synthetic data (a check of the script itself, on any machine).
 set -u
@@ -123,11 +124,13 @@ fi
     fi
     if [[ " $PHASES " == *" best "* ]]; then
         budget=$(($(left) - RESERVE))
+        extra=()  # BEST_SET="k=v k=v": overrides on top of the best configuration (e.g. model.head=linear)
+        for kv in ${BEST_SET:-}; do extra+=(--set "$kv"); done
         # BEST_BUDGET_S longer than this loan: the runs are stopped at the deadline with their last.pt, which
         # KEEP_CHECKPOINTS=1 brings back and PHASES=resume continues in a later loan, on the same schedule
         phase best $((budget + RESERVE - 20)) $PY -m stlib.ablation --study stage2 "${BEST[@]}" \
             --variants "+ adaptive embedding" --set model.attn_short="$short" --set train.compile="${BEST_COMPILE:-default}" \
-            --set train.time_budget_s="${BEST_BUDGET_S:-$budget}" --stage 04 --out "$OUT/best"
+            --set train.time_budget_s="${BEST_BUDGET_S:-$budget}" ${extra[@]+"${extra[@]}"} --stage 04 --out "$OUT/best"
     fi
     if [[ " $PHASES " == *" resume "* ]]; then
         # continue the unfinished runs of an earlier loan exactly (python -m stlib.train --resume), all at once

@@ -7,7 +7,7 @@ Each rung adds one optimisation to the one before (naive -> AMP -> batch 128 -> 
 device-resident windows -> torch.compile -> validate every 5 [-> CUDA graphs, on a GPU]). Every rung trains with the real
 trainer (stlib.train.fit) on a fixed subset of the training windows; the first epoch of each fit is
 warm-up (and compilation) and is reported apart; seconds per full epoch are scaled from the subset.
-Rungs are interleaved and repeated, so machine drift hits all alike; medians are reported.
+Rungs are interleaved and repeated, odd repeats in reverse order, so machine drift hits all alike; medians are reported.
 
 Imports only torch, numpy, pandas and pyyaml on the bench path (a bare GPU machine has those).
 """
@@ -123,7 +123,11 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
 
 def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, epochs: int = 3,
                  train_windows: int = 1280, val_windows: int = 256, rungs=None, progress=print) -> dict:
-    """Run every rung `repeats` times, interleaved; return per-rung medians and the raw epochs."""
+    """Run every rung `repeats` times, interleaved; return per-rung medians and the raw epochs.
+
+    Odd repeats run the rungs in reverse order (naive, ..., fastest, fastest, ..., naive), so a warm-up or
+    drift over the process's life (the first fit of a process runs slowest) hits the first and last rungs alike.
+    """
     from .train import amp_dtype, fit, pick_device
 
     device = pick_device(cfg.train.device)
@@ -140,7 +144,8 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     raw, failed = [], {}  # failed: rung -> the error that stopped it (the other rungs still run)
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
-            for i, (name, overrides) in enumerate(rungs):
+            order = list(enumerate(rungs))
+            for i, (name, overrides) in (order[::-1] if rep % 2 else order):
                 if name in failed:
                     continue
                 rcfg = replace(base, **overrides)
@@ -258,8 +263,8 @@ def to_markdown(result: dict) -> str:
     t = result["table"]
     lines = [f"# Speed ladder on {result['device']}", "",
              f"dataset {result['dataset']}, {result['train_windows_measured']} of {result['train_windows_full']} "
-             f"training windows per measured epoch (scaled to the full epoch), {result['repeats']} interleaved "
-             f"repeats x {result['epochs_per_fit'] - 1} measured epochs; medians. torch {result['torch']}. "
+             f"training windows per measured epoch (scaled to the full epoch), {result['repeats']} repeats "
+             f"(interleaved, every second one in reverse order) x {result['epochs_per_fit'] - 1} measured epochs; medians. torch {result['torch']}. "
              f"Model: {result['model']['name']} d_model {result['model']['d_model']}, "
              f"{result['flops_per_sample'] / 1e9:.3f} GFLOP per training window."
              + (f" Every rung attends sequences of up to {result['model']['attn_short']} steps by explicit matmuls "

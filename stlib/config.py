@@ -79,6 +79,15 @@ class ModelConfig:
     # sequences of at most this many steps attend by explicit matmuls instead of the fused kernels, which
     # pad a 12-step sequence to a 64- or 128-row tile; for GPUs (slower on CPU). 0 = always the fused kernels
     attn_short: int = _f(0, lo=0)
+    # transformer input and output (encdec, alternating)
+    patch: int = _f(1, lo=1, doc="time steps per token: the T input steps become T / patch tokens (T must "
+                    "divide), each embedding its patch's values; cuts the tokens and the attention cost by patch")
+    head: str = _f("decoder", choices=("decoder", "linear"),
+                   doc="decoder: horizon queries attend to each other and to the encoder memory (the roadmap's "
+                   "encoder-decoder); linear: each sensor's encoder tokens, flattened, map to the horizon by one "
+                   "linear layer (STAEformer's output projection; no decoder blocks)")
+    series_embedding: bool = _f(False, doc="add STID's series encoding (one linear map of the sensor's whole input "
+                                "window) to every token, so each token sees the full window from the first layer")
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
     adaptive_dim: int = _f(0, lo=0)
@@ -91,6 +100,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.name in ("encdec", "alternating") and self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        if self.name in ("encdec", "alternating") and self.head == "decoder" and self.decoder_depth < 1:
+            raise ConfigError("model.decoder_depth must be >= 1 with model.head: decoder (or set model.head: linear)")
 
 
 @dataclass
@@ -141,6 +152,11 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        m = self.model
+        if m.name in ("encdec", "alternating") and self.data.in_steps % m.patch:
+            raise ConfigError(f"model.patch ({m.patch}) must divide data.in_steps ({self.data.in_steps})")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -92,8 +92,9 @@ def speed(bench_dir: Path) -> pd.DataFrame:
 
 
 def gpu_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
-    """Committed GPU runs of a study (<study>_<device>.csv, exported with python -m stlib.results from
-    scripts/gpu_session.sh's run records): one row per batch and config.
+    """Committed time-budgeted runs of a study (<study>_<device>.csv, exported with python -m stlib.results
+    from the run records of scripts/gpu_session.sh on a lent GPU, or of a CPU batch): one row per batch and
+    config.
 
     MAE mean and sd over seeds, the epochs each run reached in its time budget, and the budget.
     """
@@ -171,7 +172,7 @@ def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.Dat
         "## The route\n\n" + md(table),
         "## Gates\n\n" + md(gate_table),
         "## Speed (committed benchmark files)\n\n" + md(speed_table),
-        "## Stage 2 on a GPU (committed runs, pems08-tail, time-budgeted)\n\n" + md(stage2_table),
+        "## Stage 2, committed time-budgeted runs (pems08-tail; lent GPUs and this CPU)\n\n" + md(stage2_table),
     ]) + "\n"
 
 

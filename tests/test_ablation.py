@@ -225,9 +225,36 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
                              stage="04")
     assert cfg.model.name == "alternating" and cfg.model.adaptive_dim == 80 and cfg.model.encoder_depth == 6
     assert cfg.train.drop_last  # no recompile for the partial last batch
+    # the CPU batch's output design (linear head, series encoding), as BEST_SET would ask for it, validates too
+    cfg = profile.run_config(overrides={**base, **best.overrides, "model.head": "linear", "model.series_embedding": True},
+                             stage="04")
+    assert cfg.model.head == "linear" and cfg.model.series_embedding
     base, names = parsed("stage1")
     cfg = profile.run_config(overrides=base)
     variants = ablation.select(ablation.stage1_variants(ablation.scaled_constants(cfg, 2834), (4, 6)), names)
     assert len(variants) == 7 and cfg.train.epochs == 8
     for v in variants:
         assert profile.run_config(overrides={**base, **v.overrides}, stage="03").train.scheduler in ("none", "plateau")
+
+
+@pytest.mark.parametrize("best_set", ["", "model.head=linear model.patch=3"])
+def test_gpu_session_best_set_overrides_the_best_phase(tmp_path, best_set):
+    """BEST_SET's key=value pairs reach the best phase's command as --set, after every default (so they win)."""
+    import os
+    import subprocess
+
+    from stlib.paths import REPO_ROOT
+
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "fakepy"  # stands in for python: records its arguments
+    fake.write_text(f'#!/bin/bash\necho "$@" >> "{calls}"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": str(fake), "PHASES": "best", "SMOKE": "1",
+           "BEST_SET": best_set, "STLIB_OUTPUT_DIR": str(tmp_path / "records")}
+    (tmp_path / "records").mkdir()
+    subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_session.sh")], env=env, check=True,
+                   capture_output=True, timeout=60, cwd=REPO_ROOT)
+    (best,) = [c for c in calls.read_text().splitlines() if "--study stage2" in c]
+    tail = best.split("train.time_budget_s=")[1]
+    expected = "".join(f" --set {kv}" for kv in best_set.split())
+    assert tail.split(" ", 1)[1] == f"{expected.strip()} --stage 04 --out {tmp_path / 'out'}/best".strip()

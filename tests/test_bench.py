@@ -134,3 +134,16 @@ def test_peer_comparison_interleaves_our_runners(tiny):
     assert (table["batch_size"] == 64).all() and list(table["amp"]) == ["off", "bfloat16"]
     assert all(len(r) == 2 for r in table["repeats_s"]) and (table["train_s_per_epoch"] > 0).all()
     assert "faster than peer" not in table  # the peer's figure is only comparable on pems08-tail
+
+
+def test_speed_ladder_alternates_the_rung_order_between_repeats(tiny):
+    """naive, AMP, AMP, naive, naive, AMP: warm-up and drift over the process hit both ends of the ladder."""
+    cfg = tiny_config(model__name="stid", model__embed_dim=8)
+    base = {"train.compile": "off", "train.amp": "off", "train.validate_every": 1}
+    rungs = [("naive", base), ("+ AMP", {**base, "train.amp": "auto"})]
+    said = []
+    result = bench.speed_ladder(cfg, tiny, repeats=3, epochs=2, train_windows=64, val_windows=32, rungs=rungs,
+                                progress=said.append)
+    ran = [line.split()[2] for line in said]
+    assert ran == ["naive", "+", "+", "naive", "naive", "+"]
+    assert list(result["table"]["rung"]) == ["naive", "+ AMP"]  # the table keeps the ladder's order

@@ -37,10 +37,11 @@ def test_output_shape_and_finite(tiny, name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["stid", "encdec"])
-def test_a_few_steps_lower_the_loss(tiny, name):
+@pytest.mark.parametrize("name,kw", [("stid", {}), ("encdec", {}),
+                                     ("alternating", dict(patch=3, head="linear", encoder_depth=2))])
+def test_a_few_steps_lower_the_loss(tiny, name, kw):
     torch.manual_seed(0)
-    model = small_model(name, tiny, use_denoising=False)
+    model = small_model(name, tiny, use_denoising=False, **kw)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     x, y = first_batch(tiny, batch_size=32)
     tc = tiny_config().train
@@ -347,3 +348,81 @@ def test_attn_short_routes_only_short_sequences(tiny, monkeypatch):
         out = short(x)
     assert calls == [(6, 8, 6)]  # encoder T S: only S (6 sensors, head dim 8); the decoder attends over 12 steps
     assert torch.allclose(ref, out, atol=1e-5)
+
+
+def test_patches_round_trip_and_layout():
+    from stlib.models.encdec import from_patches, to_patches
+
+    v = torch.arange(2 * 12 * 5, dtype=torch.float32).view(2, 12, 5, 1)  # (B, T, N, 1)
+    p = to_patches(v, 3)
+    assert p.shape == (2, 4, 5, 3)
+    assert torch.equal(p[1, 2, 4], v[1, 6:9, 4, 0])  # token 2 of sensor 4 = steps 6, 7, 8
+    assert torch.equal(from_patches(p), v)
+
+
+@pytest.mark.parametrize("name", ["encdec", "alternating"])
+@pytest.mark.parametrize("patch,head", [(1, "linear"), (3, "decoder"), (3, "linear"), (4, "linear")])
+def test_patch_and_linear_head_shapes(tiny, name, patch, head):
+    torch.manual_seed(0)
+    model = small_model(name, tiny, patch=patch, head=head, encoder_depth=2, adaptive_dim=4 if name != "encdec" else 0)
+    x, _ = first_batch(tiny)
+    model.eval()
+    out = model(x)
+    assert out.shape == (8, 12, tiny.num_sensors, 1) and torch.isfinite(out).all()
+    assert model.encode(x, x[..., :1]).shape[1] == 12 // patch  # tokens per sensor
+    model.train()  # denoising on: its reconstruction maps the tokens back to all 12 steps
+    pred, aux = model(x)
+    assert pred.shape == out.shape and torch.isfinite(aux) and aux.item() > 0
+
+
+def test_patch_embeds_each_tokens_own_steps(tiny):
+    """Token i's value embedding sees steps i*p .. i*p+p-1 only, in order."""
+    torch.manual_seed(0)
+    model = small_model("alternating", tiny, patch=3, head="linear")
+    emb = model.embed
+    with torch.no_grad():
+        emb.value.weight.zero_()
+        emb.value.bias.zero_()
+        emb.value.weight[0, 2] = 1.0  # channel 0 copies the last step of each patch
+    x, _ = first_batch(tiny)
+    v = x[..., :1]
+    diff = emb(x, v) - emb(x, torch.zeros_like(v))  # the context (time, node, position) cancels
+    assert torch.allclose(diff[..., 0], v[:, 2::3, :, 0], atol=1e-6)
+    assert diff[..., 1:].abs().max() == 0
+
+
+def test_linear_head_has_no_decoder(tiny):
+    lin = small_model("alternating", tiny, head="linear", encoder_depth=2, decoder_depth=3, patch=2)
+    assert len(lin.decoder) == 0 and lin.queries is None
+    assert lin.head.in_features == 6 * 16 and lin.head.out_features == 12  # 6 tokens x d_model -> horizon
+    dec = small_model("alternating", tiny, head="decoder", encoder_depth=2, decoder_depth=3, patch=2)
+    assert len(dec.decoder) == 3
+
+
+def test_patch_and_head_config_errors():
+    from stlib.config import ConfigError, build_run_config
+
+    with pytest.raises(ConfigError, match=r"model.patch \(5\) must divide data.in_steps \(12\)"):
+        build_run_config({"model": {"name": "alternating", "patch": 5}})
+    with pytest.raises(ConfigError, match="decoder_depth"):
+        build_run_config({"model": {"name": "encdec", "decoder_depth": 0}})
+    cfg = build_run_config({"model": {"name": "alternating", "decoder_depth": 0, "head": "linear", "patch": 4}})
+    assert cfg.model.head == "linear" and cfg.model.patch == 4
+    with pytest.raises(ConfigError, match="model.head"):
+        build_run_config({"model": {"head": "mlp"}})
+
+
+def test_series_embedding_lets_every_token_see_the_whole_window(tiny):
+    torch.manual_seed(0)
+    x, _ = first_batch(tiny)
+    x2 = x.clone()
+    x2[:, -1, :, 0] += 1.0  # change the last input step only
+    for series, moved in [(False, False), (True, True)]:
+        model = small_model("alternating", tiny, patch=3, head="linear", series_embedding=series)
+        e1, e2 = model.embed(x, x[..., :1]), model.embed(x2, x2[..., :1])
+        first_token_moved = (e1[:, 0] - e2[:, 0]).abs().max().item() > 1e-6  # token 0 holds steps 0..2
+        assert first_token_moved == moved
+        assert (e1[:, -1] - e2[:, -1]).abs().max().item() > 1e-6  # the last token always sees its own steps
+    extra = count_parameters(small_model("alternating", tiny, series_embedding=True)) - count_parameters(
+        small_model("alternating", tiny))
+    assert extra == 12 * 16 + 16  # Linear(in_steps, d_model)

@@ -115,7 +115,7 @@ def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
     assert report.gpu_runs(tmp_path / "bench", "stage1").empty  # another study's files are not read
     (tmp_path / "bench" / "stage1_fake.csv").write_text((tmp_path / "bench" / "stage2_fake.csv").read_text())
     assert len(report.gpu_runs(tmp_path / "bench", "stage1")) == 3
-    assert "Stage 2 on a GPU" in report.markdown("p", "d", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), s)
+    assert "Stage 2, committed time-budgeted runs" in report.markdown("p", "d", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), s)
 
 
 def test_results_export_names_an_empty_root(tmp_path, capsys):

@@ -4,6 +4,10 @@ Attention runs over each sensor's time steps (sensors are a batch dimension). Th
 out_steps learned horizon queries that attend to each other and cross-attend to the encoder
 memory: one non-autoregressive pass. `use_denoising` corrupts the encoder input in training and
 adds an auxiliary loss reconstructing the clean input.
+
+`patch` > 1 embeds each run of `patch` steps as one token (T / patch tokens per sensor: the attention
+and MLP costs fall by about that factor); `head="linear"` replaces the decoder by STAEformer's output
+projection: each sensor's encoder tokens, flattened, map to the whole horizon by one linear layer.
 """
 
 from __future__ import annotations
@@ -15,14 +19,28 @@ import torch.nn.functional as F
 from .layers import Block, PositionalEncoding, future_time_indices, time_indices
 
 
+def to_patches(value: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, T, N, 1) -> (B, T / patch, N, patch): token i holds steps i*patch .. i*patch + patch - 1."""
+    B, T, N, _ = value.shape
+    return value[..., 0].reshape(B, T // patch, patch, N).transpose(2, 3)
+
+
+def from_patches(tokens: torch.Tensor) -> torch.Tensor:
+    """The inverse of to_patches: (B, P, N, patch) -> (B, P * patch, N, 1)."""
+    B, P, N, p = tokens.shape
+    return tokens.transpose(2, 3).reshape(B, P * p, N, 1)
+
+
 class STEmbedding(nn.Module):
     """Value projection + node, time-of-day, day-of-week and positional embeddings, summed to d_model."""
 
     def __init__(self, num_sensors: int, steps_per_day: int, length: int, d_model: int, pos_encoding: str,
-                 adaptive_steps: int = 0, adaptive_dim: int = 0):
+                 adaptive_steps: int = 0, adaptive_dim: int = 0, patch: int = 1, series_steps: int = 0):
         super().__init__()
-        self.spd = steps_per_day
-        self.value = nn.Linear(1, d_model)
+        self.spd, self.patch = steps_per_day, patch
+        self.value = nn.Linear(patch, d_model)  # one token per run of `patch` steps
+        # optional STID-style series encoding: the whole input window of a sensor -> one vector for all its tokens
+        self.series = nn.Linear(series_steps, d_model) if series_steps else None
         self.node = nn.Embedding(num_sensors, d_model)
         self.tod = nn.Embedding(steps_per_day, d_model)
         self.dow = nn.Embedding(7, d_model)
@@ -44,8 +62,14 @@ class STEmbedding(nn.Module):
         return e
 
     def forward(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        tod, dow = time_indices(x, self.spd)  # (B, T, N)
-        return self.value(value) + self.context(tod, dow, 0)  # (B, T, N, D)
+        """x (B, T, N, 3), value (B, T, N, 1) -> (B, P, N, D) with P = T / patch tokens."""
+        p = self.patch
+        patches = to_patches(value, p)  # (B, P, N, p): each token's p steps
+        tod, dow = time_indices(x[:, p - 1::p], self.spd)  # (B, P, N) of each patch's last step
+        h = self.value(patches) + self.context(tod, dow, 0)  # (B, P, N, D)
+        if self.series is not None:
+            h = h + self.series(value[..., 0].transpose(1, 2))[:, None]  # (B, N, T) -> (B, 1, N, D)
+        return h
 
 
 class EncoderDecoder(nn.Module):
@@ -54,26 +78,36 @@ class EncoderDecoder(nn.Module):
     def __init__(self, num_sensors: int, in_steps: int, out_steps: int, steps_per_day: int, null_z: float,
                  d_model=64, n_heads=4, encoder_depth=4, decoder_depth=2, ffn_mult=4, dropout=0.05,
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
-                 adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, **_):
+                 adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, patch=1, head="decoder",
+                 series_embedding=False, **_):
         super().__init__()
-        if decoder_depth < 1:
-            raise ValueError("encdec needs model.decoder_depth >= 1")
+        if head not in ("decoder", "linear"):
+            raise ValueError(f"model.head must be decoder or linear, got {head!r}")
+        if head == "decoder" and decoder_depth < 1:
+            raise ValueError("model.head: decoder needs model.decoder_depth >= 1")
+        if in_steps % patch:
+            raise ValueError(f"model.patch ({patch}) must divide the {in_steps} input steps")
+        if head == "linear":
+            decoder_depth, decoder_axes = 0, []
         self.in_steps, self.out_steps, self.spd = in_steps, out_steps, steps_per_day
+        self.patch, self.tokens, self.head_kind = patch, in_steps // patch, head
         # the axis each block attends over: 1 = time (each sensor over its steps), 2 = sensors
         self.encoder_axes = list(encoder_axes or [1] * encoder_depth)
         self.decoder_axes = list(decoder_axes or [1] * decoder_depth)
         self.null_z = null_z  # the z-score of a missing (0) value
         self.use_denoising, self.mask_ratio, self.noise_std = use_denoising, denoise_mask_ratio, denoise_noise_std
-        self.embed = STEmbedding(num_sensors, steps_per_day, in_steps + out_steps, d_model, pos_encoding,
-                                 in_steps, adaptive_dim)
-        self.queries = nn.Parameter(torch.randn(out_steps, d_model) * 0.02)  # one learned query per horizon
+        self.embed = STEmbedding(num_sensors, steps_per_day, self.tokens + out_steps, d_model, pos_encoding,
+                                 self.tokens, adaptive_dim, patch, in_steps if series_embedding else 0)
+        # one learned query per horizon (decoder head)
+        self.queries = nn.Parameter(torch.randn(out_steps, d_model) * 0.02) if head == "decoder" else None
         self.encoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, short_attn=attn_short)
                                      for _ in range(encoder_depth))
         self.decoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, cross=True, short_attn=attn_short)
                                      for _ in range(decoder_depth))
         self.ln = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, 1)
-        self.recon = nn.Linear(d_model, 1) if use_denoising else None
+        # decoder: each horizon query -> its value; linear: a sensor's P tokens x D features -> the horizon
+        self.head = nn.Linear(d_model, 1) if head == "decoder" else nn.Linear(self.tokens * d_model, out_steps)
+        self.recon = nn.Linear(d_model, patch) if use_denoising else None  # each token -> its patch's values
 
     def corrupt(self, value: torch.Tensor) -> torch.Tensor:
         """Denoising input: mask a share of steps to the mean (z = 0) and add Gaussian noise."""
@@ -81,14 +115,18 @@ class EncoderDecoder(nn.Module):
         return torch.where(keep, value, torch.zeros_like(value)) + torch.randn_like(value) * self.noise_std
 
     def encode(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x, value)  # (B, T, N, D)
+        h = self.embed(x, value)  # (B, P, N, D), P = T / patch tokens
         for blk, axis in zip(self.encoder, self.encoder_axes):
-            h = blk(h, axis=axis)  # (B, T, N, D) over time or over sensors
+            h = blk(h, axis=axis)  # (B, P, N, D) over time or over sensors
         return h
 
     def decode(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        if self.head_kind == "linear":
+            B, P, N, D = memory.shape
+            flat = self.ln(memory).transpose(1, 2).reshape(B, N, P * D)  # (B, N, P*D)
+            return self.head(flat).transpose(1, 2).unsqueeze(-1)  # (B, out, N, 1)
         tod, dow = future_time_indices(x, self.spd, self.out_steps)  # (B, out, N)
-        q = self.queries[None, :, None] + self.embed.context(tod, dow, self.in_steps)  # (B, out, N, D)
+        q = self.queries[None, :, None] + self.embed.context(tod, dow, self.tokens)  # (B, out, N, D)
         for blk, axis in zip(self.decoder, self.decoder_axes):
             q = blk(q, axis=axis, memory=memory)  # queries attend along `axis`, then to the memory over time
         return self.head(self.ln(q))  # (B, out, N, 1)
@@ -96,11 +134,11 @@ class EncoderDecoder(nn.Module):
     def forward(self, x: torch.Tensor):
         value = x[..., :1]  # (B, T, N, 1) z-scored
         denoise = self.training and self.use_denoising
-        memory = self.encode(x, self.corrupt(value) if denoise else value)  # (B, T, N, D)
+        memory = self.encode(x, self.corrupt(value) if denoise else value)  # (B, P, N, D)
         pred = self.decode(x, memory)  # (B, out, N, 1)
         if not denoise:
             return pred
-        recon = self.recon(memory)  # (B, T, N, 1) reconstruct the clean input
+        recon = from_patches(self.recon(memory))  # (B, T, N, 1) reconstruct the clean input
         observed = (value != self.null_z).to(value.dtype)
         aux = ((recon - value).abs() * observed).sum() / observed.sum().clamp_min(1)
         return pred, aux
