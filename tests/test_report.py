@@ -124,3 +124,23 @@ def test_results_export_names_an_empty_root(tmp_path, capsys):
     assert results.main(["--stage", "04", "--root", f"x={tmp_path}", "--out", str(tmp_path / "o.csv")]) == 2
     assert "no finished runs of stage 04" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
     assert results.main(["--stage", "04", "--root", str(tmp_path), "--out", str(tmp_path / "o.csv")]) == 2
+
+
+def test_gates_hold_committed_stage2_runs_to_the_targets():
+    committed = pd.DataFrame([
+        {"file": "stage2_nvidia-h100.csv", "batch": "3 at once", "name": "+ adaptive embedding", "seeds": 3,
+         "MAE": 15.75, "MAE sd": 0.15, "budget s": 417.0, "device": "NVIDIA H100"},
+        {"file": "stage2_cpu.csv", "batch": "one after another", "name": "alternating p3", "seeds": 3,
+         "MAE": 17.2, "MAE sd": 0.2, "budget s": 900.0, "device": "cpu"},
+    ])
+    g = report.gates(pd.DataFrame(), 14.41, peer_mae=14.645, committed=committed).set_index("gate")
+    best = "committed runs, best (+ adaptive embedding, NVIDIA H100)"
+    assert g.loc[f"{best}: at least 5 % below the peer STID", "MAE"] == 15.75
+    assert not g.loc[f"{best}: at least 5 % below the peer STID", "passed"]
+    assert not g.loc[f"{best}: beats the baseline", "passed"]
+    cpu = g.loc["CPU stage 2 (alternating p3, 15 min a seed) beats STAEformer's own code within 55 min on this CPU"]
+    assert cpu["threshold"] == 18.80 and cpu["passed"]
+    committed.loc[1, "MAE"] = 13.8  # now the CPU batch is the best and clears every target
+    g = report.gates(pd.DataFrame(), 14.41, peer_mae=14.645, committed=committed)
+    assert g["passed"].all() and len(g) == 3
+    assert report.gates(pd.DataFrame(), 14.41, peer_mae=None, committed=committed).empty  # other datasets: no peer
