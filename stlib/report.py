@@ -83,8 +83,7 @@ def gates(table: pd.DataFrame, baseline: float | None, peer_mae: float | None = 
         rows.append((f"{where}: at least 5 % below the peer STID", best["MAE"], 0.95 * peer_mae))
         if baseline is not None:
             rows.append((f"{where}: beats the baseline", best["MAE"], baseline))
-        cpu = committed[committed["file"].str.startswith("stage2_cpu")]
-        for _, r in cpu.iterrows():
+        for _, r in cpu_batches(committed).iterrows():
             rows.append((f"CPU stage 2 ({r['name']}, {r['budget s'] / 60:.0f} min a seed) beats STAEformer's own code "
                          f"within {STAEFORMER_CPU['minutes']} min on this CPU", r["MAE"], STAEFORMER_CPU["mae"]))
     out = pd.DataFrame(rows, columns=["gate", "MAE", "threshold"])
@@ -126,6 +125,11 @@ def gpu_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
     out["budget s"] = g["time_budget_s"].first()
     out["device"] = g["device"].first()
     return out.reset_index()
+
+
+def cpu_batches(committed: pd.DataFrame) -> pd.DataFrame:
+    """The rows of gpu_runs that came from this CPU (stage2_cpu*.csv) rather than a lent GPU."""
+    return committed[committed["file"].str.startswith("stage2_cpu")]
 
 
 def verdict(summary: pd.DataFrame, a: str, b: str) -> str:

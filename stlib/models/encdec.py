@@ -90,7 +90,7 @@ class EncoderDecoder(nn.Module):
         if head == "linear":
             decoder_depth, decoder_axes = 0, []
         self.in_steps, self.out_steps, self.spd = in_steps, out_steps, steps_per_day
-        self.patch, self.tokens, self.head_kind = patch, in_steps // patch, head
+        self.tokens, self.head_kind = in_steps // patch, head  # tokens per sensor
         # the axis each block attends over: 1 = time (each sensor over its steps), 2 = sensors
         self.encoder_axes = list(encoder_axes or [1] * encoder_depth)
         self.decoder_axes = list(decoder_axes or [1] * decoder_depth)
