@@ -187,6 +187,27 @@ def tidy(runs: dict[tuple[str, int], Run], kinds: dict[str, str] | None = None) 
     return table
 
 
+def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None) -> pd.DataFrame:
+    """Committed runs (a python -m stlib.results export: one row per run) as tidy()'s table, so a notebook can
+    summarise long runs trained outside it exactly as the ones it trains. With variants, only their names are
+    kept, in their order, each with its kind; a variant with no committed run is an error naming it."""
+    cols = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6",
+            "mae_h12": "MAE h12", "test_rmse": "RMSE", "test_mape": "MAPE %", "best_epoch": "best epoch",
+            "seconds_per_epoch": "s/epoch", "params": "params", "train_seconds": "seconds", "run_dir": "run"}
+    missing = [c for c in cols if c not in runs]
+    if missing:
+        raise ValueError(f"not a run export (python -m stlib.results): columns {missing} are missing")
+    table = runs[list(cols)].rename(columns=cols)
+    if variants is not None:
+        absent = [v.name for v in variants if v.name not in set(table["config"])]
+        if absent:
+            raise ValueError(f"no committed runs of {absent}; committed: {sorted(set(table['config']))}")
+        order = {v.name: i for i, v in enumerate(variants)}
+        table = table[table["config"].isin(order)].sort_values("config", key=lambda c: c.map(order), kind="stable")
+        table.insert(1, "kind", table["config"].map({v.name: v.kind for v in variants}))
+    return table.reset_index(drop=True)
+
+
 def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, reference: str = "start") -> pd.DataFrame:
     """Mean and sd per config; gain = reference MAE - config MAE (positive = better) and its spread.
 

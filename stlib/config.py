@@ -88,6 +88,12 @@ class ModelConfig:
                    "linear layer (STAEformer's output projection; no decoder blocks)")
     series_embedding: bool = _f(False, doc="add STID's series encoding (one linear map of the sensor's whole input "
                                 "window) to every token, so each token sees the full window from the first layer")
+    embedding: str = _f("sum", choices=("sum", "stid"),
+                        doc="sum: value, node, time and position embeddings summed at d_model; stid: STID's "
+                        "encoding per token (value patch, whole window, node, time of day, day of week, embed_dim "
+                        "each, concatenated, then stem_layers residual MLPs), with every block's residual branch "
+                        "starting at zero, so the model starts as STID and attention refines it")
+    stem_layers: int = _f(2, lo=0, doc="embedding stid: STID's residual MLP layers before the blocks")
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
     adaptive_dim: int = _f(0, lo=0)

@@ -127,6 +127,85 @@ def gpu_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
     return out.reset_index()
 
 
+def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, stacked histories) of committed run exports (python -m stlib.results --out F --histories F_history).
+
+    files: file names (or glob patterns) under bench_dir of the run tables; each run keeps its `file`. A missing
+    history file is an error naming it.
+    """
+    paths = sorted({p for f in files for p in Path(bench_dir).glob(f) if not p.stem.endswith("_history")})
+    if not paths:
+        return pd.DataFrame(), pd.DataFrame()
+    runs, hists = [], []
+    for f in paths:
+        h = f.with_name(f.stem + "_history.csv")
+        if not h.exists():
+            raise FileNotFoundError(f"{h}: the histories of {f.name} are missing (python -m stlib.results --histories)")
+        runs.append(pd.read_csv(f).assign(file=f.name))
+        hists.append(pd.read_csv(h).assign(file=f.name))
+    return pd.concat(runs, ignore_index=True), pd.concat(hists, ignore_index=True)
+
+
+def wall_clock(hist: pd.DataFrame) -> pd.DataFrame:
+    """Each history row with `minutes`: training wall clock (training + validation, the test excluded) at the end
+    of that epoch, cumulated per run."""
+    h = hist.sort_values(["run_dir", "epoch"]).copy()
+    h["minutes"] = h.groupby("run_dir")["seconds"].cumsum() / 60
+    return h
+
+
+def time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (file, name): seeds, size, speed, training minutes and the MAE they bought.
+
+    `minutes to best` is when the best-validation checkpoint (the one tested) was written.
+    """
+    h = wall_clock(hist)
+    best = h.loc[h.dropna(subset=["val_mae"]).groupby("run_dir")["val_mae"].idxmin(), ["run_dir", "minutes"]]
+    r = runs.merge(best.rename(columns={"minutes": "minutes to best"}), on="run_dir", how="left")
+    r["train minutes"] = r["train_seconds"] / 60
+    g = r.groupby(["file", "name"], sort=False)
+    out = pd.DataFrame({
+        "seeds": g.size(), "params": g["params"].first(), "s/epoch": g["seconds_per_epoch"].mean(),
+        "epochs": g["epochs_run"].mean(), "train minutes": g["train minutes"].mean(),
+        "train minutes max": g["train minutes"].max(), "minutes to best": g["minutes to best"].mean(),
+        "val MAE": g["val_mae"].mean(), "test MAE": g["test_mae"].mean(), "test MAE sd": g["test_mae"].std(),
+        "MAE h12": g["mae_h12"].mean()})
+    return out.reset_index()
+
+
+def plot_time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame, ax=None, peer_mae: float | None = None,
+                          peer_minutes: float | None = None, device: str = "this CPU"):
+    """Validation MAE (lines, one per run) and test MAE (markers, mean +- sd over seeds, at the mean training time)
+    against training wall-clock minutes, with the peer STID and STAEformer's CPU point marked."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8.5, 4.6))
+    h = wall_clock(hist).dropna(subset=["val_mae"])
+    table = time_to_accuracy(runs, hist)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, row in table.iterrows():
+        c = colors[i % len(colors)]
+        sel = h[(h["file"] == row["file"]) & (h["name"] == row["name"])]
+        for j, (_, run) in enumerate(sel.groupby("run_dir")):
+            ax.plot(run["minutes"], run["val_mae"], color=c, lw=0.8, alpha=0.5,
+                    label=f"{row['name']}: validation" if j == 0 else None)
+        ax.errorbar(row["train minutes"], row["test MAE"], yerr=0 if pd.isna(row["test MAE sd"]) else row["test MAE sd"],
+                    fmt="o", color=c, ms=7, capsize=4, mec="black",
+                    label=f"{row['name']}: test {row['test MAE']:.2f} ({row['seeds']} seeds)")
+    if peer_mae is not None:
+        ax.plot([peer_minutes or 7], [peer_mae], "s", color="black", ms=8, label=f"peer STID (BasicTS): test {peer_mae}")
+    ax.plot([STAEFORMER_CPU["minutes"]], [STAEFORMER_CPU["mae"]], "X", color="tab:red", ms=10,
+            label=f"STAEformer's own code: test {STAEFORMER_CPU['mae']}")
+    ax.set_xscale("log")
+    top = max(STAEFORMER_CPU["mae"], table["test MAE"].max()) + 3
+    ax.set_ylim(min(table["test MAE"].min(), peer_mae or 99) - 1, top)
+    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel="MAE, vehicles / 5 min",
+           title="Accuracy against training time on pems08-tail")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return ax
+
+
 def cpu_batches(committed: pd.DataFrame) -> pd.DataFrame:
     """The rows of gpu_runs that came from this CPU (stage2_cpu*.csv) rather than a lent GPU."""
     return committed[committed["file"].str.startswith("stage2_cpu")]

@@ -426,3 +426,84 @@ def test_series_embedding_lets_every_token_see_the_whole_window(tiny):
     extra = count_parameters(small_model("alternating", tiny, series_embedding=True)) - count_parameters(
         small_model("alternating", tiny))
     assert extra == 12 * 16 + 16  # Linear(in_steps, d_model)
+
+
+def test_stid_embedding_model_starts_as_its_stid_encoding(tiny):
+    """embedding=stid: every block's residual branch starts at zero, so at init the encoder returns the
+    embedding itself; training moves the branches away from zero."""
+    torch.manual_seed(0)
+    model = small_model("alternating", tiny, embedding="stid", patch=3, head="linear", encoder_depth=2,
+                        use_denoising=False).eval()
+    x, y = first_batch(tiny, batch_size=32)
+    assert torch.equal(model.encode(x, x[..., :1]), model.embed(x, x[..., :1]))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(3):
+        loss = compute_loss(model(x), y, tiny.mean, tiny.std, tiny_config().train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert not torch.equal(model.encode(x, x[..., :1]), model.embed(x, x[..., :1]))
+    plain = small_model("alternating", tiny, patch=3, head="linear", encoder_depth=2).eval()
+    assert not torch.equal(plain.encode(x, x[..., :1]), plain.embed(x, x[..., :1]))  # default init: not identity
+
+
+def test_stid_embedding_stem_runs_once_per_sensor(tiny):
+    """The STID stem sees the whole window, node, time of day and weekday once per sensor: every token of a
+    sensor gets the same stem output; the tokens differ only by their own steps and time of day."""
+    torch.manual_seed(0)
+    model = small_model("alternating", tiny, embedding="stid", patch=4, head="linear", stem_layers=2)
+    emb = model.embed
+    assert len(emb.stem) == 2 and emb.stem[0][0].in_features == 4 * 8  # 4 x embed_dim, as STID's hidden
+    assert emb.proj.in_features == 6 * 8  # stem output (4E) + the token's values (E) + its time of day (E)
+    x, _ = first_batch(tiny)
+    x2 = x.clone()
+    x2[:, -1, :, 0] += 1.0  # the last step: in the last token and in the stem's whole-window series
+    e1, e2 = emb(x, x[..., :1]), emb(x2, x2[..., :1])
+    assert e1.shape == (8, 3, tiny.num_sensors, 16)
+    assert (e1[:, 0] - e2[:, 0]).abs().max() > 1e-6  # token 0 (steps 0..3) moves through the stem
+    with torch.no_grad():  # without the series encoding, only the last token sees the change
+        emb.series.weight.zero_()
+    e1, e2 = emb(x, x[..., :1]), emb(x2, x2[..., :1])
+    assert (e1[:, 0] - e2[:, 0]).abs().max() == 0 and (e1[:, -1] - e2[:, -1]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("head,denoise", [("linear", False), ("decoder", True)])
+def test_stid_embedding_with_both_heads_and_adaptive(tiny, head, denoise):
+    torch.manual_seed(0)
+    model = small_model("alternating", tiny, embedding="stid", patch=3, head=head, encoder_depth=2,
+                        adaptive_dim=4, use_denoising=denoise)
+    x, _ = first_batch(tiny)
+    out = model(x)
+    pred = out[0] if denoise else out
+    assert pred.shape == (8, 12, tiny.num_sensors, 1) and torch.isfinite(pred).all()
+    assert model.embed.adaptive.shape == (4, tiny.num_sensors, 4)  # one vector per (token, sensor)
+    assert model.embed.proj.in_features == 6 * 8 + 4
+
+
+def test_embedding_config_choices():
+    from stlib.config import ConfigError, build_run_config
+
+    cfg = build_run_config({"model": {"name": "encdec", "embedding": "stid", "stem_layers": 0}})
+    assert cfg.model.embedding == "stid" and cfg.model.stem_layers == 0
+    with pytest.raises(ConfigError, match="model.embedding"):
+        build_run_config({"model": {"embedding": "concat"}})
+
+
+@pytest.mark.parametrize("kind", ["fixed", "learned"])
+def test_stid_embedding_tokens_carry_their_position(tiny, kind):
+    """Tokens differ by position even with identical values and times: the pos_encoding knob acts on them."""
+    torch.manual_seed(0)
+    model = small_model("encdec", tiny, embedding="stid", patch=3, head="linear", pos_encoding=kind)
+    emb = model.embed
+    if kind == "learned":
+        assert any("pos.table" in n for n, _ in model.named_parameters())
+        with torch.no_grad():
+            emb.pos.table.normal_()
+    x, _ = first_batch(tiny)
+    x = x.clone()
+    x[..., 0] = 0.5  # every step the same value, at the same time of day
+    x[..., 1] = x[:, :1, :, 1]
+    e = emb(x, x[..., :1])
+    assert torch.allclose(e[:, 1] - e[:, 0], (emb.pos(0, 4)[1] - emb.pos(0, 4)[0]).expand_as(e[:, 0]), atol=1e-5)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Block, PositionalEncoding, future_time_indices, time_indices
+from .layers import Block, Dropout, PositionalEncoding, future_time_indices, time_indices
 
 
 def to_patches(value: torch.Tensor, patch: int) -> torch.Tensor:
@@ -72,6 +72,70 @@ class STEmbedding(nn.Module):
         return h
 
 
+class STIDEmbedding(nn.Module):
+    """STID's encoding, then one token per patch.
+
+    Per sensor, as STID: [whole-window series, node, time of day, day of week], embed_dim E each,
+    concatenated to 4E and refined by `stem_layers` residual MLPs: the sensor's STID hidden state.
+    Each of its P = T / patch tokens is then that hidden state beside the token's own values and
+    time of day (and an optional adaptive embedding), projected to d_model, plus the token's position.
+
+    The stem runs once per sensor, not per token, so it costs what STID costs. With the blocks' residual
+    branches starting at zero (EncoderDecoder with embedding="stid") and a linear head, the model starts
+    as STID with its hidden state split over P tokens: attention can only add to it.
+    """
+
+    def __init__(self, num_sensors: int, steps_per_day: int, in_steps: int, d_model: int, embed_dim: int,
+                 stem_layers: int, dropout: float, patch: int = 1, adaptive_dim: int = 0,
+                 pos_encoding: str = "fixed", out_steps: int = 0):
+        super().__init__()
+        E, tokens = embed_dim, in_steps // patch
+        self.spd, self.patch = steps_per_day, patch
+        self.series = nn.Linear(in_steps, E)
+        self.node = nn.Parameter(torch.empty(num_sensors, E))
+        self.tod = nn.Parameter(torch.empty(steps_per_day, E))
+        self.dow = nn.Parameter(torch.empty(7, E))
+        for t in (self.node, self.tod, self.dow):
+            nn.init.xavier_uniform_(t)
+        self.stem = nn.ModuleList(
+            nn.Sequential(nn.Linear(4 * E, 4 * E), nn.ReLU(), Dropout(dropout), nn.Linear(4 * E, 4 * E))
+            for _ in range(stem_layers))
+        self.value = nn.Linear(patch, E)  # each token's own steps
+        self.adaptive = None
+        if adaptive_dim:  # STAEformer's adaptive embedding, one vector per (token, sensor)
+            self.adaptive = nn.Parameter(torch.empty(tokens, num_sensors, adaptive_dim))
+            nn.init.xavier_uniform_(self.adaptive)
+        self.proj = nn.Linear(6 * E + adaptive_dim, d_model)
+        # decoder queries (head="decoder"): the future steps' node, time of day and day of week, and their positions
+        self.future = nn.Linear(3 * E, d_model)
+        self.pos = PositionalEncoding(tokens + out_steps, d_model, pos_encoding)
+
+    def context(self, tod: torch.Tensor, dow: torch.Tensor, start: int) -> torch.Tensor:
+        """(B, L, N) time indices of the future steps -> (B, L, N, D) decoder query context."""
+        B, L, N = tod.shape
+        e = torch.cat([self.node.expand(B, L, -1, -1), F.embedding(tod, self.tod), F.embedding(dow, self.dow)], -1)
+        return self.future(e) + self.pos(start, L)[None, :, None]
+
+    def forward(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """x (B, T, N, 3), value (B, T, N, 1) -> (B, P, N, D) with P = T / patch tokens."""
+        p = self.patch
+        series = self.series(value[..., 0].transpose(1, 2))  # (B, N, E) from each sensor's T steps
+        B, N, _ = series.shape
+        dt = series.dtype  # one dtype for the hidden stream (bf16 under autocast), as STID
+        tod, dow = time_indices(x[:, -1], self.spd)  # (B, N) of the last input step
+        h = torch.cat([series, self.node.to(dt).expand(B, -1, -1), F.embedding(tod, self.tod.to(dt)),
+                       F.embedding(dow, self.dow.to(dt))], dim=-1)  # (B, N, 4E)
+        for layer in self.stem:
+            h = h + layer(h)  # STID's residual MLP, once per sensor
+        patches = self.value(to_patches(value, p))  # (B, P, N, E)
+        P = patches.shape[1]
+        token_tod, _ = time_indices(x[:, p - 1::p], self.spd)  # (B, P, N) of each patch's last step
+        parts = [h[:, None].expand(-1, P, -1, -1), patches.to(dt), F.embedding(token_tod, self.tod.to(dt))]
+        if self.adaptive is not None:
+            parts.append(self.adaptive.to(dt).expand(B, -1, -1, -1))  # (B, P, N, A)
+        return self.proj(torch.cat(parts, dim=-1)) + self.pos(0, P)[None, :, None]  # (B, P, N, D)
+
+
 class EncoderDecoder(nn.Module):
     """Transformer encoder-decoder over time, per sensor (no spatial attention)."""
 
@@ -79,12 +143,14 @@ class EncoderDecoder(nn.Module):
                  d_model=64, n_heads=4, encoder_depth=4, decoder_depth=2, ffn_mult=4, dropout=0.05,
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
                  adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, patch=1, head="decoder",
-                 series_embedding=False, **_):
+                 series_embedding=False, embedding="sum", embed_dim=32, stem_layers=2, **_):
         super().__init__()
         if head not in ("decoder", "linear"):
             raise ValueError(f"model.head must be decoder or linear, got {head!r}")
         if head == "decoder" and decoder_depth < 1:
             raise ValueError("model.head: decoder needs model.decoder_depth >= 1")
+        if embedding not in ("sum", "stid"):
+            raise ValueError(f"model.embedding must be sum or stid, got {embedding!r}")
         if in_steps % patch:
             raise ValueError(f"model.patch ({patch}) must divide the {in_steps} input steps")
         if head == "linear":
@@ -96,8 +162,12 @@ class EncoderDecoder(nn.Module):
         self.decoder_axes = list(decoder_axes or [1] * decoder_depth)
         self.null_z = null_z  # the z-score of a missing (0) value
         self.use_denoising, self.mask_ratio, self.noise_std = use_denoising, denoise_mask_ratio, denoise_noise_std
-        self.embed = STEmbedding(num_sensors, steps_per_day, self.tokens + out_steps, d_model, pos_encoding,
-                                 self.tokens, adaptive_dim, patch, in_steps if series_embedding else 0)
+        if embedding == "stid":
+            self.embed = STIDEmbedding(num_sensors, steps_per_day, in_steps, d_model, embed_dim, stem_layers, dropout,
+                                       patch, adaptive_dim, pos_encoding, out_steps)
+        else:
+            self.embed = STEmbedding(num_sensors, steps_per_day, self.tokens + out_steps, d_model, pos_encoding,
+                                     self.tokens, adaptive_dim, patch, in_steps if series_embedding else 0)
         # one learned query per horizon (decoder head)
         self.queries = nn.Parameter(torch.randn(out_steps, d_model) * 0.02) if head == "decoder" else None
         self.encoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, short_attn=attn_short)
@@ -108,6 +178,9 @@ class EncoderDecoder(nn.Module):
         # decoder: each horizon query -> its value; linear: a sensor's P tokens x D features -> the horizon
         self.head = nn.Linear(d_model, 1) if head == "decoder" else nn.Linear(self.tokens * d_model, out_steps)
         self.recon = nn.Linear(d_model, patch) if use_denoising else None  # each token -> its patch's values
+        if embedding == "stid":  # every residual branch starts at zero: the model starts as the STID encoding
+            for blk in [*self.encoder, *self.decoder]:
+                blk.zero_residuals()
 
     def corrupt(self, value: torch.Tensor) -> torch.Tensor:
         """Denoising input: mask a share of steps to the mean (z = 0) and add Gaussian noise."""

@@ -143,6 +143,12 @@ class Block(nn.Module):
                                  nn.Linear(ffn_mult * d_model, d_model))
         self.drop = Dropout(dropout)
 
+    def zero_residuals(self) -> None:
+        """Start as the identity: every residual branch's last projection at zero."""
+        for lin in (self.attn.out, self.mlp[-1], *([self.cross.out] if self.cross is not None else [])):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
     def forward(self, x: torch.Tensor, axis: int = 1, memory: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), axis=axis))  # (B, L, N, D)
         if self.cross is not None and memory is not None:
