@@ -43,7 +43,7 @@ def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc=""):
 
 @dataclass
 class DataConfig:
-    name: str = _f("synthetic", doc="synthetic | pems08-tail | PEMS03/04/07/08 | file")
+    name: str = _f("synthetic", doc="synthetic | pems08-tail | PEMS03/04/07/08 | METR-LA | PEMS-BAY | file")
     in_steps: int = _f(12, lo=1)
     out_steps: int = _f(12, lo=1)
     # synthetic generator
@@ -51,11 +51,19 @@ class DataConfig:
     num_days: int = _f(21, lo=2)
     seed: int = _f(0, lo=0)
     # "file": your own data
-    path: str | None = _f(None)
-    edges: str | None = _f(None)
-    interval_minutes: int = _f(5, lo=1)
-    start_time: str | None = _f(None)
+    path: str | None = _f(None, doc=".csv (rows = time, columns = sensor ids, optional time column), .npz/.npy "
+                          "(T, N[, C]) or .h5 (pandas table, DCRNN's layout)")
+    edges: str | None = _f(None, doc="edge list CSV from,to[,cost], dense N x N matrix (.csv/.npy/.npz) or adj_mx.pkl")
+    edges_by: str = _f("auto", choices=("auto", "id", "position"),
+                       doc="how an edge list names sensors: by the data's sensor ids, by position 0..N-1, or auto")
+    interval_minutes: int = _f(5, lo=1, doc="for files without timestamps (a time column sets it)")
+    start_time: str | None = _f(None, doc="for files without timestamps (a time column sets it)")
     split: list[float] = _f([0.6, 0.2, 0.2])
+    missing_value: float | None = _f(None, doc="a value that marks a missing reading (besides empty cells and NaN): "
+                                     "such cells are stored as 0 and masked in the loss and the metrics")
+    # labels of the target (any dataset): plots and forecasts say "speed (mph)" instead of "flow"
+    value_name: str | None = _f(None, doc="what the target measures (default: the dataset's own: flow, speed, value)")
+    unit: str | None = _f(None, doc="its unit (default: the dataset's own: vehicles/5 min, mph, none)")
 
 
 MODEL_NAMES = ("last_value", "historical_average", "stid", "encdec", "alternating")

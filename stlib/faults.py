@@ -362,11 +362,18 @@ def _wrong_shape(tmp):
     return _bad_input(tmp, "expected shape (T, N)", series=np.ones(300))
 
 
-@case("nan_data", "NaN values in the data")
+@case("nan_data", "non-finite values in the data (inf; a NaN is a missing reading, masked)")
 def _nan_data(tmp):
     series = np.random.default_rng(0).uniform(1, 100, (300, 4))
-    series[17, 2] = np.nan
-    return _bad_input(tmp, "NaN/inf", "step 17, sensor 2", series=series)
+    series[17, 2] = np.inf
+    return _bad_input(tmp, "infinite value", "step 17, sensor 2", series=series)
+
+
+@case("negative_data", "negative values in the data")
+def _negative_data(tmp):
+    series = np.random.default_rng(0).uniform(1, 100, (300, 4))
+    series[40, 1] = -5.0
+    return _bad_input(tmp, "negative value -5", "step 40, sensor 1", series=series)
 
 
 @case("unknown_sensors", "distance CSV naming unknown sensors")

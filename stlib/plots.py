@@ -244,7 +244,7 @@ def correlation_by_hops(ds: Dataset, max_hops: int = 10, max_far_pairs: int = 20
 
 
 def daily_profile_table(ds: Dataset) -> pd.DataFrame:
-    """Flow by time of day and day type (weekday/weekend) over all sensors and days: mean, q25, q75."""
+    """The target by time of day and day type (weekday/weekend) over all sensors and days: mean, q25, q75."""
     x = _missing_as_nan(ds.target)
     weekend = ds.day_of_week >= 5
     rows = []
@@ -267,6 +267,7 @@ def data_overview(ds: Dataset) -> pd.DataFrame:
         "shape (steps × sensors × channels)": " × ".join(str(v) for v in s["shape"]),
         "edges": s["edges"],
         "interval": f"{s['interval_minutes']} min",
+        "value": ds.value_label,
         "span": f"{s['start']} to {s['end']} ({s['days']} days)",
         "window (in → out steps)": f"{s['in_steps']} → {s['out_steps']}",
         **{f"{k} windows": f"{v} (first start row {s['first_window'].get(k, '-')})" for k, v in s["windows"].items()},
@@ -289,7 +290,7 @@ def _axes(ax, figsize):
 
 
 def daily_profile(ds: Dataset, ax=None):
-    """Mean flow by time of day, weekday vs weekend, with the interquartile band over sensors and days."""
+    """Mean value by time of day, weekday vs weekend, with the interquartile band over sensors and days."""
     ax = _axes(ax, (8, 4))
     table = daily_profile_table(ds)
     for (day_type, part), color in zip(table.groupby("day_type", sort=True), ("tab:blue", "tab:orange")):
@@ -300,7 +301,7 @@ def daily_profile(ds: Dataset, ax=None):
     ax.set_xlim(0, 24)
     ax.set_xticks(range(0, 25, 3))
     ax.set_xlabel("hour of day")
-    ax.set_ylabel("flow (missing excluded)")
+    ax.set_ylabel(f"{ds.value_label}, missing excluded")
     ax.set_title(f"{ds.name}: daily profile over all sensors")
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
@@ -326,12 +327,12 @@ def sensor_heatmap(ds: Dataset, days: float = 7, max_sensors: int = 60, ax=None)
     ax.set_ylabel("sensor" + (f" ({len(sensors)} of {ds.num_sensors}, evenly spaced)" if len(sensors) < ds.num_sensors else ""))
     missing = float((block == 0).mean())
     ax.set_title(f"{ds.name}: first {steps / ds.steps_per_day:g} days (missing = red, {100 * missing:.2f} % of cells)")
-    ax.figure.colorbar(image, ax=ax, label="flow", pad=0.01)
+    ax.figure.colorbar(image, ax=ax, label=ds.value_label, pad=0.01)
     return ax
 
 
 def sensor_graph(ds: Dataset, ax=None, arrows: bool = False):
-    """The sensor graph in a spectral layout, nodes coloured by mean flow (missing excluded)."""
+    """The sensor graph in a spectral layout, nodes coloured by mean value (missing excluded)."""
     ax = _axes(ax, (7, 6))
     pos = spectral_layout(ds.edges, ds.num_sensors)
     src = ds.edges["from"].to_numpy(np.int64)
@@ -345,10 +346,10 @@ def sensor_graph(ds: Dataset, ax=None, arrows: bool = False):
     else:
         ax.add_collection(LineCollection(np.stack([pos[src], pos[dst]], axis=1), colors="0.6", linewidths=0.8, zorder=1))
     with np.errstate(invalid="ignore"):
-        mean_flow = np.nanmean(_missing_as_nan(ds.target), axis=0)
-    nodes = ax.scatter(pos[:, 0], pos[:, 1], c=mean_flow, cmap="viridis", s=max(8, 2400 / max(ds.num_sensors, 1) ** 0.9),
+        mean_value = np.nanmean(_missing_as_nan(ds.target), axis=0)
+    nodes = ax.scatter(pos[:, 0], pos[:, 1], c=mean_value, cmap="viridis", s=max(8, 2400 / max(ds.num_sensors, 1) ** 0.9),
                        edgecolors="k", linewidths=0.3, zorder=2)
-    ax.figure.colorbar(nodes, ax=ax, label="mean flow", shrink=0.8)
+    ax.figure.colorbar(nodes, ax=ax, label=f"mean {ds.value_label}", shrink=0.8)
     components = len(np.unique(connected_components(ds.edges, ds.num_sensors)))
     ax.set_title(f"{ds.name}: {ds.num_sensors} sensors, {len(ds.edges)} edges, {components} component(s)")
     ax.set_aspect("equal", adjustable="datalim")
@@ -363,7 +364,7 @@ def value_distribution(ds: Dataset, ax=None, bins: int = 60):
     values = ds.target.ravel()
     zero_share = float((values == 0).mean())
     ax.hist(values[values != 0], bins=bins, color="tab:blue", alpha=0.8)
-    ax.set_xlabel("flow (non-missing values)")
+    ax.set_xlabel(f"{ds.value_label}, non-missing values")
     ax.set_ylabel("count")
     ax.set_title(f"{ds.name}: value distribution ({100 * zero_share:.2f} % zeros = missing, not shown)")
     ax.grid(alpha=0.3)

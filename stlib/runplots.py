@@ -7,6 +7,16 @@ import numpy as np
 import pandas as pd
 
 
+def _dataset(runs: dict):
+    """The dataset of the first run that carries one (all runs of a figure share it), else None."""
+    return next((run.dataset for run in runs.values() if getattr(run, "dataset", None) is not None), None)
+
+
+def _units(ds) -> str:
+    """'mph' for axis labels of errors, 'original units' when the dataset names no unit."""
+    return ds.unit if ds is not None and ds.unit else "original units"
+
+
 def learning_curves(runs: dict, ax=None):
     """Training loss (z units) and validation MAE per epoch for every trained run."""
     if ax is None:
@@ -20,7 +30,7 @@ def learning_curves(runs: dict, ax=None):
         v = h.dropna(subset=["val_mae"])
         ax[1].plot(v["epoch"], v["val_mae"], marker=".", label=label)
     ax[0].set(title="training loss (masked MAE, z units)", xlabel="epoch")
-    ax[1].set(title="validation MAE (original units)", xlabel="epoch")
+    ax[1].set(title=f"validation MAE ({_units(_dataset(runs))})", xlabel="epoch")
     ax[1].legend(fontsize=8)
     return ax
 
@@ -42,14 +52,16 @@ def error_by_horizon(runs: dict, ax=None, references: dict | None = None):
         hs = [h for h in (3, 6, 12) if f"mae_h{h}" in points]
         if hs:
             ax.plot(hs, [points[f"mae_h{h}"] for h in hs], "k--", marker="x", alpha=0.6, label=f"peer: {label}")
-    ax.set(xlabel="horizon (5-minute steps ahead)", ylabel="test MAE", title="error by horizon")
+    ds = _dataset(runs)
+    step = f"{ds.interval_minutes}-minute steps" if ds is not None else "steps"
+    ax.set(xlabel=f"horizon ({step} ahead)", ylabel=f"test MAE ({_units(ds)})", title="error by horizon")
     ax.legend(fontsize=8)
     return ax
 
 
 def forecast_vs_truth(runs: dict, dataset, sensors=(0, 1, 2), horizon: int = 12, day_windows: int | None = None,
                       split: str = "test"):
-    """True flow and each model's `horizon`-step-ahead forecast over one day of the split, per sensor."""
+    """The true value and each model's `horizon`-step-ahead forecast over one day of the split, per sensor."""
     n = day_windows or dataset.steps_per_day
     fig, axes = plt.subplots(len(sensors), 1, figsize=(11, 2.4 * len(sensors)), sharex=True, squeeze=False)
     first = {}
@@ -65,8 +77,9 @@ def forecast_vs_truth(runs: dict, dataset, sensors=(0, 1, 2), horizon: int = 12,
         ax.plot(times, np.where(truth[:, s] == 0, np.nan, truth[:, s]), "k", lw=1.8, label="true")
         for name, p in first.items():
             ax.plot(times, p[:, s], lw=1, label=name)
-        ax.set_ylabel(f"sensor {s}")
-    axes[0, 0].set_title(f"{horizon}-step-ahead forecast ({5 * horizon} min) vs true flow, {split} split")
+        ax.set_ylabel(f"sensor {dataset.sensors[s]}" + (f"\n{dataset.unit}" if dataset.unit else ""))
+    axes[0, 0].set_title(f"{horizon}-step-ahead forecast ({dataset.interval_minutes * horizon} min) vs true "
+                         f"{dataset.value_name}, {split} split")
     axes[0, 0].legend(fontsize=8, ncol=len(first) + 1)
     fig.autofmt_xdate()
     return fig

@@ -156,7 +156,7 @@ def test_pems_real_sensor_ids_are_mapped(tmp_path, monkeypatch):
     ds = load_dataset("PEMS03")
     assert ds.edges[["from", "to"]].values.tolist() == [[0, 2]]
     _edges_csv(tmp_path / "PEMS03" / "distance.csv", rows=((317842, 999, 1.5),))
-    with pytest.raises(ValueError, match=r"distance\.csv: sensor ids not in the id list: \[999\]"):
+    with pytest.raises(ValueError, match=r"distance\.csv: data row 1, column 'to': sensor ids not in the id list: \[999\]"):
         load_dataset("PEMS03")
 
 
@@ -416,9 +416,15 @@ BAD_SERIES = {  # file name -> (writer, message fragment)
     "wrongkey.npz": (lambda p: np.savez(p, values=_series()), r"no array named 'data' \(found: values\)"),
     "rank1.npy": (lambda p: np.save(p, np.arange(200.0)), r"expected shape \(T, N\) or \(T, N, C\), got \(200,\)"),
     "rank4.npy": (lambda p: np.save(p, np.zeros((200, 2, 2, 2))), r"got \(200, 2, 2, 2\) \(rank 4\)"),
-    "nan.npy": (lambda p: np.save(p, np.where(np.eye(200, 5, -7) > 0, np.nan, 1.0)),
-                r"5 NaN/inf values \(first at step 7, sensor 0, channel 0\)"),
-    "inf.npz": (lambda p: np.savez(p, data=np.where(np.eye(200, 5, -3) > 0, np.inf, 1.0)), r"NaN/inf values"),
+    "inf.npz": (lambda p: np.savez(p, data=np.where(np.eye(200, 5, -3) > 0, np.inf, 1.0)),
+                r"inf\.npz: step 3, sensor 0: infinite value inf \(5 such cells\)"),
+    "negative.npy": (lambda p: np.save(p, np.where(np.eye(200, 5, -9) > 0, -2.0, 1.0)),
+                     r"negative\.npy: step 9, sensor 0: negative value -2 \(5 such cells\); values must be >= 0"),
+    "negative.csv": (lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,-4\n"),
+                     r"negative\.csv: data row 81, column 'b': negative value -4 \(1 such cell\)"),
+    "inf.csv": (lambda p: p.write_text("time,a\n" + "".join(f"2024-01-01 {h:02d}:00,1\n" for h in range(23)) +
+                                       "2024-01-01 23:00,inf\n" + "2024-01-02 00:00,1\n" * 0),
+                r"inf\.csv: data row 24 \(2024-01-01 23:00:00\), column 'a': infinite value inf"),
     "text.npy": (lambda p: np.save(p, np.full((200, 3), "a")), r"expected numeric values, got dtype <U1"),
     "short.npy": (lambda p: np.save(p, _series(60, 3)), r"series of 60 steps is too short: at least 72 steps"),
     "garbage.npz": (lambda p: p.write_bytes(b"not numpy at all" * 10), r"not a numpy \.npz/\.npy file \(corrupt or truncated\?\)"),
@@ -429,7 +435,6 @@ BAD_SERIES = {  # file name -> (writer, message fragment)
     "nonnumeric.csv": (lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,x\n"),
                        r"non-numeric value 'x' in column 'b' \(data row 81\)"),
     "malformed.csv": (lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,4,5\n"), r"malformed CSV: .*Expected 2 fields"),
-    "emptycells.csv": (lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,\n"), r"NaN/inf values \(first at step 80, sensor 1"),
     "empty.csv": (lambda p: p.write_text(""), r"malformed CSV: No columns"),
     "headeronly.csv": (lambda p: p.write_text("a,b\n"), r"no data rows"),
     "data.txt": (lambda p: p.write_text("1,2\n"), r"unsupported file type '\.txt'"),

@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stlib.data", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     info = sub.add_parser("info", help="print a JSON summary of a dataset")
-    info.add_argument("name", help="synthetic | pems08-tail | PEMS03/04/07/08 | file")
+    info.add_argument("name", help="synthetic | pems08-tail | PEMS03/04/07/08 | METR-LA | PEMS-BAY | file")
     info.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                       help="a data option, e.g. --opt num_sensors=100 --opt path=my.csv")
     dl = sub.add_parser("download", help="fetch and verify a public PeMS file into the data directory")

@@ -14,6 +14,8 @@ import pandas as pd
 class Dataset:
     """A multivariate sensor series with its graph, calendar and window splits.
 
+    Missing readings are stored as 0 in `series`: the loss and the metrics mask targets equal to 0.
+
     A window starting at row s has inputs rows s..s+in_steps-1 and targets the next out_steps rows.
     """
 
@@ -28,6 +30,11 @@ class Dataset:
     target_channel: int = 0
     source: str = "generated"
     extra: dict = field(default_factory=dict)
+    sensor_ids: list[str] | None = None  # (N,) ids when the data names its sensors, else positions
+    value_name: str = "flow"  # what the target measures, for labels: flow, speed, ...
+    unit: str = ""  # its unit: "vehicles/5 min", "mph", ... ("" = unknown)
+    times: pd.DatetimeIndex | None = None  # (T,) real timestamps where they are not start + k * interval (gaps)
+    marked_missing: int = 0  # target cells the file marked missing (empty, NaN, missing_value), now 0
 
     # ---- shape and calendar -----------------------------------------------------------------
     @property
@@ -42,9 +49,29 @@ class Dataset:
     def steps_per_day(self) -> int:
         return 1440 // self.interval_minutes
 
+    @property
+    def sensors(self) -> list[str]:
+        """(N,) sensor ids, or positions as text when the data names none."""
+        return list(self.sensor_ids) if self.sensor_ids is not None else [str(i) for i in range(self.num_sensors)]
+
+    @property
+    def value_label(self) -> str:
+        """'speed (mph)': the target's name and unit for axis labels."""
+        return f"{self.value_name} ({self.unit})" if self.unit else self.value_name
+
     @cached_property
     def timestamps(self) -> pd.DatetimeIndex:
+        if self.times is not None:
+            return pd.DatetimeIndex(self.times)
         return pd.date_range(self.start_time, periods=self.num_steps, freq=f"{self.interval_minutes}min")
+
+    @property
+    def time_gaps(self) -> int:
+        """How many times consecutive rows are more than one interval apart (0 unless `times` is set)."""
+        if self.times is None:
+            return 0
+        ts = self.timestamps
+        return int(((ts[1:] - ts[:-1]) > pd.Timedelta(minutes=self.interval_minutes)).sum())
 
     @cached_property
     def time_of_day(self) -> np.ndarray:
@@ -105,21 +132,30 @@ class Dataset:
     def summary(self) -> dict:
         """A JSON-able overview: shape, time span, windows per split, missing share, statistics."""
         end = self.timestamps[-1]
+        cells = self.num_steps * self.num_sensors
+        missing = int((self.target == 0).sum())
         return {
             "name": self.name,
             "source": self.source,
             "shape": list(self.series.shape),
             "sensors": self.num_sensors,
             "edges": int(len(self.edges)),
+            "sensor_ids": self.sensor_ids[:5] + ["..."] * (self.num_sensors > 5) if self.sensor_ids else None,
+            "value_name": self.value_name,
+            "unit": self.unit,
             "interval_minutes": self.interval_minutes,
             "start": str(self.start_time),
             "end": str(end),
+            "time_gaps": self.time_gaps,
             "days": round(self.num_steps / self.steps_per_day, 2),
             "in_steps": self.in_steps,
             "out_steps": self.out_steps,
             "windows": {k: int(len(v)) for k, v in self.splits.items()},
             "first_window": {k: int(v[0]) for k, v in self.splits.items() if len(v)},
-            "missing_share": round(float((self.target == 0).mean()), 6),
+            "missing_cells": missing,  # every masked target cell (stored as 0)
+            "missing_share": round(missing / cells, 6),
+            "marked_missing_cells": self.marked_missing,  # of those, the cells the file marked missing
+            "marked_missing_share": round(self.marked_missing / cells, 6),
             "train_rows": [self.train_rows.start, self.train_rows.stop - 1],
             "train_mean": round(self.mean, 4),
             "train_std": round(self.std, 4),

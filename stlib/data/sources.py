@@ -1,20 +1,17 @@
-"""Loaders: synthetic, real PeMS files, the pems08-tail protocol and your own files.
+"""Loaders: synthetic, real PeMS files, METR-LA / PEMS-BAY, the pems08-tail protocol and your own files.
 
-Every loader validates what it reads and raises one ValueError naming the file and the problem.
-Nothing here writes except `download`, which writes to a temp file and renames it only once the
-content is verified.
+Every loader validates what it reads and raises one ValueError naming the file and the problem
+(file readers: stlib.data.files; graphs: stlib.data.graphs). Nothing here writes except `download`,
+which writes to a temp file and renames it only once the content is verified.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,8 @@ import pandas as pd
 
 from ..paths import data_dir
 from .core import Dataset, chronological_splits
+from .files import SeriesFile, clean_values, read_npz, read_series, regular_times
+from .graphs import empty_edges, read_graph
 
 PEMS_NAMES = ("PEMS03", "PEMS04", "PEMS07", "PEMS08")
 PEMS_START = {  # first timestamp of each public file
@@ -43,134 +42,36 @@ TAIL_FILE = "PEMS08_flow_tail.npz"
 TAIL_START_INDEX = 10700  # global PEMS08 row of tail row 0
 TAIL_SPLITS = {"train": (0, 2833), "val": (2834, 3542), "test": (3566, 7132)}  # inclusive window starts
 
-NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"  # first bytes of an .npy and of an .npz (a zip archive)
-TIME_COLUMNS = ("time", "timestamp", "date", "datetime", "")  # names of a leading time column in a CSV
+# DCRNN's speed datasets: <data dir>/<name>/<table> + the first graph file present
+DCRNN_FILES = {
+    "METR-LA": ("metr-la.h5", ("adj_mx.pkl", "distances_la_2012.csv")),
+    "PEMS-BAY": ("pems-bay.h5", ("adj_mx_bay.pkl", "adj_mx.pkl", "distances_bay_2017.csv")),
+}
+DCRNN_NAMES = tuple(DCRNN_FILES)
+DCRNN_SOURCE = "the DCRNN distribution (github.com/liyaguang/DCRNN: the data files are linked from its README)"
 
-
-# ---------------------------------------------------------------------------------------------
-# validation of arrays and files
-
-
-def check_series(arr, where: str, min_steps: int) -> np.ndarray:
-    """(T, N) or (T, N, C) finite numeric array -> float32 (T, N, C); ValueError naming `where`."""
-    arr = np.asarray(arr)
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{where}: expected numeric values, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3:
-        raise ValueError(f"{where}: expected shape (T, N) or (T, N, C), got {arr.shape} (rank {arr.ndim})")
-    if min(arr.shape) == 0:
-        raise ValueError(f"{where}: empty array of shape {arr.shape}")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        t, n, c = np.argwhere(bad)[0]
-        raise ValueError(f"{where}: {int(bad.sum())} NaN/inf values (first at step {t}, sensor {n}, channel {c}); "
-                         "store missing values as 0")
-    if arr.shape[0] < min_steps:
-        raise ValueError(f"{where}: series of {arr.shape[0]} steps is too short: at least {min_steps} steps are "
-                         "needed so that train, val and test each get windows of in_steps + out_steps steps")
-    return arr.astype(np.float32)
-
-
-def read_npz(path: Path, key: str | tuple[str, ...] = "data"):
-    """The array under `key` (the first present of several) of an .npz, or the array of an .npy; clear errors."""
-    path, keys = Path(path), (key,) if isinstance(key, str) else tuple(key)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file does not exist")
-    with open(path, "rb") as f:
-        head = f.read(len(NPY_MAGIC))
-    if not head.startswith((NPY_MAGIC, ZIP_MAGIC)):
-        raise ValueError(f"{path}: not a numpy .npz/.npy file (corrupt or truncated?): it starts with {head!r}")
-    try:
-        if head.startswith(NPY_MAGIC):
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as z:
-            found = [k for k in keys if k in z.files]
-            if found:
-                return z[found[0]]
-            names = z.files
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable numeric numpy file (corrupt or truncated?): {e}") from None
-    wanted = " or ".join(f"'{k}'" for k in keys)
-    raise ValueError(f"{path}: no array named {wanted} (found: {', '.join(names) or 'none'})")
-
-
-def read_edges(path: Path, num_sensors: int, ids: dict | None = None) -> pd.DataFrame:
-    """An edge list CSV (from, to[, cost]) or a dense (N, N) adjacency (.npy/.npz/.csv) -> from/to/cost."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"edge file {path} does not exist")
-    if path.suffix in (".npy", ".npz"):
-        return _edges_from_matrix(np.asarray(read_npz(path, key=("adj", "data"))), path, num_sensors)
-    df = _read_csv(path)
-    cols = [str(c).strip().lower() for c in df.columns]
-    if {"from", "to"} <= set(cols):
-        df.columns = cols
-        if "cost" not in df:
-            df["cost"] = 1.0
-        df = df[["from", "to", "cost"]]
-        if ids is not None:  # real sensor ids (PEMS03) -> row indices
-            unknown = sorted(set(df["from"]).union(df["to"]) - set(ids))
-            if unknown:
-                raise ValueError(f"{path}: sensor ids not in the id list: {unknown[:5]}")
-            df = df.assign(**{"from": df["from"].map(ids), "to": df["to"].map(ids)})
-        for c in ("from", "to", "cost"):
-            if not pd.api.types.is_numeric_dtype(df[c]):
-                row, val = _first_non_numeric(df[c])
-                raise ValueError(f"{path}: column '{c}' must be numeric; data row {row + 1} holds {val!r}")
-        empty = df.isna().any(axis=1).to_numpy()
-        if empty.any():
-            raise ValueError(f"{path}: empty cells in the edge list (first at data row {int(np.argmax(empty)) + 1})")
-        if not np.isfinite(df["cost"].to_numpy(dtype=np.float64)).all():
-            raise ValueError(f"{path}: column 'cost' has inf values")
-        ids_seen = pd.concat([df["from"], df["to"]])
-        out = ids_seen[(ids_seen < 0) | (ids_seen >= num_sensors) | (ids_seen != ids_seen.round())]
-        if len(out):
-            raise ValueError(f"{path}: sensor ids out of range 0..{num_sensors - 1}: {sorted(set(out.tolist()))[:5]}")
-        return df.astype({"from": np.int64, "to": np.int64, "cost": np.float64}).reset_index(drop=True)
-    # no from/to header: a dense adjacency matrix written as CSV
-    try:
-        mat = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise ValueError(f"{path}: neither an edge list with columns from,to[,cost] nor a numeric adjacency matrix: {e}") from None
-    return _edges_from_matrix(mat, path, num_sensors)
-
-
-def _edges_from_matrix(mat: np.ndarray, path: Path, num_sensors: int) -> pd.DataFrame:
-    """A dense (N, N) adjacency -> from/to/cost rows of its nonzero off-diagonal entries."""
-    if not np.issubdtype(mat.dtype, np.number):
-        raise ValueError(f"{path}: adjacency matrix must be numeric, got dtype {mat.dtype}")
-    if mat.shape != (num_sensors, num_sensors):
-        raise ValueError(f"{path}: adjacency matrix must be ({num_sensors}, {num_sensors}) for {num_sensors} sensors, got {mat.shape}")
-    if not np.isfinite(mat).all():
-        raise ValueError(f"{path}: adjacency matrix has NaN/inf entries")
-    src, dst = np.nonzero(mat)
-    keep = src != dst
-    return pd.DataFrame({"from": src[keep].astype(np.int64), "to": dst[keep].astype(np.int64),
-                         "cost": mat[src[keep], dst[keep]].astype(np.float64)})
-
-
-def _read_csv(path: Path, header="infer") -> pd.DataFrame:
-    """pd.read_csv with one ValueError naming the file for anything unreadable."""
-    try:
-        return pd.read_csv(path, header=header)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise ValueError(f"{path}: malformed CSV: {str(e).strip()}") from None
-
-
-def _first_non_numeric(col: pd.Series) -> tuple[int, object]:
-    """(row position, value) of the first non-empty cell of col that is not a number."""
-    bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
-    i = int(np.argmax(bad)) if bad.any() else 0
-    return i, col.iloc[i]
+DEFAULT_SPLIT = (0.6, 0.2, 0.2)  # DataConfig.split's default
+DEFAULT_INTERVAL = 5  # DataConfig.interval_minutes's default
 
 
 def missing_file_error(path: Path, name: str) -> FileNotFoundError:
-    hint = (f"python -m stlib.data download {name}" if name in PEMS_BLOB
-            else f"place the file there by hand (no public checksum known for {name})")
+    if name in DCRNN_FILES:
+        hint = f"{DCRNN_SOURCE}; nothing downloads them here"
+    elif name in PEMS_BLOB:
+        hint = f"python -m stlib.data download {name}"
+    else:
+        hint = f"place the file there by hand (no public checksum known for {name})"
     return FileNotFoundError(f"dataset '{name}': missing file {path} (data directory searched: {data_dir()}; "
                              f"set STLIB_DATA_DIR to point elsewhere). To get it: {hint}")
+
+
+def min_steps(in_steps: int, out_steps: int) -> int:
+    """The shortest series whose train, val and test splits each get a window."""
+    return 3 * (in_steps + out_steps)
+
+
+def flow_unit(interval_minutes: int) -> str:
+    return f"vehicles/{interval_minutes} min"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +79,7 @@ def missing_file_error(path: Path, name: str) -> FileNotFoundError:
 
 
 def load_synthetic(num_sensors=48, num_days=21, seed=0, interval_minutes=5, in_steps=12, out_steps=12,
-                   split=(0.6, 0.2, 0.2), start_time=None, **_) -> Dataset:
+                   split=DEFAULT_SPLIT, start_time=None, **_) -> Dataset:
     from .synthetic import generate
 
     kw = {"start_time": start_time} if start_time else {}
@@ -186,26 +87,28 @@ def load_synthetic(num_sensors=48, num_days=21, seed=0, interval_minutes=5, in_s
                                     interval_minutes=interval_minutes, **kw)
     splits = chronological_splits(series.shape[0], in_steps + out_steps, split)
     return Dataset("synthetic", series, start, interval_minutes, edges, splits, in_steps, out_steps,
-                   source=f"generated (num_sensors={num_sensors}, num_days={num_days}, seed={seed})")
+                   source=f"generated (num_sensors={num_sensors}, num_days={num_days}, seed={seed})",
+                   value_name="flow", unit=flow_unit(interval_minutes))
 
 
-def load_pems(name: str, in_steps=12, out_steps=12, split=(0.6, 0.2, 0.2), **_) -> Dataset:
+def load_pems(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None, **_) -> Dataset:
     folder = data_dir() / name
     npz, dist = folder / f"{name}.npz", folder / "distance.csv"
     for p in (npz, dist):
         if not p.exists():
             raise missing_file_error(p, name)
-    series = check_series(read_npz(npz), str(npz), 3 * (in_steps + out_steps))
+    series, marked = clean_values(read_series(npz), min_steps(in_steps, out_steps), missing_value)
     ids_file = folder / f"{name}.txt"  # PEMS03 names sensors by real ids
     ids = None
     if ids_file.exists():
         try:
-            ids = {int(v): i for i, v in enumerate(np.loadtxt(ids_file, dtype=np.int64, ndmin=1))}
+            ids = [str(v) for v in np.loadtxt(ids_file, dtype=np.int64, ndmin=1)]
         except ValueError as e:
             raise ValueError(f"{ids_file}: expected one integer sensor id per line: {e}") from None
-    edges = read_edges(dist, series.shape[1], ids)
+    edges = read_graph(dist, series.shape[1], ids, by="id" if ids else "position")
     splits = chronological_splits(series.shape[0], in_steps + out_steps, split)
-    return Dataset(name, series, pd.Timestamp(PEMS_START[name]), 5, edges, splits, in_steps, out_steps, source=str(npz))
+    return Dataset(name, series, pd.Timestamp(PEMS_START[name]), 5, edges, splits, in_steps, out_steps,
+                   source=str(npz), sensor_ids=ids, value_name="flow", unit=flow_unit(5), marked_missing=marked)
 
 
 def load_pems08_tail(in_steps=12, out_steps=12, **_) -> Dataset:
@@ -216,10 +119,10 @@ def load_pems08_tail(in_steps=12, out_steps=12, **_) -> Dataset:
     tail, dist = root / TAIL_DIR / TAIL_FILE, root / TAIL_DIR / "distance.csv"
     full = root / "PEMS08" / "PEMS08.npz"
     if tail.exists():
-        series = check_series(read_npz(tail), str(tail), 100)
+        series, _ = clean_values(read_series(tail), 100)
         source = str(tail)
     elif full.exists():  # derive from the full public file: rows 10700.., channel 0 (flow)
-        series = check_series(read_npz(full), str(full), 100)[TAIL_START_INDEX:, :, :1]
+        series = clean_values(read_series(full), 100)[0][TAIL_START_INDEX:, :, :1]
         source = f"{full} rows {TAIL_START_INDEX}.. channel 0"
         dist = root / "PEMS08" / "distance.csv"
     else:
@@ -230,39 +133,82 @@ def load_pems08_tail(in_steps=12, out_steps=12, **_) -> Dataset:
         raise ValueError(f"{source}: pems08-tail expects shape (7156, 170, 1), got {series.shape}")
     if not dist.exists():
         raise missing_file_error(dist, "PEMS08")
-    edges = read_edges(dist, 170)
+    edges = read_graph(dist, 170)
     splits = {k: np.arange(a, b + 1) for k, (a, b) in TAIL_SPLITS.items()}
     start = pd.Timestamp(PEMS_START["PEMS08"]) + pd.Timedelta(minutes=5 * TAIL_START_INDEX)
     return Dataset("pems08-tail", series, start, 5, edges, splits, 12, 12, source=source,
-                   extra={"global_start_index": TAIL_START_INDEX})
+                   extra={"global_start_index": TAIL_START_INDEX}, value_name="flow", unit=flow_unit(5))
 
 
-def load_file(path=None, edges=None, interval_minutes=5, start_time=None, split=(0.6, 0.2, 0.2),
-              in_steps=12, out_steps=12, **_) -> Dataset:
-    """Your own data: a (T, N[, C]) .npz/.npy or a CSV matrix (rows = time, columns = sensors) + a graph."""
+def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None, **_) -> Dataset:
+    """METR-LA / PEMS-BAY in DCRNN's layout: a pandas HDF5 table (DatetimeIndex, a column per sensor id, missing
+    readings 0) and adj_mx.pkl or the distances CSV; DCRNN's 7:1:2 split unless `split` is set otherwise."""
+    table, graphs = DCRNN_FILES[name]
+    folder = data_dir() / name
+    h5 = folder / table
+    if not h5.exists():
+        raise missing_file_error(h5, name)
+    graph = next((folder / g for g in graphs if (folder / g).exists()), None)
+    if graph is None:
+        raise missing_file_error(folder / graphs[0], name)
+    sf = read_series(h5)
+    if sf.times is None:
+        raise ValueError(f"{h5}: expected DCRNN's layout, a table indexed by timestamps (DatetimeIndex)")
+    series, marked = clean_values(sf, min_steps(in_steps, out_steps), missing_value)
+    start, interval, gaps = regular_times(sf, allow_gaps=True)  # PEMS-BAY skips the DST hour
+    edges = read_graph(graph, series.shape[1], sf.sensors, by="id", unknown="drop")
+    window = in_steps + out_steps
+    splits = (dcrnn_splits(series.shape[0], window) if tuple(split) == DEFAULT_SPLIT
+              else chronological_splits(series.shape[0], window, split))
+    return Dataset(name, series, start, interval, edges, splits, in_steps, out_steps, source=str(h5),
+                   extra={"graph": str(graph)}, sensor_ids=sf.sensors, value_name="speed", unit="mph",
+                   times=sf.times if gaps else None, marked_missing=marked)
+
+
+def dcrnn_splits(num_steps: int, window: int) -> dict[str, np.ndarray]:
+    """DCRNN's split of all window starts: round(70 %) train, round(20 %) test (the last), the rest val."""
+    n = num_steps - window + 1
+    train, test = round(n * 0.7), round(n * 0.2)
+    if n < 3 or not 0 < train < n - test < n:
+        raise ValueError(f"series of {num_steps} steps has {max(n, 0)} windows of {window} steps: too few for "
+                         "DCRNN's 7:1:2 split")
+    starts = np.arange(n)
+    return {"train": starts[:train], "val": starts[train:n - test], "test": starts[n - test:]}
+
+
+def load_file(path=None, edges=None, interval_minutes=DEFAULT_INTERVAL, start_time=None, split=DEFAULT_SPLIT,
+              in_steps=12, out_steps=12, missing_value=None, edges_by="auto", **_) -> Dataset:
+    """Your own data: a CSV (rows = time, columns = sensors), a (T, N[, C]) .npz/.npy or a pandas HDF5 table,
+    with an optional graph (edge list by sensor id or position, dense matrix, adj_mx.pkl)."""
     if not path:
-        raise ValueError("dataset 'file' needs path=... (data.path): a .npz, .npy or .csv with rows = time steps")
+        raise ValueError("dataset 'file' needs path=... (data.path): a .csv, .npz, .npy or .h5 with rows = time steps")
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"dataset 'file': {path.resolve()} does not exist")
     if interval_minutes < 1 or 1440 % interval_minutes:
         raise ValueError(f"interval_minutes={interval_minutes} must be a positive divisor of a day (1440 minutes)")
-    start = _parse_start(start_time)
-    min_steps = 3 * (in_steps + out_steps)
-    if path.suffix in (".npz", ".npy"):
-        series = check_series(read_npz(path), str(path), min_steps)
-    elif path.suffix == ".csv":
-        series = check_series(_read_matrix_csv(path), str(path), min_steps)
-    else:
-        raise ValueError(f"{path}: unsupported file type '{path.suffix}' (use .npz, .npy or .csv)")
+    sf = read_series(path)
+    series, marked = clean_values(sf, min_steps(in_steps, out_steps), missing_value)
+    start, interval = file_calendar(sf, start_time, interval_minutes)
     n = series.shape[1]
-    if edges:
-        edge_df = read_edges(Path(edges).expanduser(), n)
-    else:
-        edge_df = pd.DataFrame({"from": pd.Series(dtype=np.int64), "to": pd.Series(dtype=np.int64),
-                                "cost": pd.Series(dtype=np.float64)})
+    edge_df = read_graph(Path(edges).expanduser(), n, sf.sensors, by=edges_by) if edges else empty_edges()
     splits = chronological_splits(series.shape[0], in_steps + out_steps, split)
-    return Dataset(path.stem, series, start, interval_minutes, edge_df, splits, in_steps, out_steps, source=str(path))
+    return Dataset(path.stem, series, start, interval, edge_df, splits, in_steps, out_steps, source=str(path),
+                   sensor_ids=sf.sensors, value_name="value", marked_missing=marked)
+
+
+def file_calendar(sf: SeriesFile, start_time, interval_minutes: int) -> tuple[pd.Timestamp, int]:
+    """(start, interval): the file's timestamps when it has them (a contradicting option is an error), else the options."""
+    if sf.times is None:
+        return _parse_start(start_time), interval_minutes
+    start, interval, _ = regular_times(sf)
+    if start_time and _parse_start(start_time) != start:
+        raise ValueError(f"start_time={start_time!r} contradicts {sf.path}, whose first timestamp is {start}: "
+                         "drop start_time (the file's timestamps set the calendar)")
+    if interval_minutes not in (DEFAULT_INTERVAL, interval):
+        raise ValueError(f"interval_minutes={interval_minutes} contradicts {sf.path}, whose timestamps are "
+                         f"{interval} minutes apart: drop interval_minutes (the file's timestamps set it)")
+    return start, interval
 
 
 def _parse_start(start_time) -> pd.Timestamp:
@@ -273,70 +219,6 @@ def _parse_start(start_time) -> pd.Timestamp:
         return pd.Timestamp(start_time)
     except (ValueError, TypeError):
         raise ValueError(f"start_time={start_time!r} is not a timestamp (e.g. '2024-01-01 00:00')") from None
-
-
-def _read_matrix_csv(path: Path) -> np.ndarray:
-    """A CSV matrix (rows = time steps, columns = sensors, optional leading time column) -> (T, N) array.
-
-    The first line names the sensors; a first line of decimal numbers is read as data (no header).
-    """
-    df = _read_csv(path, header="infer" if _csv_has_header(path) else None)
-    if df.empty:
-        raise ValueError(f"{path}: no data rows (expected rows = time steps, columns = sensors)")
-    if _is_time_column(df.iloc[:, 0], df.columns[0]):
-        df = df.iloc[:, 1:]
-    if df.shape[1] == 0:
-        raise ValueError(f"{path}: no sensor columns besides the time column")
-    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if bad:
-        row, val = _first_non_numeric(df[bad[0]])
-        raise ValueError(f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1})")
-    return df.to_numpy(dtype=np.float64)
-
-
-def _csv_has_header(path: Path) -> bool:
-    """False when the first line (after an optional timestamp) is all numbers, some written as decimals.
-
-    Sensor names may be integers (ids), so a first line of plain integers counts as a header.
-    """
-    try:
-        with open(path, newline="") as f:
-            fields = [v.strip() for v in next(csv.reader(f), [])]
-    except (UnicodeDecodeError, csv.Error):
-        return True  # pandas reports the problem
-    if fields and _is_timestamp(fields[0]):
-        fields = fields[1:]
-    numeric = bool(fields) and all(_as_float(v) is not None for v in fields)
-    return not (numeric and any(c in v for v in fields for c in ".eE"))
-
-
-def _as_float(text: str) -> float | None:
-    """float(text), or None when text is not a number."""
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _is_timestamp(text: str) -> bool:
-    """True for a date/time string such as '2024-01-01 00:05' (not a plain number)."""
-    if _as_float(text) is not None:
-        return False
-    try:
-        return pd.Timestamp(text) is not pd.NaT
-    except (ValueError, TypeError):
-        return False
-
-
-def _is_time_column(col: pd.Series, name) -> bool:
-    """A leading time column: named time/timestamp/date/datetime (or unnamed, an index), or holding timestamps."""
-    label = str(name).strip().lower()
-    if label in TIME_COLUMNS or label.startswith("unnamed:"):
-        return True
-    if pd.api.types.is_numeric_dtype(col):
-        return False
-    head = col.dropna().head(5).astype(str)
-    return len(head) > 0 and all(_is_timestamp(v) for v in head)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,6 +277,10 @@ def _remove_empty(folders) -> None:
 
 def download(name: str, root: Path | None = None, url: str | None = None, dist_url: str | None = None) -> Path:
     """Fetch a public PeMS file (+ distance.csv) into the data directory and verify it."""
+    if name.upper() in DCRNN_FILES:
+        table, graphs = DCRNN_FILES[name.upper()]
+        raise ValueError(f"'{name}' does not download here: get {table} and {graphs[0]} from {DCRNN_SOURCE} and "
+                         f"place them in {(root or data_dir()) / name.upper()}")
     if name not in PEMS_BLOB:
         raise ValueError(f"no verified public source known for '{name}' (downloadable: {', '.join(PEMS_BLOB)})")
     folder = (root or data_dir()) / name
@@ -408,7 +294,7 @@ def download(name: str, root: Path | None = None, url: str | None = None, dist_u
     if not dist.exists():
         fetch(dist_url or PEMS_DIST_URL.format(name=name), dist)
         try:
-            read_edges(dist, int(read_npz(npz).shape[1]))  # validate before trusting it
+            read_graph(dist, int(read_npz(npz).shape[1]))  # validate before trusting it
         except ValueError:
             dist.unlink(missing_ok=True)
             raise

@@ -1,0 +1,319 @@
+"""Series files: CSV, .npz/.npy and pandas HDF5 (DCRNN's layout) read into one validated array.
+
+`read_series(path)` returns what a file holds (values with NaN where a reading is missing, the
+timestamps and sensor ids when the file names them) as a `SeriesFile`; `clean_values` turns it into
+the float32 (T, N, C) series every loader returns, missing readings stored as 0 (the project's
+missing marker, masked in the loss and the metrics); `regular_times` reads the calendar off the
+timestamps. Every error is one ValueError naming the file, the row and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"  # first bytes of an .npy and of an .npz (a zip archive)
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+TIME_COLUMNS = ("time", "timestamp", "date", "datetime", "")  # names of a leading time column in a CSV
+MISSING_HINT = "mark a missing reading with an empty cell, NaN or data.missing_value"
+
+
+@dataclass
+class SeriesFile:
+    """A series as a file holds it, before validation."""
+
+    path: Path
+    values: np.ndarray  # (T, N, C) float64, NaN where the file has no reading
+    times: pd.DatetimeIndex | None = None  # (T,) when the file has a time column or index
+    sensors: list[str] | None = None  # (N,) ids when the file names its sensors (a header, HDF5 columns)
+    csv: bool = False  # rows are counted as "data row k", 1-based below the header
+    time_label: str = "time"  # the time column's name (CSV) or "index" (HDF5)
+
+    def row(self, t: int) -> str:
+        return f"data row {t + 1}" if self.csv else f"step {t}"
+
+    def column(self, n: int, c: int = 0) -> str:
+        name = f"column '{self.sensors[n]}'" if self.sensors else f"sensor {n}"
+        return name + (f", channel {c}" if self.values.shape[2] > 1 else "")
+
+    def at(self, t: int, n: int, c: int = 0) -> str:
+        """'<file>: data row 5 (2024-01-01 00:20:00), column 's3'': where a value error points."""
+        when = f" ({self.times[t]})" if self.times is not None else ""
+        return f"{self.path}: {self.row(t)}{when}, {self.column(n, c)}"
+
+
+def read_series(path: Path) -> SeriesFile:
+    """A .npz/.npy (T, N[, C]) array, a CSV (rows = time steps, columns = sensors) or a pandas HDF5 table."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".npz", ".npy"):
+        return SeriesFile(path, as_3d(read_npz(path), path))
+    if suffix == ".csv":
+        return read_wide_csv(path)
+    if suffix in HDF5_SUFFIXES:
+        return read_hdf(path)
+    raise ValueError(f"{path}: unsupported file type '{path.suffix}' (use .csv, .npz, .npy or .h5)")
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy
+
+
+def read_npz(path: Path, key: str | tuple[str, ...] = "data"):
+    """The array under `key` (the first present of several) of an .npz, or the array of an .npy; clear errors."""
+    path, keys = Path(path), (key,) if isinstance(key, str) else tuple(key)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file does not exist")
+    with open(path, "rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if not head.startswith((NPY_MAGIC, ZIP_MAGIC)):
+        raise ValueError(f"{path}: not a numpy .npz/.npy file (corrupt or truncated?): it starts with {head!r}")
+    try:
+        if head.startswith(NPY_MAGIC):
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            found = [k for k in keys if k in z.files]
+            if found:
+                return z[found[0]]
+            names = z.files
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable numeric numpy file (corrupt or truncated?): {e}") from None
+    wanted = " or ".join(f"'{k}'" for k in keys)
+    raise ValueError(f"{path}: no array named {wanted} (found: {', '.join(names) or 'none'})")
+
+
+def as_3d(arr, path: Path) -> np.ndarray:
+    """A numeric (T, N) or (T, N, C) array -> float64 (T, N, C); ValueError naming the file otherwise."""
+    arr = np.asarray(arr)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{path}: expected numeric values, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ValueError(f"{path}: expected shape (T, N) or (T, N, C), got {arr.shape} (rank {arr.ndim})")
+    if min(arr.shape) == 0:
+        raise ValueError(f"{path}: empty array of shape {arr.shape}")
+    return arr.astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def read_csv(path: Path, **kw) -> pd.DataFrame:
+    """pd.read_csv with one ValueError naming the file for anything unreadable."""
+    try:
+        return pd.read_csv(path, **kw)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path}: malformed CSV: {str(e).strip()}") from None
+
+
+def first_non_numeric(col: pd.Series) -> tuple[int, object]:
+    """(row position, value) of the first non-empty cell of col that is not a number."""
+    bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
+    i = int(np.argmax(bad)) if bad.any() else 0
+    return i, col.iloc[i]
+
+
+def read_wide_csv(path: Path) -> SeriesFile:
+    """Rows = time steps, columns = sensors (ids in the header), an optional leading time column.
+
+    A first line of decimal numbers is read as data (no header, sensors by position); empty cells
+    are missing readings.
+    """
+    header = csv_has_header(path)
+    df = read_csv(path, header="infer" if header else None)
+    if df.empty:
+        raise ValueError(f"{path}: no data rows (expected rows = time steps, columns = sensors)")
+    times, time_label = None, "time"
+    if is_time_column(df.iloc[:, 0], df.columns[0]):
+        time_label = str(df.columns[0]) if header else "1"
+        times = parse_times(df.iloc[:, 0], path, time_label)
+        df = df.iloc[:, 1:]
+    if df.shape[1] == 0:
+        raise ValueError(f"{path}: no sensor columns besides the time column")
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        row, val = first_non_numeric(df[bad[0]])
+        raise ValueError(f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1}); "
+                         + MISSING_HINT)
+    sensors = [str(c).strip() for c in df.columns] if header else None
+    return SeriesFile(path, df.to_numpy(dtype=np.float64)[:, :, None], times, sensors, csv=True,
+                      time_label=time_label)
+
+
+def csv_has_header(path: Path) -> bool:
+    """False when the first line (after an optional timestamp) is all numbers, some written as decimals.
+
+    Sensor names may be integers (ids), so a first line of plain integers counts as a header.
+    """
+    try:
+        with open(path, newline="") as f:
+            fields = [v.strip() for v in next(csv.reader(f), [])]
+    except (UnicodeDecodeError, csv.Error):
+        return True  # pandas reports the problem
+    if fields and is_timestamp(fields[0]):
+        fields = fields[1:]
+    numeric = bool(fields) and all(as_float(v) is not None for v in fields)
+    return not (numeric and any(c in v for v in fields for c in ".eE"))
+
+
+def as_float(text: str) -> float | None:
+    """float(text), or None when text is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def is_timestamp(text: str) -> bool:
+    """True for a date/time string such as '2024-01-01 00:05' (not a plain number)."""
+    if as_float(text) is not None:
+        return False
+    try:
+        return pd.Timestamp(text) is not pd.NaT
+    except (ValueError, TypeError):
+        return False
+
+
+def is_time_column(col: pd.Series, name) -> bool:
+    """A leading time column: named time/timestamp/date/datetime (or unnamed, an index), or holding timestamps."""
+    label = str(name).strip().lower()
+    if label in TIME_COLUMNS or label.startswith("unnamed:"):
+        return True
+    if pd.api.types.is_numeric_dtype(col):
+        return False
+    head = col.dropna().head(5).astype(str)
+    return len(head) > 0 and all(is_timestamp(v) for v in head)
+
+
+def parse_times(col: pd.Series, path: Path, label: str) -> pd.DatetimeIndex:
+    """A time column -> DatetimeIndex (wall-clock time; a timezone is dropped); the first bad cell named."""
+    where = f"{path}: column '{label}'"
+    if pd.api.types.is_numeric_dtype(col):
+        raise ValueError(f"{where} holds numbers ({col.iloc[0]!r} in data row 1), not timestamps: write times "
+                         "like 2024-01-01 00:05")
+    try:
+        times = pd.DatetimeIndex(pd.to_datetime(col, errors="coerce"))
+    except (ValueError, TypeError) as e:  # mixed time zones and the like
+        raise ValueError(f"{where}: cannot read the timestamps: {e}") from None
+    bad = np.flatnonzero(times.isna())
+    if len(bad):
+        raise ValueError(f"{path}: data row {bad[0] + 1}, column '{label}': {col.iloc[bad[0]]!r} is not a timestamp")
+    return times.tz_localize(None) if times.tz is not None else times
+
+
+# ---------------------------------------------------------------------------------------------
+# HDF5 (pandas, as DCRNN's metr-la.h5 / pems-bay.h5: a DatetimeIndex and one column per sensor id)
+
+
+def read_hdf(path: Path) -> SeriesFile:
+    """A pandas HDF5 table: rows = time steps (a DatetimeIndex is the calendar), columns = sensor ids."""
+    df = _hdf_frame(path)
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        row, val = first_non_numeric(df[bad[0]].astype(object))
+        raise ValueError(f"{path}: row {row}, column '{bad[0]}': non-numeric value {val!r}")
+    times = pd.DatetimeIndex(df.index) if isinstance(df.index, pd.DatetimeIndex) else None
+    if times is not None and times.tz is not None:
+        times = times.tz_localize(None)
+    sensors = [str(c).strip() for c in df.columns]
+    return SeriesFile(path, as_3d(df.to_numpy(dtype=np.float64), path), times, sensors, time_label="index")
+
+
+def _hdf_frame(path: Path) -> pd.DataFrame:
+    """The one table of a pandas HDF5 file (key 'df' when there are several), as a DataFrame."""
+    try:
+        import tables
+    except ImportError:
+        raise ValueError(f"{path}: reading HDF5 needs the 'tables' package (pip install tables)") from None
+    if not tables.is_hdf5_file(str(path)):
+        raise ValueError(f"{path}: not an HDF5 file (corrupt or truncated?)")
+    try:
+        with pd.HDFStore(path, mode="r") as store:
+            keys = store.keys()
+            key = "/df" if "/df" in keys else keys[0] if len(keys) == 1 else None
+            if key is None:
+                raise ValueError(f"{path}: {len(keys)} tables ({', '.join(keys) or 'none'}); expected one "
+                                 "pandas table (DCRNN's files hold one, under the key 'df')")
+            obj = store[key]
+    except (OSError, TypeError, KeyError, tables.HDF5ExtError, tables.NoSuchNodeError) as e:
+        raise ValueError(f"{path}: not a readable pandas HDF5 table (corrupt or truncated?): {e}") from None
+    df = obj.to_frame() if isinstance(obj, pd.Series) else obj
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        raise ValueError(f"{path}: table '{key}' holds no rows of sensor columns")
+    return df
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def clean_values(sf: SeriesFile, min_steps: int, missing_value: float | None = None,
+                 channel: int = 0) -> tuple[np.ndarray, int]:
+    """(float32 (T, N, C) series with missing readings 0, count of missing cells in `channel`).
+
+    Missing: NaN (an empty cell) or `missing_value`. Infinite and negative values are errors.
+    """
+    v = sf.values
+    missing = np.isnan(v)
+    if missing_value is not None:
+        missing |= v == missing_value
+    _refuse(sf, np.isinf(v), "infinite value", "")
+    _refuse(sf, (v < 0) & ~missing, "negative value", f"; values must be >= 0 ({MISSING_HINT})")
+    if v.shape[0] < min_steps:
+        raise ValueError(f"{sf.path}: series of {v.shape[0]} steps is too short: at least {min_steps} steps are "
+                         "needed so that train, val and test each get windows of in_steps + out_steps steps")
+    return np.where(missing, 0.0, v).astype(np.float32), int(missing[:, :, channel].sum())
+
+
+def _refuse(sf: SeriesFile, bad: np.ndarray, what: str, hint: str) -> None:
+    """Raise naming the first (row-major) True cell of bad, its value and how many there are."""
+    if bad.any():
+        t, n, c = (int(i) for i in np.argwhere(bad)[0])
+        count = int(bad.sum())
+        raise ValueError(f"{sf.at(t, n, c)}: {what} {sf.values[t, n, c]:g} ({count} such cell{'s' * (count > 1)})"
+                         + hint)
+
+
+def regular_times(sf: SeriesFile, allow_gaps: bool = False) -> tuple[pd.Timestamp, int, int]:
+    """(start, interval in minutes, number of gaps) of a file's timestamps.
+
+    The interval is the most common step; a duplicate, a step back, an irregular step or (unless
+    allow_gaps) a gap is an error naming its row. The interval must be whole minutes dividing a day.
+    """
+    t = sf.times
+    if len(t) < 2:
+        raise ValueError(f"{sf.path}: one timestamp cannot give an interval")
+    d = pd.TimedeltaIndex(t[1:] - t[:-1])  # (T-1,)
+    step = d.value_counts().idxmax()
+    where = lambda i: f"{sf.path}: {sf.row(i + 1)}, column '{sf.time_label}'"  # noqa: E731  the later row of d[i]
+    if step <= pd.Timedelta(0):
+        raise ValueError(f"{where(0)}: the timestamps do not increase (most steps are {step})")
+    gap = np.asarray((d > step) & (d % step == pd.Timedelta(0)))  # (T-1,) whole steps skipped
+    bad = np.flatnonzero(np.asarray(d != step) & ~(gap & allow_gaps))
+    if len(bad):
+        raise ValueError(f"{where(bad[0])}: {_time_problem(t, bad[0], d[bad[0]], step)}")
+    minutes = step / pd.Timedelta(minutes=1)
+    if minutes != int(minutes) or 1440 % int(minutes):
+        raise ValueError(f"{sf.path}: the timestamps are {step} apart: the interval must be a whole number of "
+                         "minutes dividing a day (1, 5, 10, 15, 30, 60, ...)")
+    return pd.Timestamp(t[0]), int(minutes), int(gap.sum())
+
+
+def _time_problem(t: pd.DatetimeIndex, i: int, d: pd.Timedelta, step: pd.Timedelta) -> str:
+    """Why the step from t[i] to t[i + 1] (d) breaks the file's interval (step)."""
+    if d == pd.Timedelta(0):
+        return f"duplicate timestamp {t[i + 1]} (the row before has it too)"
+    if d < pd.Timedelta(0):
+        return f"timestamp {t[i + 1]} is earlier than the row before ({t[i]}): rows must be in time order"
+    if d % step == pd.Timedelta(0):
+        return (f"gap: {t[i + 1]} follows {t[i]}, {int(d / step) - 1} step(s) of {step} missing; add those rows "
+                "with empty cells (missing readings)")
+    return f"irregular interval: {t[i + 1]} is {d} after the row before; the file's interval is {step}"
