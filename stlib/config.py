@@ -147,6 +147,8 @@ class TrainConfig:
     min_lr: float = _f(0.0, lo=0.0)
     warmup_steps: int = _f(0, lo=0, doc="linear warmup over this many optimizer steps")
     noise_std: float = _f(0.0, lo=0.0, doc="Gaussian input augmentation, normalised units")
+    ema: float = _f(0.0, lo=0.0, hi=0.99999, doc="exponential moving average of the weights, this decay per "
+                    "optimizer step (0 = off); validation, the best checkpoint and the test use the average")
     early_stop_patience: int = _f(0, lo=0, doc="validations without improvement; 0 = off")
     time_budget_s: float = _f(0.0, lo=0.0, doc="stop at the first epoch end past this many training seconds "
                               "(0 = off); the cosine schedule then anneals over the budget")

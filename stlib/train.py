@@ -29,8 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as td
+import torch.nn as nn
 import yaml
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 try:
     from tqdm import tqdm  # plain text bars: readable in terminals, papermill logs and notebooks alike
 except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) still runs the bench
@@ -350,8 +352,21 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
+def ema_model(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the model's weights (and buffers), updated after each optimizer step.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) over the n updates so far, so the average forgets the
+    random initial weights within tens of steps instead of the 1 / (1 - decay) a fixed decay would need.
+    """
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+
+    return AveragedModel(model, avg_fn=avg, use_buffers=True)
+
+
 def pack_checkpoint(cfg, model, optimizer, scaler, plateau, p: Progress, best_state, rngs: list, dist: Dist,
-                    device) -> dict:
+                    device, ema: AveragedModel | None = None) -> dict:
     """last.pt: the whole training state as tensors and plain values (it loads with weights_only)."""
     progress = asdict(p)
     if dist.world > 1:  # the epoch's loss so far, summed over the ranks (a resume restores it on rank 0)
@@ -359,12 +374,15 @@ def pack_checkpoint(cfg, model, optimizer, scaler, plateau, p: Progress, best_st
         progress["loss_sum"], progress["loss_n"] = sums[0].item(), int(sums[1].item())
     return {"format": 1, "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "plateau": dict(vars(plateau)), "progress": progress,
-            "best_state": best_state, "rng": rngs}
+            "best_state": best_state, "rng": rngs, "ema": ema.state_dict() if ema is not None else None}
 
 
-def unpack_checkpoint(ckpt: dict, model, optimizer, scaler, plateau, rank: int = 0) -> tuple[Progress, dict | None]:
+def unpack_checkpoint(ckpt: dict, model, optimizer, scaler, plateau, rank: int = 0,
+                      ema: AveragedModel | None = None) -> tuple[Progress, dict | None]:
     """Restore a pack_checkpoint state in place; return the progress and the best weights so far."""
     model.load_state_dict(ckpt["model"])
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scaler.load_state_dict(ckpt["scaler"])
     vars(plateau).update(ckpt["plateau"])
@@ -377,10 +395,10 @@ def unpack_checkpoint(ckpt: dict, model, optimizer, scaler, plateau, rank: int =
 
 
 def save_last(path: Path, dist: Dist, device, cfg, model, optimizer, scaler, plateau, p: Progress,
-              best_state) -> None:
+              best_state, ema: AveragedModel | None = None) -> None:
     """Write last.pt (rank 0, atomically) with every rank's generators: the point a resume starts from."""
     ckpt = pack_checkpoint(cfg, model, optimizer, scaler, plateau, p, best_state,
-                           gather_objects(rng_state(), dist), dist, device)
+                           gather_objects(rng_state(), dist), dist, device, ema)
     if dist.main:
         records.save_torch(path, ckpt)
 
@@ -413,7 +431,8 @@ def _dotted(tree: dict) -> dict:
     return out
 
 
-def restore(run_dir: Path, model, optimizer, scaler, plateau, dist: Dist, device) -> tuple[Progress, dict] | None:
+def restore(run_dir: Path, model, optimizer, scaler, plateau, dist: Dist, device,
+            ema: AveragedModel | None = None) -> tuple[Progress, dict] | None:
     """The state of run_dir/last.pt restored in place, or None (start over) if the run died before writing one."""
     path = run_dir / "last.pt"
     if optimizer is None or not path.exists():
@@ -424,7 +443,7 @@ def restore(run_dir: Path, model, optimizer, scaler, plateau, dist: Dist, device
             print(f"note: {path} not found (the run stopped before its first checkpoint): training from the start",
                   file=sys.stderr)
         return None
-    return unpack_checkpoint(records.load_torch(path, device), model, optimizer, scaler, plateau, dist.rank)
+    return unpack_checkpoint(records.load_torch(path, device), model, optimizer, scaler, plateau, dist.rank, ema)
 
 
 def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: ExitStack) -> tuple[Path, Path]:
@@ -537,6 +556,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     val_batches = make_batches(ds, "val", tc.eval_batch_size, **batch_kw)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay) if trainable else None
     plateau = Plateau(tc.patience, tc.factor, tc.min_lr)
+    ema = ema_model(model, tc.ema) if tc.ema and trainable else None  # validated, tested and saved in place of model
+    eval_model = ema.module if ema is not None else fast_model
     n_batches = len(train_batches)
     steps_per_epoch = math.ceil(n_batches / tc.accumulation_steps)
     total_steps = steps_per_epoch * tc.epochs
@@ -547,13 +568,13 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
     last_pt = run_dir / "last.pt" if tc.save_checkpoint and trainable else None
     p, best_state, saved = Progress(base_lr=tc.lr), None, None  # saved: what last.pt holds, for messages
-    if resume is not None and (restored := restore(run_dir, model, optimizer, scaler, plateau, dist, device)):
+    if resume is not None and (restored := restore(run_dir, model, optimizer, scaler, plateau, dist, device, ema)):
         p, best_state = restored
         saved = f"epoch {p.epoch}, after batch {p.batch}" if p.batch else f"start of epoch {p.epoch}"
         if dist.main and p.history:  # the history as of the checkpoint (a later epoch's row is redone)
             records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
     checkpoint = lambda: save_last(last_pt, dist, device, cfg, model, optimizer, scaler, plateau, p,  # noqa: E731
-                                   best_state)
+                                   best_state, ema)
 
     bar = tqdm(range(p.epoch, epochs + 1) if not p.done else [], desc=f"{cfg.model.name} s{tc.seed}", unit="epoch",
                initial=min(p.epoch - 1, epochs), total=epochs, disable=tc.quiet or not dist.main, dynamic_ncols=True)
@@ -610,6 +631,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
                 if scale_before is not None and scaler.get_scale() < scale_before:
                     p.skipped += 1  # fp16 overflow: GradScaler skipped this step (and lowered its scale)
                 optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update_parameters(model)
                 p.opt_step += 1
                 timer.lap("optimizer")
                 if last_pt and every and p.opt_step % every == 0 and i + 1 < n_batches:  # mid-epoch checkpoint
@@ -630,13 +653,14 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
             out_of_time = bool(all_reduce_sum(torch.tensor([float(out_of_time)]), dist, device).item() > 0)
         if epoch % tc.validate_every == 0 or epoch == epochs or out_of_time:  # the last epoch is always validated
             t0 = time.perf_counter()
-            val_mae = evaluate(fast_model, val_batches, ds, autocast, dist, device, mark_steps=graphs)["mae"]
+            val_mae = evaluate(eval_model, val_batches, ds, autocast, dist, device,
+                               mark_steps=graphs and ema is None)["mae"]
             val_seconds = time.perf_counter() - t0
             # early stopping counts validations without a meaningful gain (relative 1e-4, as the plateau rule)
             p.stale = 0 if val_mae < p.best * (1 - 1e-4) else p.stale + 1
             if val_mae < p.best:
                 p.best, p.best_epoch = val_mae, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy((ema.module if ema is not None else model).state_dict())
                 if tc.save_checkpoint and dist.main:
                     records.save_torch(run_dir / "best.pt", {"model": best_state, "epoch": epoch, "val_mae": val_mae})
             if tc.scheduler == "plateau":

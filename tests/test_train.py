@@ -239,3 +239,42 @@ def test_params_files_run_config():
     assert cfg.model.name == "stid" and cfg.train.epochs == 3 and cfg.train.scheduler == "multistep"
     with pytest.raises(ConfigError, match="unknown preset"):
         load("params/default.yaml", preset="stdi")
+
+
+def test_ema_weights_are_the_ones_validated_and_tested(tiny):
+    """train.ema: the best checkpoint holds the averaged weights, which differ from the last raw weights and
+    from a run without the average; the average's warm-up forgets the initial weights."""
+    plain = fit(tiny_config(train__epochs=2), dataset=tiny)
+    avg = fit(tiny_config(train__epochs=2, train__ema=0.9), dataset=tiny)
+    assert avg.metrics["test"]["mae"] != plain.metrics["test"]["mae"]
+    assert avg.history["train_loss"].tolist() == pytest.approx(plain.history["train_loss"].tolist())  # same steps
+    from stlib.train import ema_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    ema = ema_model(net, 0.999)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    for _ in range(60):
+        ema.update_parameters(net)
+    # a fixed 0.999 would keep ~94 % of the initial weights after 60 updates; the warmed-up decay keeps < 10 %
+    assert (ema.module.weight - 1.0).abs().max() < 0.1 * (1.0 + net.weight.abs().max())
+
+
+def test_ema_state_resumes_exactly(tiny, tmp_path):
+    cfg = tiny_config(train__epochs=3, train__ema=0.9, train__save_checkpoint=True)
+    ref = fit(cfg, dataset=tiny, out_root=tmp_path / "ref")
+    ckpt = torch.load(ref.dir / "last.pt", weights_only=True)
+    assert ckpt["ema"] is not None and "n_averaged" in ckpt["ema"]
+    cut = tiny_config(train__epochs=3, train__ema=0.9, train__save_checkpoint=True, train__time_budget_s=1e-6)
+    part = fit(cut, dataset=tiny, out_root=tmp_path / "cut")  # stops after epoch 1
+    assert len(part.history) == 1
+    cfg_file = part.dir / "config.yaml"  # continue it as the 3-epoch run it would have been
+    cfg_file.write_text(cfg_file.read_text().replace("time_budget_s: 1.0e-06", "time_budget_s: 0.0"))
+    (part.dir / "metrics.json").unlink()
+    last = torch.load(part.dir / "last.pt", weights_only=True)
+    last["progress"]["done"] = False
+    last["config"]["train"]["time_budget_s"] = 0.0
+    torch.save(last, part.dir / "last.pt")
+    resumed = fit(dataset=tiny, resume=part.dir)
+    assert resumed.metrics["test"]["mae"] == pytest.approx(ref.metrics["test"]["mae"], rel=1e-6)
