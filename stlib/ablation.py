@@ -139,14 +139,17 @@ def _config(profile: Profile, v: Variant, seed: int, stage: str, base: dict) -> 
 
 
 def _fit_in_worker(profile_path: str, cfg_dict: dict, out_root: str) -> str:
-    """Worker process: one run on one torch thread; returns its run directory."""
+    """Worker process: one run on one torch thread; returns its run directory.
+
+    Its progress is one line per epoch at most (no bar): several workers write to the same terminal.
+    """
     import torch
 
     from .config import build_run_config
 
     torch.set_num_threads(1)
     cfg = build_run_config(cfg_dict, profile_path)
-    return str(fit(cfg, out_root=Path(out_root)).dir)
+    return str(fit(cfg, out_root=Path(out_root), progress="lines").dir)
 
 
 def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, dataset: Dataset | None = None,

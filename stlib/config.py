@@ -154,7 +154,10 @@ class TrainConfig:
     device: str = _f("auto", doc="auto | cpu | cuda | cuda:N | mps")
     threads: int = _f(0, lo=0, doc="torch CPU threads; 0 = leave as is")
     time_phases: bool = _f(True, doc="split step time into data/forward/backward/optimizer (syncs the GPU)")
-    quiet: bool = _f(False)
+    quiet: bool = _f(False, doc="no progress output at all (no bar, no epoch lines)")
+    tensorboard: bool = _f(False, doc="also log losses, validation MAE, learning rate and the final test metrics "
+                           "for TensorBoard under <run_dir>/tensorboard/ (needs the tensorboard package; "
+                           "view with `tensorboard --logdir outputs/runs`)")
     save_checkpoint: bool = _f(True)
 
 
