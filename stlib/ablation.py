@@ -139,14 +139,17 @@ def _config(profile: Profile, v: Variant, seed: int, stage: str, base: dict) -> 
 
 
 def _fit_in_worker(profile_path: str, cfg_dict: dict, out_root: str) -> str:
-    """Worker process: one run on one torch thread; returns its run directory."""
+    """Worker process: one run on one torch thread; returns its run directory.
+
+    Its progress is one line per epoch at most (no bar): several workers write to the same terminal.
+    """
     import torch
 
     from .config import build_run_config
 
     torch.set_num_threads(1)
     cfg = build_run_config(cfg_dict, profile_path)
-    return str(fit(cfg, out_root=Path(out_root)).dir)
+    return str(fit(cfg, out_root=Path(out_root), progress="lines").dir)
 
 
 def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, dataset: Dataset | None = None,
@@ -244,7 +247,10 @@ def gate(mae: float, baseline_mae: float) -> dict:
 def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Path:
     """Write the profile with `overrides` folded into its base as a new params file (atomically).
 
-    The new file keeps the profile's presets and notebook parameters; stage 2 starts from it.
+    The new file keeps the profile's presets and notebook parameters; stage 2 starts from it. It also
+    keeps the profile's name (`profile:`), whatever the file is called: the runs it configures are that
+    profile's runs in the ledger and its outputs go to outputs/<profile>/ (a file outputs/default/stage1.yaml
+    is profile default, not "stage1").
     """
     from .config import _set_dotted, load_profile
 
@@ -252,7 +258,7 @@ def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Pa
     for k, v in overrides.items():
         _set_dotted(tree, k, v, f"{path}")
     path = Path(path)
-    tree["profile"] = path.stem  # a params file's profile is its file name (outputs/<profile>/)
+    tree["profile"] = profile.name  # derived from the profile: its runs stay that profile's
     doc = {**tree, "presets": profile.presets, "notebooks": profile.notebooks}
     text = f"# {note}\n# written by stlib.ablation.write_params from {profile.path.name}\n"
     text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)

@@ -8,6 +8,8 @@ device-resident windows -> torch.compile -> validate every 5 [-> CUDA graphs, on
 trainer (stlib.train.fit) on a fixed subset of the training windows; the first epoch of each fit is
 warm-up (and compilation) and is reported apart; seconds per full epoch are scaled from the subset.
 Rungs are interleaved and repeated, odd repeats in reverse order, so machine drift hits all alike; medians are reported.
+It says up front how many fits it runs (rungs x repeats) and, from a ladder saved in --out before, about how
+long; each fit's line then gives the time left, and on a terminal a bar runs over the fits.
 
 Imports only torch, numpy, pandas and pyyaml on the bench path (a bare GPU machine has those).
 """
@@ -32,6 +34,7 @@ from .config import ConfigError, RunConfig, load_profile, parse_override, replac
 from .data import Dataset, from_config, make_batches
 from .models import build_model
 from .paths import REPO_ROOT
+from .progress import duration, on_terminal, tqdm
 
 PROFILES = {"cpu": "params/pems08_tail_cpu.yaml", "gpu": "params/pems08_tail_gpu.yaml",
             "default": "params/default.yaml"}
@@ -121,12 +124,35 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
 # the ladder
 
 
+def ladder_plan(n_rungs: int, repeats: int, epochs: int, train_windows: int, val_windows: int,
+                n_train: int | None = None) -> str:
+    """What a ladder will run, in one line: rungs x repeats = fits, epochs each, on how many windows."""
+    of = f" of {n_train}" if n_train else ""
+    return (f"speed ladder: {n_rungs} rungs x {repeats} repeats = {n_rungs * repeats} fits of {epochs} epochs "
+            f"each, on {train_windows}{of} training and {val_windows} validation windows")
+
+
+def previous_seconds(path: Path, fits: int, epochs: int, train_windows: int) -> float | None:
+    """How long this ladder should take, scaled by its work (fits x epochs x windows) from a ladder saved at
+    path (a speed_<device>.json of the same device), or None when there is none."""
+    try:
+        old = json.loads(Path(path).read_text())
+        old_fits = (len(old["table"]) + len(old.get("failed", {}))) * old["repeats"]
+        old_work = old_fits * old["epochs_per_fit"] * old["train_windows_measured"]
+        return old["wall_seconds"] * fits * epochs * train_windows / old_work
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
 def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, epochs: int = 3,
-                 train_windows: int = 1280, val_windows: int = 256, rungs=None, progress=print) -> dict:
+                 train_windows: int = 1280, val_windows: int = 256, rungs=None, progress=print,
+                 bar: bool = False) -> dict:
     """Run every rung `repeats` times, interleaved; return per-rung medians and the raw epochs.
 
     Odd repeats run the rungs in reverse order (naive, ..., fastest, fastest, ..., naive), so a warm-up or
     drift over the process's life (the first fit of a process runs slowest) hits the first and last rungs alike.
+    progress: gets one line per fit, with the time left estimated from the fits so far; bar: also show a
+    bar over the fits (for a terminal; write the lines with tqdm.write then).
     """
     from .train import amp_dtype, fit, pick_device
 
@@ -142,12 +168,20 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
                            "train.scheduler": "none", "train.early_stop_patience": 0, "train.time_budget_s": 0.0,
                            "train.time_phases": True, "stage": "bench"})
     raw, failed = [], {}  # failed: rung -> the error that stopped it (the other rungs still run)
+    fits, started = repeats * len(rungs), time.perf_counter()
+    shown = tqdm(total=fits, desc="speed ladder", unit="fit", file=sys.stderr, dynamic_ncols=True) if bar else None
+    done = 0  # fits tried (a failed rung's later repeats are skipped: they count as done)
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
             order = list(enumerate(rungs))
             for i, (name, overrides) in (order[::-1] if rep % 2 else order):
+                done += 1
                 if name in failed:
+                    if shown is not None:
+                        shown.update(1)
                     continue
+                if shown is not None:
+                    shown.set_postfix_str(f"repeat {rep + 1}/{repeats}: {name}")
                 rcfg = replace(base, **overrides)
                 t0 = time.perf_counter()
                 try:
@@ -158,11 +192,17 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
                     failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                     progress(f"repeat {rep + 1}/{repeats}  {name:<26s} FAILED: {failed[name]}")
                     continue
+                finally:
+                    if shown is not None:
+                        shown.update(1)
                 wall = time.perf_counter() - t0
                 h = run.history.assign(rung=name, rung_index=i, repeat=rep, fit_seconds=wall)
                 raw.append(h)
                 progress(f"repeat {rep + 1}/{repeats}  {name:<26s} {h['train_seconds'].iloc[1:].median():7.3f} s "
-                         f"per {len(small.splits['train'])} windows")
+                         f"per {len(small.splits['train'])} windows  "
+                         f"(fit {done}/{fits}: {wall:.0f} s; {time_left(started, done, fits)})")
+    if shown is not None:
+        shown.close()
     raw = pd.concat(raw, ignore_index=True)
     dtype_peak = {}
     rows = []
@@ -202,6 +242,14 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
             "dataset": ds.name, "train_windows_full": n_train, "train_windows_measured": len(small.splits["train"]),
             "repeats": repeats, "epochs_per_fit": epochs, "failed": failed, "model": cfg.model.__dict__,
             "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def time_left(started: float, done: int, total: int) -> str:
+    """'about 12 min 30 s left': the mean time of the fits so far times the fits to go (rough: rungs differ)."""
+    if done >= total:
+        return "the last fit"
+    per_fit = (time.perf_counter() - started) / max(done, 1)
+    return f"about {duration(per_fit * (total - done))} left"
 
 
 def op_profile(cfg: RunConfig, ds: Dataset | None = None, rung: str | None = None, epochs: int = 2,
@@ -343,9 +391,10 @@ def main(argv=None) -> int:
         print(table.round(3).to_string(index=False))
         print(f"wrote {path}")
         return 0
+    say_plan(cfg, args)
     t0 = time.time()
     result = speed_ladder(cfg, repeats=args.repeats, epochs=args.epochs, train_windows=args.train_windows,
-                          val_windows=args.val_windows)
+                          val_windows=args.val_windows, progress=tqdm.write, bar=on_terminal())
     result["wall_seconds"] = time.time() - t0
     js, md = save(result, Path(args.out))
     print(md.read_text())
@@ -358,6 +407,19 @@ def main(argv=None) -> int:
         print(f"wrote {path}")
     return 0
 
+
+def say_plan(cfg: RunConfig, args) -> None:
+    """Print what the ladder will run and, from a ladder saved in --out before, about how long it takes."""
+    from .train import pick_device
+
+    device = pick_device(cfg.train.device)
+    n_rungs = len(ladder(device, lr=cfg.train.lr))
+    fits = n_rungs * args.repeats
+    print(ladder_plan(n_rungs, args.repeats, args.epochs, args.train_windows, args.val_windows), flush=True)
+    before = Path(args.out) / f"speed_{slug(device_name(device))}.json"
+    guess = previous_seconds(before, fits, args.epochs, args.train_windows)
+    print(f"about {duration(guess)} in all, scaled from {before} (the last ladder saved there)" if guess else
+          "time: not known yet; each fit's line says about how long is left", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

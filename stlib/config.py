@@ -67,6 +67,7 @@ class DataConfig:
 
 
 MODEL_NAMES = ("last_value", "historical_average", "stid", "encdec", "alternating")
+UNTRAINED_MODELS = ("last_value", "historical_average")  # no weights to train: they run 0 epochs whatever train.epochs
 
 
 @dataclass
@@ -120,7 +121,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(10, lo=0)
+    epochs: int = _f(10, lo=0, doc=">= 1 for a model with weights; last_value and historical_average ignore it")
     batch_size: int = _f(64, lo=1)
     eval_batch_size: int = _f(256, lo=1)
     accumulation_steps: int = _f(1, lo=1)
@@ -156,7 +157,10 @@ class TrainConfig:
     device: str = _f("auto", doc="auto | cpu | cuda | cuda:N | mps")
     threads: int = _f(0, lo=0, doc="torch CPU threads; 0 = leave as is")
     time_phases: bool = _f(True, doc="split step time into data/forward/backward/optimizer (syncs the GPU)")
-    quiet: bool = _f(False)
+    quiet: bool = _f(False, doc="no progress output at all (no bar, no epoch lines)")
+    tensorboard: bool = _f(False, doc="also log losses, validation MAE, learning rate and the final test metrics "
+                           "for TensorBoard under <run_dir>/tensorboard/ (needs the tensorboard package; "
+                           "view with `tensorboard --logdir outputs/runs`)")
     save_checkpoint: bool = _f(True)
 
 
@@ -171,6 +175,10 @@ class RunConfig:
 
     def __post_init__(self):
         m = self.model
+        if self.train.epochs < 1 and m.name not in UNTRAINED_MODELS:
+            raise ConfigError(f"train.epochs must be >= 1 for model.name {m.name} (0 would score the untrained "
+                              f"weights), got {self.train.epochs}; only {' and '.join(UNTRAINED_MODELS)} "
+                              "train no epochs")
         if m.name in ("encdec", "alternating") and self.data.in_steps % m.patch:
             raise ConfigError(f"model.patch ({m.patch}) must divide data.in_steps ({self.data.in_steps})")
 
@@ -188,8 +196,14 @@ PROFILE_KEYS = ("data", "model", "train", "presets", "notebooks", *TOP_SCALARS)
 
 
 def _suggest(key: str, valid) -> str:
+    """' (did you mean 'x'?)' for a close valid name, else the list of valid names."""
+    return _did_you_mean(key, valid) or f" (valid: {', '.join(sorted(valid))})"
+
+
+def _did_you_mean(key: str, valid) -> str:
+    """' (did you mean 'x'?)' for a close valid name, else ''."""
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(valid))})"
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
@@ -221,7 +235,9 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
         return [_scalar(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
     value = _scalar(value, base, where)
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}; got {value!r}{_suggest(str(value), meta['choices'])}")
+        # the choices are listed once, here; a close one is pointed out
+        raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}; got {value!r}"
+                          f"{_did_you_mean(str(value), meta['choices'])}")
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         op = ">" if meta.get("lo_open") else ">="
@@ -429,10 +445,7 @@ def load_profile(path: str | Path) -> Profile:
     """Read and validate a params file (base config, every preset, notebook parameters)."""
     path = Path(path)
     if not path.is_file():
-        what = "is a directory, not a params file" if path.is_dir() else "params file not found"
-        near = sorted(p.name for p in path.parent.glob("*.y*ml")) if path.parent.is_dir() else []
-        hint = f" (files in {path.parent}: {', '.join(near)})" if near else ""
-        raise ConfigError(f"{what}: {path}{hint}")
+        raise ConfigError(_not_a_params_file(path))
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -464,6 +477,17 @@ def load_profile(path: str | Path) -> Profile:
     for name in presets:  # ... and every preset now, not when a notebook reaches it
         profile.run_config(preset=name)
     return profile
+
+
+def _not_a_params_file(path: Path) -> str:
+    """Why path is no params file, with the YAML files that are there: in the folder given, else beside it."""
+    folder = path if path.is_dir() else path.parent
+    near = sorted(p.name for p in folder.glob("*.y*ml")) if folder.is_dir() else []
+    what = "a directory was given, not a params file" if path.is_dir() else "params file not found"
+    hint = (f" (YAML files in {folder}: {', '.join(near)})" if near else f" (no YAML files in {folder})"
+            if folder.is_dir() else f" (folder {folder} does not exist)")
+    example = f"; e.g. --params {folder / near[0]}" if path.is_dir() and near else ""
+    return f"{what}: {path}{hint}{example}"
 
 
 def load(path: str | Path, overrides=(), preset: str | None = None) -> RunConfig:

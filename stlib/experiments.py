@@ -26,7 +26,7 @@ def same_run(a: dict, b: dict) -> bool:
         except ConfigError:
             return None
         c.pop("name", None)
-        for k in ("quiet", "device", "threads"):
+        for k in ("quiet", "device", "threads", "tensorboard"):
             c["train"].pop(k, None)
         return c
     ka = key(a)

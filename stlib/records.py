@@ -1,9 +1,10 @@
 """Run records: outputs/runs/<stage>/<run-id>/ and the ledger, every file written atomically.
 
-A run directory holds config.yaml (resolved), history.csv, metrics.json, env.json, best.pt and
-last.pt (the full training state, for `python -m stlib.train --resume`). outputs/ledger.csv gets
-one row per finished run. A write goes to a temp file in the same folder, is fsynced and renamed
-over the target, so a crash or a full disk mid-write leaves the previous version intact.
+A run directory holds config.yaml (resolved), history.csv, metrics.json, env.json (the code's git
+commit, versions, device), best.pt and last.pt (the full training state, for `python -m stlib.train
+--resume`), and tensorboard/ with train.tensorboard. outputs/ledger.csv gets one row per finished
+run. A write goes to a temp file in the same folder, is fsynced and renamed over the target, so a
+crash or a full disk mid-write leaves the previous version intact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import platform
 import secrets
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +26,13 @@ import pandas as pd
 import torch
 import yaml
 
-from .paths import output_dir
+from .paths import REPO_ROOT, output_dir
 
 LEDGER_COLUMNS = ["run_id", "stage", "name", "profile", "model", "dataset", "seed", "params", "best_epoch",
                   "epochs_run", "train_seconds", "seconds_per_epoch", "val_mae", "test_mae", "test_rmse",
                   "test_mape", "mae_h3", "mae_h6", "mae_h12", "device", "finished", "run_dir"]
+# read as text, not guessed: stage "01" would become the integer 1, a run named "3" the number 3
+LEDGER_TEXT = ("run_id", "stage", "name", "profile", "model", "dataset", "device", "finished", "run_dir")
 
 
 TEMP_SUFFIX = ".tmp"
@@ -119,9 +123,23 @@ def load_torch(path: Path, map_location="cpu"):
         raise ValueError(f"checkpoint {path} is unreadable (corrupt or truncated?): {e}") from None
 
 
+def git_state(repo: Path = REPO_ROOT) -> dict:
+    """{'git_commit': HEAD's hash, 'git_dirty': tracked files changed since}; None for both without git or a repo."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):  # no git, not a repository, no commit yet, a hung git
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
 def environment(device: torch.device) -> dict:
-    """What ran the run: versions, device, threads."""
+    """What ran the run: the code's git commit (and whether the tree had changes), versions, device, threads."""
     env = {
+        **git_state(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -181,13 +199,27 @@ def run_lock(run_dir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def read_ledger(path: Path) -> pd.DataFrame:
+    """A ledger.csv with its text columns as text (stage "01", not 1); empty with the columns when absent.
+
+    Ledgers written before stages were read as text hold "1" for stage "01": those come back as "01".
+    """
+    path = Path(path)
+    if not path.exists() or not path.stat().st_size:
+        return pd.DataFrame(columns=LEDGER_COLUMNS)
+    df = pd.read_csv(path, dtype={c: str for c in LEDGER_TEXT})
+    if "stage" in df:
+        df["stage"] = df["stage"].map(lambda s: s.zfill(2) if isinstance(s, str) and s.isdigit() else s)
+    return df
+
+
 def append_ledger(row: dict, root: Path | None = None) -> Path:
     """Add one run's row to outputs/ledger.csv (replacing an older row of the same run_id: a resumed run
     is listed once); read, add, write temp, rename, under a file lock."""
     path = (root or output_dir()) / "ledger.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
-        old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=LEDGER_COLUMNS)
+        old = read_ledger(path)
         if "run_id" in old and row.get("run_id") is not None:
             old = old[old["run_id"] != row["run_id"]]
         new = pd.DataFrame([{c: row.get(c) for c in LEDGER_COLUMNS}])

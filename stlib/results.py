@@ -12,13 +12,10 @@ from .paths import output_dir
 
 
 def ledger(root: Path | None = None) -> pd.DataFrame:
-    """outputs/ledger.csv as a DataFrame (empty with the right columns when there is none)."""
-    from .records import LEDGER_COLUMNS
+    """outputs/ledger.csv as a DataFrame (empty with the right columns when there is none); stage is text ("01")."""
+    from .records import read_ledger
 
-    path = (root or output_dir()) / "ledger.csv"
-    if not path.exists() or not path.stat().st_size:
-        return pd.DataFrame(columns=LEDGER_COLUMNS)
-    return pd.read_csv(path)
+    return read_ledger((root or output_dir()) / "ledger.csv")
 
 
 def load_run(run_dir: str | Path) -> dict:

@@ -9,6 +9,10 @@ validation weights, scores them on test and writes a run record (stlib.records).
 train.save_checkpoint the record also holds last.pt, the whole training state (model, optimizer,
 schedule, GradScaler, random generators, sampler position), written at every epoch end and every
 `checkpoint_every` optimizer steps: a run killed at any moment resumes and ends with the same numbers.
+
+While it trains a run shows (stlib.progress) a bar over each epoch's batches on a terminal, or one line per
+epoch at most in logs, notebooks and ablation workers, or nothing with train.quiet; train.tensorboard adds
+TensorBoard scalars under <run_dir>/tensorboard/.
 """
 
 from __future__ import annotations
@@ -33,23 +37,6 @@ import torch.nn as nn
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
-try:
-    from tqdm import tqdm  # plain text bars: readable in terminals, papermill logs and notebooks alike
-except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) still runs the bench
-
-    class tqdm:  # noqa: N801  (stands in for tqdm.tqdm)
-        def __init__(self, iterable=(), **_):
-            self.iterable = iterable
-
-        def __iter__(self):
-            return iter(self.iterable)
-
-        def set_postfix(self, *_, **__):
-            pass
-
-        @staticmethod
-        def write(msg):
-            print(msg)
 
 from . import records
 from .config import ConfigError, RunConfig, build_run_config, load_profile
@@ -57,6 +44,7 @@ from .data import Dataset, from_config, make_batches
 from .metrics import MetricSums, masked_huber, masked_mae
 from .models import build_model, count_parameters
 from .paths import output_dir, resolve_params
+from .progress import TensorBoardLog, TrainProgress, pick_mode, require_tensorboard, run_label
 
 PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -301,7 +289,8 @@ def evaluate(model, batches, ds: Dataset, autocast, dist: Dist | None = None, de
 # exact resume: the training state in and out of last.pt
 
 CHECKPOINT_EVERY = 200  # default optimizer steps between mid-epoch checkpoints (epoch ends always write one)
-RESUMABLE_CHANGES = ("train.quiet", "train.device", "train.threads", "train.time_phases")  # how, not what
+RESUMABLE_CHANGES = ("train.quiet", "train.device", "train.threads", "train.time_phases",  # how, not what
+                     "train.tensorboard")
 
 
 @dataclass
@@ -501,11 +490,13 @@ def non_finite_loss(value: float, epoch: int, i: int, n_batches: int, opt_step: 
 
 
 def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: Path | None = None, *,
-        resume: str | Path | None = None, checkpoint_every: int | None = None) -> Run:
+        resume: str | Path | None = None, checkpoint_every: int | None = None, progress: str = "auto") -> Run:
     """Train, keep the best-validation weights, score them on test, write the run record.
 
     resume: a run directory to continue from its last.pt (cfg may then be None: the saved config is used).
     checkpoint_every: optimizer steps between mid-epoch checkpoints (default CHECKPOINT_EVERY; 0 = epoch ends).
+    progress: what the run shows on stderr (stlib.progress): auto (a bar over each epoch's batches on a
+    terminal, else one line per epoch at most), bar, lines or off; train.quiet always means off.
     """
     if resume is not None:
         cfg = resume_config(resume, cfg)
@@ -514,23 +505,26 @@ def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: 
     every = CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
     if every < 0:
         raise ConfigError(f"checkpoint_every must be >= 0 (0 = at epoch ends only), got {every}")
+    pick_mode(progress, cfg.train.quiet)  # a bad value fails here, before anything is written
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dist, device = setup_distributed(pick_device(cfg.train.device))
     with ExitStack() as held:  # the process group and the run directory's lock, released however fit ends
         if dist.owned:
             held.callback(td.destroy_process_group)
-        return _fit(cfg, dataset, out_root, resume, every, dist, device, held)
+        return _fit(cfg, dataset, out_root, resume, every, dist, device, held, progress)
 
 
 def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, device: torch.device,
-         held: ExitStack) -> Run:
+         held: ExitStack, progress: str) -> Run:
     """fit() once the config, the device and the process group are settled."""
     tc = cfg.train
     if dist.world > 1 and tc.time_budget_s and tc.scheduler == "cosine":
         raise ConfigError("train.time_budget_s with train.scheduler cosine follows each process's own clock, so "
                           "under torchrun the ranks' learning rates would drift apart: use another scheduler, "
                           "or the budget in one process")
+    if tc.tensorboard:
+        require_tensorboard()  # missing package: a clear error before the run has a record
     seed_everything(tc.seed)
     ds = dataset if dataset is not None else from_config(cfg.data)
     model = build_model(cfg.model, ds).to(device)
@@ -576,13 +570,16 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     checkpoint = lambda: save_last(last_pt, dist, device, cfg, model, optimizer, scaler, plateau, p,  # noqa: E731
                                    best_state, ema)
 
-    bar = tqdm(range(p.epoch, epochs + 1) if not p.done else [], desc=f"{cfg.model.name} s{tc.seed}", unit="epoch",
-               initial=min(p.epoch - 1, epochs), total=epochs, disable=tc.quiet or not dist.main, dynamic_ncols=True)
+    show = TrainProgress(pick_mode(progress, tc.quiet, dist.main), run_label(cfg), epochs, n_batches)
+    held.callback(show.close)
+    tb = TensorBoardLog(run_dir, cfg.to_dict()) if tc.tensorboard and dist.main else None
+    if tb is not None:
+        held.callback(tb.close)
     session_start, elapsed_before = time.perf_counter(), p.elapsed_s
     spent = lambda: elapsed_before + time.perf_counter() - session_start  # noqa: E731  training seconds, all sessions
     budget = tc.time_budget_s  # training seconds (validation included), all sessions; 0 = no budget
     out_of_time = False
-    for epoch in bar:
+    for epoch in range(p.epoch, epochs + 1) if not p.done else []:
         # ---- train one epoch (or its rest, when resumed mid-way) -----------------------------
         if tc.scheduler == "multistep":
             p.base_lr = tc.lr * tc.gamma ** sum(m <= epoch - 1 for m in tc.milestones)
@@ -591,6 +588,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
         step_model.train()
         timer = Timer(device, tc.time_phases, p.phase_s)
         epoch_start = time.perf_counter() - p.epoch_s  # a resumed epoch keeps its time so far
+        show.start_epoch(epoch, p.batch)
         for i, (x, y) in enumerate(rng_neutral(train_batches.epoch(epoch - 1, skip=p.batch)), start=p.batch):
             # x (B, in, N, 3), y (B, out, N, 1) original units: the global batch; each rank takes its slice
             n = len(x)
@@ -616,6 +614,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
             p.loss_sum += loss_value * len(x)
             p.loss_n += len(x)
             p.samples += n
+            show.step(p.loss_sum / p.loss_n)
             if step_end:
                 lr = p.base_lr * warmup_factor(p.opt_step, tc.warmup_steps)
                 if tc.scheduler == "cosine":
@@ -634,6 +633,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
                 if ema is not None:
                     ema.update_parameters(model)
                 p.opt_step += 1
+                if tb is not None:
+                    tb.step(p.opt_step, loss_value, lr)
                 timer.lap("optimizer")
                 if last_pt and every and p.opt_step % every == 0 and i + 1 < n_batches:  # mid-epoch checkpoint
                     p.batch, p.epoch_s = i + 1, time.perf_counter() - epoch_start
@@ -652,6 +653,7 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
         if budget and dist.world > 1:  # the ranks' clocks differ a little: all stop when one is out of time
             out_of_time = bool(all_reduce_sum(torch.tensor([float(out_of_time)]), dist, device).item() > 0)
         if epoch % tc.validate_every == 0 or epoch == epochs or out_of_time:  # the last epoch is always validated
+            show.validating()
             t0 = time.perf_counter()
             val_mae = evaluate(eval_model, val_batches, ds, autocast, dist, device,
                                mark_steps=graphs and ema is None)["mae"]
@@ -682,11 +684,13 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
         if last_pt:
             checkpoint()
             saved = f"end of epoch {epoch}"
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mae=f"{val_mae:.3f}", best=f"{p.best:.3f}")
+        show.end_epoch(row, p.best, p.best_epoch, last=p.done, budget_left=budget - p.elapsed_s if budget else None)
+        if tb is not None:
+            tb.epoch(row)
         if early_stop or out_of_time:
-            if dist.main:
-                tqdm.write(f"early stop at epoch {epoch}: no validation improvement in {p.stale} validations"
-                           if early_stop else f"time budget ({budget:.0f} s) spent at epoch {epoch} of {epochs}")
+            show.write(f"{show.label}: early stop at epoch {epoch}: no validation improvement in {p.stale} "
+                       "validations" if early_stop else
+                       f"{show.label}: time budget ({budget:.0f} s) spent at epoch {epoch} of {epochs}")
             break
     train_total = spent()
 
@@ -710,6 +714,8 @@ def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, devi
     }
     if dist.world > 1:
         metrics["world_size"] = dist.world
+    if tb is not None:
+        tb.final(metrics, len(hist))
     if dist.main:
         write_results(cfg, run_dir, out_root, hist, metrics, device)
     return Run(cfg, run_dir.name, run_dir, hist, metrics, model, ds, device)
@@ -745,7 +751,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted override, e.g. --set model.name=stid --set train.epochs=5")
     ap.add_argument("--stage", help="record under outputs/runs/<stage>/ (default: the params' stage)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--quiet", action="store_true", help="no progress output (bar or epoch lines)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last.pt, in the same record")
     ap.add_argument("--checkpoint-every", type=int, metavar="N",
                     help=f"write last.pt every N optimizer steps too (default {CHECKPOINT_EVERY}; 0 = epoch ends only)")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stlib import ablation
+from stlib import ablation, results
 from stlib.ablation import Variant
 from stlib.config import load_profile
 
@@ -134,12 +134,21 @@ def test_write_params_round_trips(profile, tmp_path):
     again = load_profile(path)
     cfg = again.run_config()
     assert cfg.model.encoder_depth == 3 and cfg.train.noise_std == 0.01
-    assert cfg.profile == again.name == "abl_stage1"  # a profile is named after its file
+    # a file derived from profile abl stays profile abl (ledger, outputs/abl/), whatever its name
+    assert cfg.profile == again.name == "abl"
     assert again.presets == profile.presets and again.notebooks["03"] == {"seeds": [0, 1]}
     assert path.read_text().startswith("# chosen")
     with pytest.raises(Exception, match="encoder_dept"):
         ablation.write_params(profile, {"model.encoder_dept": 3}, tmp_path / "bad.yaml", note="x")
     assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_runs_of_a_derived_params_file_are_recorded_under_the_profile(profile, tiny, tmp_path):
+    """Notebook 03 writes outputs/<profile>/stage1.yaml; notebook 04's runs were listed as profile 'stage1'."""
+    path = ablation.write_params(profile, {"train.epochs": 1}, tmp_path / "stage1.yaml", note="chosen")
+    ablation.run_ablation(load_profile(path), [Variant("start")], seeds=[0], stage="04", dataset=tiny)
+    ledger = results.ledger()
+    assert ledger["profile"].tolist() == ["abl"] and ledger["stage"].tolist() == ["04"]
 
 
 def test_a_record_from_before_a_new_config_field_still_matches():

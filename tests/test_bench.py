@@ -147,3 +147,37 @@ def test_speed_ladder_alternates_the_rung_order_between_repeats(tiny):
     ran = [line.split()[2] for line in said]
     assert ran == ["naive", "+", "+", "naive", "naive", "+"]
     assert list(result["table"]["rung"]) == ["naive", "+ AMP"]  # the table keeps the ladder's order
+
+
+def test_ladder_plan_and_time_from_a_saved_ladder(tmp_path):
+    assert bench.ladder_plan(7, 2, 3, 1280, 256, 10700) == (
+        "speed ladder: 7 rungs x 2 repeats = 14 fits of 3 epochs each, on 1280 of 10700 training and 256 "
+        "validation windows")
+    saved = tmp_path / "speed_cpu.json"
+    saved.write_text(json.dumps({"wall_seconds": 1000.0, "table": [{}] * 6, "failed": {"+ x": "e"}, "repeats": 2,
+                                 "epochs_per_fit": 3, "train_windows_measured": 640}))
+    assert bench.previous_seconds(saved, fits=14, epochs=3, train_windows=1280) == pytest.approx(2000.0)
+    assert bench.previous_seconds(tmp_path / "none.json", 14, 3, 1280) is None
+    saved.write_text("{")
+    assert bench.previous_seconds(saved, 14, 3, 1280) is None
+
+
+def test_cli_says_up_front_what_it_runs_and_each_fit_the_time_left(tmp_path, monkeypatch, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text("data: {name: synthetic, num_sensors: 6, num_days: 3}\n"
+                      "model: {name: stid, embed_dim: 8}\ntrain: {epochs: 1}\n")
+    base = {"train.compile": "off", "train.amp": "off", "train.validate_every": 1, "train.loader": "device"}
+    monkeypatch.setattr(bench, "ladder", lambda *a, **k: [("naive", base), ("+ AMP", {**base, "train.amp": "auto"})])
+    monkeypatch.setattr(bench, "matmul_peak", lambda *a, **k: 1e9)
+    out = tmp_path / "bench"
+    assert bench.main(["--params", str(params), "--out", str(out), "--repeats", "1", "--epochs", "2",
+                       "--train-windows", "64", "--val-windows", "32"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0] == ("speed ladder: 2 rungs x 1 repeats = 2 fits of 2 epochs each, on 64 training and 32 "
+                        "validation windows")
+    assert lines[1].startswith("time: not known yet")
+    assert "(fit 1/2: " in lines[2] and " left)" in lines[2] and "(fit 2/2: " in lines[3] and "the last fit" in lines[3]
+    assert bench.main(["--params", str(params), "--out", str(out), "--repeats", "1", "--epochs", "2",
+                       "--train-windows", "64", "--val-windows", "32"]) == 0
+    assert "in all, scaled from " in capsys.readouterr().out.splitlines()[1]  # the first ladder's time, rescaled

@@ -184,6 +184,22 @@ def test_wrong_choice_suggests_closest():
         load_profile(DEFAULT).run_config(overrides=["train.amp=fp8"])
 
 
+def test_wrong_choice_lists_the_choices_once():
+    with pytest.raises(ConfigError) as e:
+        load_profile(DEFAULT).run_config(overrides=["model.name=foo"])
+    msg = str(e.value)
+    assert "model.name must be one of last_value, historical_average, stid, encdec, alternating; got 'foo'" in msg
+    assert msg.count("encdec") == 1 and "valid:" not in msg
+
+
+def test_zero_epochs_refused_for_trainable_models():
+    for name in ("encdec", "stid", "alternating"):
+        with pytest.raises(ConfigError, match=f"train.epochs must be >= 1 for model.name {name}.*got 0"):
+            load_profile(DEFAULT).run_config(overrides=[f"model.name={name}", "train.epochs=0"])
+    for name in ("last_value", "historical_average"):  # nothing to train: 0 epochs is what they run anyway
+        assert load_profile(DEFAULT).run_config(overrides=[f"model.name={name}", "train.epochs=0"]).train.epochs == 0
+
+
 @pytest.mark.parametrize("override, field, bound", [
     ("train.lr=-0.001", "train.lr", "> 0"),
     ("train.lr=0", "train.lr", "> 0"),
@@ -333,6 +349,25 @@ def test_missing_params_file(tmp_path):
 def test_params_path_is_a_directory(tmp_path):
     with pytest.raises(ConfigError, match="directory"):
         load_profile(tmp_path)
+
+
+def test_a_directory_lists_its_own_params_files(tmp_path):
+    """--params params used to list the yaml files of the folder above (`files in .: environment.yml`)."""
+    folder = tmp_path / "params"
+    folder.mkdir()
+    write(folder, "profile: a\n", "a.yaml")
+    write(folder, "profile: b\n", "b.yaml")
+    write(tmp_path, "name: env\n", "environment.yml")
+    with pytest.raises(ConfigError) as e:
+        load_profile(folder)
+    msg = str(e.value)
+    assert "a directory was given" in msg and f"YAML files in {folder}: a.yaml, b.yaml" in msg
+    assert "environment.yml" not in msg
+
+
+def test_missing_params_file_in_a_missing_folder(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_profile(tmp_path / "nowhere" / "p.yaml")
 
 
 def test_invalid_yaml_names_the_file(tmp_path):

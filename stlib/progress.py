@@ -1,0 +1,208 @@
+"""Watching a run: a bar over each epoch's batches, or one line per epoch, or nothing; TensorBoard scalars.
+
+    show = TrainProgress(pick_mode("auto", quiet=False), "+scheduler s1", epochs=20, batches=177)
+    show.start_epoch(3)       # a bar, moved by show.step(running_loss) after each batch:
+    # +scheduler s1 ep 3/20:  45%|####5     | 80/177 [00:05<00:06, 15.2batch/s, loss 0.4987]
+    show.end_epoch(row, ...)  # the bar goes, a line stays:
+    # +scheduler s1 ep 3/20  loss 0.4987  val MAE 18.234 (best 18.102 @ ep 2)  6.1 s  ETA 1 min 44 s
+
+Modes: `bar` on a terminal; `lines` where the output is a log or a notebook (stderr is not a terminal:
+papermill, tee, a worker process of an ablation), so no bar fragments end up in files, at most one line
+per epoch and at most one every LINE_EVERY_S seconds besides the first and the last; `off` for train.quiet.
+Progress goes to stderr; results (the test MAE line, the run directory) stay on stdout.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError
+
+try:
+    from tqdm import tqdm  # plain text bars: readable in terminals
+    HAVE_TQDM = True
+except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) still trains and benches
+    HAVE_TQDM = False
+
+    class tqdm:  # noqa: N801  (stands in for tqdm.tqdm: iterates, counts nothing, shows nothing)
+        def __init__(self, iterable=(), **_):
+            self.iterable = iterable
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def update(self, *_):
+            pass
+
+        def set_postfix(self, *_, **__):
+            pass
+
+        def set_postfix_str(self, *_, **__):
+            pass
+
+        def close(self):
+            pass
+
+        @staticmethod
+        def write(msg, file=None):
+            print(msg, file=file or sys.stdout, flush=True)
+
+
+MODES = ("auto", "bar", "lines", "off")
+LINE_EVERY_S = 20.0  # lines mode: seconds between epoch lines (the first and the last epoch always get one)
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: 12.3 -> '12 s', 185 -> '3 min 05 s', 4000 -> '1 h 06 min'."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def on_terminal(stream=None) -> bool:
+    """Whether a stream (default stderr) is an interactive terminal; False for files, pipes, notebooks."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def pick_mode(requested: str, quiet: bool, main: bool = True) -> str:
+    """The progress mode a run uses: off when quiet or not rank 0; auto -> bar on a terminal, else lines."""
+    if requested not in MODES:
+        raise ConfigError(f"progress must be one of {', '.join(MODES)}, got {requested!r}")
+    if quiet or not main:
+        return "off"
+    if requested == "auto":
+        requested = "bar" if on_terminal() else "lines"
+    return "lines" if requested == "bar" and not HAVE_TQDM else requested
+
+
+def run_label(cfg) -> str:
+    """How progress names a run: its configuration name (else its model) and seed, e.g. '+scheduler s1'."""
+    return f"{cfg.name or cfg.model.name} s{cfg.train.seed}"
+
+
+class TrainProgress:
+    """What one run shows while it trains (see the module doc); every method is a no-op in mode off."""
+
+    def __init__(self, mode: str, label: str, epochs: int, batches: int):
+        self.mode, self.label, self.epochs, self.batches = mode, label, epochs, batches
+        self.bar = None
+        self.epoch_seconds: list[float] = []  # this session's finished epochs, for the run's ETA
+        self.last_line = -math.inf
+
+    def start_epoch(self, epoch: int, done: int = 0) -> None:
+        """A bar over the epoch's batches (bar mode), starting at `done` for a resumed epoch."""
+        if self.mode == "bar":
+            self.bar = tqdm(total=self.batches, initial=done, desc=f"{self.label} ep {epoch}/{self.epochs}",
+                            unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def step(self, running_loss: float) -> None:
+        """One batch done; running_loss: the epoch's mean training loss so far."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
+            self.bar.update(1)
+
+    def validating(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.bar.postfix or ''}, validating".lstrip(", "))
+
+    def end_epoch(self, row: dict, best: float, best_epoch: int, last: bool, budget_left: float | None = None) -> None:
+        """Close the epoch's bar and write its line (lines mode: only if LINE_EVERY_S passed, or first or last)."""
+        self._close_bar()
+        self.epoch_seconds.append(row["seconds"])
+        now = time.monotonic()
+        due = self.mode == "bar" or last or now - self.last_line >= LINE_EVERY_S
+        if self.mode == "off" or not due:
+            return
+        self.last_line = now
+        self.write(self.epoch_line(row, best, best_epoch, last, budget_left))
+
+    def epoch_line(self, row: dict, best: float, best_epoch: int, last: bool, budget_left: float | None) -> str:
+        """'+scheduler s1 ep 3/20  loss 0.4987  val MAE 18.234 (best 18.102 @ ep 2)  6.1 s  ETA 1 min 44 s'."""
+        epoch, val = row["epoch"], row["val_mae"]
+        val_text = "val -" if math.isnan(val) else f"val MAE {val:.3f} (best {best:.3f} @ ep {best_epoch})"
+        left = statistics.median(self.epoch_seconds) * (self.epochs - epoch)
+        if budget_left is not None:
+            left = min(left, max(budget_left, 0.0))
+        eta = "done" if last else f"ETA {duration(left)}"
+        return f"{self.label} ep {epoch}/{self.epochs}  loss {row['train_loss']:.4f}  {val_text}  " \
+               f"{row['seconds']:.1f} s  {eta}"
+
+    def write(self, msg: str) -> None:
+        """One line to stderr, below the bar if one is shown; nothing in mode off."""
+        if self.mode == "bar":
+            tqdm.write(msg, file=sys.stderr)
+        elif self.mode == "lines":
+            print(msg, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self._close_bar()
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorBoard (train.tensorboard)
+
+
+def require_tensorboard():
+    """torch's SummaryWriter class, or a ConfigError saying how to install the tensorboard package."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch.utils.tensorboard needs the tensorboard package
+        raise ConfigError("train.tensorboard is on but the tensorboard package is not installed: "
+                          "pip install tensorboard (or set train.tensorboard=false)") from None
+    return SummaryWriter
+
+
+class TensorBoardLog:
+    """A run's scalars under <run_dir>/tensorboard/ (`tensorboard --logdir outputs/runs`).
+
+    step/*: per optimizer step (loss, lr); epoch/*: per epoch (train_loss, val_mae, lr, seconds);
+    test/* and val/*: the final metrics of the best weights. A resumed run adds an events file to the folder.
+    """
+
+    def __init__(self, run_dir: Path, config: dict):
+        self.writer = require_tensorboard()(log_dir=str(Path(run_dir) / "tensorboard"))
+        self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```")
+
+    def step(self, opt_step: int, loss: float, lr: float) -> None:
+        self.writer.add_scalar("step/loss", loss, opt_step)
+        self.writer.add_scalar("step/lr", lr, opt_step)
+
+    def epoch(self, row: dict) -> None:
+        """One history row; flushed, so a TensorBoard open on the folder sees it now."""
+        e = row["epoch"]
+        for key in ("train_loss", "val_mae", "lr", "seconds"):
+            if not math.isnan(row[key]):  # val_mae is NaN on epochs without validation
+                self.writer.add_scalar(f"epoch/{key}", row[key], e)
+        self.writer.flush()
+
+    def final(self, metrics: dict, step: int) -> None:
+        """The run's test and validation metrics (overall and at horizons 3, 6, 12)."""
+        for split in ("test", "val"):
+            m = metrics[split]
+            for key in ("mae", "rmse", "mape"):
+                self.writer.add_scalar(f"{split}/{key}", m[key], step)
+            for h in ("3", "6", "12"):
+                if h in m.get("by_horizon", {}):
+                    self.writer.add_scalar(f"{split}/mae_h{h}", m["by_horizon"][h]["mae"], step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
