@@ -102,6 +102,11 @@ class ModelConfig:
                         "encoding per token (value patch, whole window, node, time of day, day of week, embed_dim "
                         "each, concatenated, then stem_layers residual MLPs), with every block's residual branch "
                         "starting at zero, so the model starts as STID and attention refines it")
+    graph_hops: int = _f(0, lo=0, doc="embedding stid: also encode the windows of the sensors 1..graph_hops "
+                         "hops downstream and upstream on the road graph (averaged), as DCRNN's diffusion; 0 = off")
+    day_embedding: str = _f("week", choices=("week", "weekend", "none"),
+                            doc="embedding stid: one day-of-week vector per day (week), one for Monday-Friday and "
+                            "one for the weekend (weekend: each class is seen on more training days), or none")
     stem_layers: int = _f(2, lo=0, doc="embedding stid: STID's residual MLP layers before the blocks")
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))

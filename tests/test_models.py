@@ -507,3 +507,54 @@ def test_stid_embedding_tokens_carry_their_position(tiny, kind):
     x[..., 1] = x[:, :1, :, 1]
     e = emb(x, x[..., :1])
     assert torch.allclose(e[:, 1] - e[:, 0], (emb.pos(0, 4)[1] - emb.pos(0, 4)[0]).expand_as(e[:, 0]), atol=1e-5)
+
+
+def test_graph_transitions_walk_down_and_up_the_edges():
+    import pandas as pd
+
+    from stlib.models import transitions
+
+    edges = pd.DataFrame({"from": [0, 1, 2, 0], "to": [1, 2, 3, 2], "cost": [1.0] * 4})
+    t = transitions(edges, 5, 2)  # (2 * hops, N, N): downstream 1, 2 hops, upstream 1, 2 hops
+    assert t.shape == (4, 5, 5)
+    assert t[0][0].tolist() == [0, 0.5, 0.5, 0, 0]  # sensor 0 averages its two downstream neighbours
+    assert t[1][0].tolist() == [0, 0, 0.5, 0.5, 0]  # two steps down: 1 -> 2 and 2 -> 3
+    assert t[2][2].tolist() == [0.5, 0.5, 0, 0, 0]  # upstream of 2: 0 and 1
+    assert t[0][4].abs().sum() == 0 and t[0][3].abs().sum() == 0  # no edge out: a zero row
+
+
+def test_graph_hops_feed_each_sensor_its_neighbours_windows(tiny):
+    """model.graph_hops: a change in one sensor's window reaches its graph neighbours' stem; without the
+    option no other sensor moves (the STID stem is per sensor)."""
+    torch.manual_seed(0)
+    x, _ = first_batch(tiny)
+    src, dst = int(tiny.edges["from"].iloc[0]), int(tiny.edges["to"].iloc[0])
+    x2 = x.clone()
+    x2[:, :, dst, 0] += 1.0  # the window of a downstream neighbour of src
+    for hops, moved in [(0, False), (1, True)]:
+        model = small_model("encdec", tiny, embedding="stid", patch=12, head="linear", graph_hops=hops,
+                            stem_layers=1)
+        e1, e2 = model.embed(x, x[..., :1]), model.embed(x2, x2[..., :1])
+        assert bool((e1[:, :, src] - e2[:, :, src]).abs().max() > 1e-6) == moved
+    assert model.embed.neighbours.out_features == 8 * 2  # embed_dim per hop and direction
+
+
+def test_day_embedding_classes(tiny):
+    """model.day_embedding: week keeps 7 day vectors apart; weekend maps Monday-Friday to one and Saturday-Sunday
+    to another; none uses one vector for every day."""
+    torch.manual_seed(0)
+    x, _ = first_batch(tiny)
+    out = {}
+    for kind in ("week", "weekend", "none"):
+        torch.manual_seed(0)
+        model = small_model("encdec", tiny, embedding="stid", patch=12, head="linear", day_embedding=kind)
+        days = []
+        for d in range(7):
+            xd = x.clone()
+            xd[..., 2] = float(d)
+            days.append(model.embed(xd, xd[..., :1]))
+        same = [[torch.equal(days[a], days[b]) for b in range(7)] for a in range(7)]
+        out[kind] = same
+    assert not any(out["week"][a][b] for a in range(7) for b in range(7) if a != b)
+    assert out["weekend"][0][4] and out["weekend"][5][6] and not out["weekend"][4][5]
+    assert all(all(row) for row in out["none"])

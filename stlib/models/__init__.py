@@ -18,7 +18,9 @@ def build_model(cfg, ds) -> nn.Module:
         return HistoricalAverage(ds, cfg.by_weekday)
     if cfg.name == "stid":
         return STID(**dims, embed_dim=cfg.embed_dim, num_layers=cfg.num_layers, dropout=cfg.dropout)
-    kw = {k: v for k, v in vars(cfg).items() if k != "name"}
+    kw = {k: v for k, v in vars(cfg).items() if k not in ("name", "graph_hops")}
+    if cfg.graph_hops:
+        kw["transitions"] = transitions(ds.edges, ds.num_sensors, cfg.graph_hops)
     if cfg.name == "encdec":
         return EncoderDecoder(**dims, null_z=float(ds.normalize(0.0)), **{**kw, "adaptive_dim": 0})
     if cfg.name == "alternating":
@@ -26,6 +28,24 @@ def build_model(cfg, ds) -> nn.Module:
 
         return AlternatingEncoderDecoder(**dims, null_z=float(ds.normalize(0.0)), **kw)
     raise ValueError(f"unknown model '{cfg.name}'")
+
+
+def transitions(edges, n: int, hops: int):
+    """(2 * hops, N, N) random-walk transition matrices of the road graph, downstream then upstream, powers
+    1..hops: row i of a power-k matrix averages the sensors k steps from i along (or against) the edges."""
+    import torch
+
+    a = torch.zeros(n, n)
+    if len(edges):
+        a[torch.tensor(edges["from"].to_numpy(dtype="int64")), torch.tensor(edges["to"].to_numpy(dtype="int64"))] = 1.0
+    out = []
+    for m in (a, a.T):
+        step = m / m.sum(1, keepdim=True).clamp_min(1.0)  # rows of sensors without an edge stay zero
+        power = torch.eye(n)
+        for _ in range(hops):
+            power = power @ step
+            out.append(power)
+    return torch.stack(out)  # (2 * hops, N, N)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -87,8 +87,12 @@ class STIDEmbedding(nn.Module):
 
     def __init__(self, num_sensors: int, steps_per_day: int, in_steps: int, d_model: int, embed_dim: int,
                  stem_layers: int, dropout: float, patch: int = 1, adaptive_dim: int = 0,
-                 pos_encoding: str = "fixed", out_steps: int = 0):
+                 pos_encoding: str = "fixed", out_steps: int = 0, transitions: torch.Tensor | None = None,
+                 day_embedding: str = "week"):
         super().__init__()
+        # the day class of each day of the week (Monday = 0): its own for each, weekday / weekend, or one for all
+        days = {"week": range(7), "weekend": [0, 0, 0, 0, 0, 1, 1], "none": [0] * 7}[day_embedding]
+        self.register_buffer("day_class", torch.tensor(list(days)), persistent=False)
         E, tokens = embed_dim, in_steps // patch
         self.spd, self.patch = steps_per_day, patch
         self.series = nn.Linear(in_steps, E)
@@ -97,15 +101,20 @@ class STIDEmbedding(nn.Module):
         self.dow = nn.Parameter(torch.empty(7, E))
         for t in (self.node, self.tod, self.dow):
             nn.init.xavier_uniform_(t)
+        # optional graph diffusion (as DCRNN's): the windows of the sensors k hops downstream and upstream,
+        # averaged over the road graph, each encoded like the sensor's own window
+        self.register_buffer("transitions", transitions, persistent=False)  # (S, N, N) or None
+        self.neighbours = nn.Linear(in_steps, E * len(transitions)) if transitions is not None else None
+        H = 4 * E + (E * len(transitions) if transitions is not None else 0)
         self.stem = nn.ModuleList(
-            nn.Sequential(nn.Linear(4 * E, 4 * E), nn.ReLU(), Dropout(dropout), nn.Linear(4 * E, 4 * E))
+            nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(dropout), nn.Linear(H, H))
             for _ in range(stem_layers))
         self.value = nn.Linear(patch, E)  # each token's own steps
         self.adaptive = None
         if adaptive_dim:  # STAEformer's adaptive embedding, one vector per (token, sensor)
             self.adaptive = nn.Parameter(torch.empty(tokens, num_sensors, adaptive_dim))
             nn.init.xavier_uniform_(self.adaptive)
-        self.proj = nn.Linear(6 * E + adaptive_dim, d_model)
+        self.proj = nn.Linear(H + 2 * E + adaptive_dim, d_model)
         # decoder queries (head="decoder"): the future steps' node, time of day and day of week, and their positions
         self.future = nn.Linear(3 * E, d_model)
         self.pos = PositionalEncoding(tokens + out_steps, d_model, pos_encoding)
@@ -113,7 +122,8 @@ class STIDEmbedding(nn.Module):
     def context(self, tod: torch.Tensor, dow: torch.Tensor, start: int) -> torch.Tensor:
         """(B, L, N) time indices of the future steps -> (B, L, N, D) decoder query context."""
         B, L, N = tod.shape
-        e = torch.cat([self.node.expand(B, L, -1, -1), F.embedding(tod, self.tod), F.embedding(dow, self.dow)], -1)
+        e = torch.cat([self.node.expand(B, L, -1, -1), F.embedding(tod, self.tod),
+                       F.embedding(self.day_class[dow], self.dow)], -1)
         return self.future(e) + self.pos(start, L)[None, :, None]
 
     def forward(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -123,8 +133,16 @@ class STIDEmbedding(nn.Module):
         B, N, _ = series.shape
         dt = series.dtype  # one dtype for the hidden stream (bf16 under autocast), as STID
         tod, dow = time_indices(x[:, -1], self.spd)  # (B, N) of the last input step
-        h = torch.cat([series, self.node.to(dt).expand(B, -1, -1), F.embedding(tod, self.tod.to(dt)),
-                       F.embedding(dow, self.dow.to(dt))], dim=-1)  # (B, N, 4E)
+        parts = [series, self.node.to(dt).expand(B, -1, -1), F.embedding(tod, self.tod.to(dt)),
+                 F.embedding(self.day_class[dow], self.dow.to(dt))]
+        if self.neighbours is not None:
+            w = value[..., 0].transpose(1, 2)  # (B, N, T)
+            S = len(self.transitions)
+            diffused = torch.einsum("snm,bmt->bnst", self.transitions.to(w.dtype), w)  # (B, N, S, T)
+            enc = self.neighbours.weight.view(S, -1, w.shape[-1])  # (S, E, T): one encoder per hop and direction
+            parts.append(torch.einsum("bnst,set->bnse", diffused, enc.to(w.dtype)).flatten(2)
+                         + self.neighbours.bias.to(dt))  # (B, N, S*E)
+        h = torch.cat(parts, dim=-1)  # (B, N, 4E [+ S*E])
         for layer in self.stem:
             h = h + layer(h)  # STID's residual MLP, once per sensor
         patches = self.value(to_patches(value, p))  # (B, P, N, E)
@@ -143,7 +161,8 @@ class EncoderDecoder(nn.Module):
                  d_model=64, n_heads=4, encoder_depth=4, decoder_depth=2, ffn_mult=4, dropout=0.05,
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
                  adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, patch=1, head="decoder",
-                 series_embedding=False, embedding="sum", embed_dim=32, stem_layers=2, **_):
+                 series_embedding=False, embedding="sum", embed_dim=32, stem_layers=2, transitions=None,
+                 day_embedding="week", **_):
         super().__init__()
         if head not in ("decoder", "linear"):
             raise ValueError(f"model.head must be decoder or linear, got {head!r}")
@@ -164,7 +183,7 @@ class EncoderDecoder(nn.Module):
         self.use_denoising, self.mask_ratio, self.noise_std = use_denoising, denoise_mask_ratio, denoise_noise_std
         if embedding == "stid":
             self.embed = STIDEmbedding(num_sensors, steps_per_day, in_steps, d_model, embed_dim, stem_layers, dropout,
-                                       patch, adaptive_dim, pos_encoding, out_steps)
+                                       patch, adaptive_dim, pos_encoding, out_steps, transitions, day_embedding)
         else:
             self.embed = STEmbedding(num_sensors, steps_per_day, self.tokens + out_steps, d_model, pos_encoding,
                                      self.tokens, adaptive_dim, patch, in_steps if series_embedding else 0)
