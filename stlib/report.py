@@ -57,6 +57,42 @@ def route(out: Path) -> tuple[pd.DataFrame, float | None]:
     return table, baseline
 
 
+def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float | None]:
+    """route()'s table from committed long runs instead of the stage notebooks' records.
+
+    files: {stage: "file.csv" or "file.csv:configuration"} with stages among "baseline: STID-style",
+    "03 stage 1 (start)", "03 stage 1 (tuned)", "04 stage 2 (alternating)", ...; a stage without a named
+    configuration takes the file's lowest mean MAE. The baseline's MAE scales the roadmap's ranges.
+    """
+    rows, baseline = [], None
+    for stage, spec in files.items():
+        fname, _, config = str(spec).partition(":")
+        path = Path(bench_dir) / fname
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: committed runs for {stage!r} not found")
+        runs = pd.read_csv(path)
+        g = runs.groupby("name", sort=False)
+        mae = g["test_mae"].mean()
+        pick = config or mae.idxmin()
+        if pick not in mae.index:
+            raise ValueError(f"{path}: no configuration {pick!r} (has {list(mae.index)})")
+        r = runs[runs["name"] == pick]
+        rows.append({"stage": stage, "configuration": pick, "MAE": float(r["test_mae"].mean()),
+                     "MAE sd": float(r["test_mae"].std()), "seeds": len(r),
+                     "s/epoch": float(r["seconds_per_epoch"].mean()),
+                     "train minutes": float(r["train_seconds"].mean() / 60), "file": fname})
+        if stage.startswith("baseline"):
+            baseline = rows[-1]["MAE"]
+    table = pd.DataFrame(rows)
+    if baseline is not None and len(table):
+        key = {"03 stage 1 (start)": None, "03 stage 1 (tuned)": "03 stage 1 (tuned)",
+               "04 stage 2 (alternating)": "04 stage 2 (alternating)"}
+        ranges = [scaled_range(key[s], baseline) if key.get(s) else (float("nan"),) * 2 for s in table["stage"]]
+        table["roadmap low"], table["roadmap high"] = zip(*ranges)
+        table["vs baseline"] = table["MAE"] / baseline
+    return table, baseline
+
+
 def gates(table: pd.DataFrame, baseline: float | None, peer_mae: float | None = None,
           committed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each decision gate of the roadmap (and the issue's peer target), computed from the route.
@@ -258,16 +294,21 @@ def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.DataFrame, speed_table: pd.DataFrame,
-             stage2_table: pd.DataFrame | None = None) -> str:
+             stage2_table: pd.DataFrame | None = None, time_table: pd.DataFrame | None = None,
+             committed: bool = False) -> str:
     """REPORT.md text."""
     def md(df):
         return table_markdown(df) if df is not None and len(df) else "(nothing measured yet)"
+    source = ("the committed long runs under outputs/benchmarks/ (the `file` column; trained to convergence outside "
+              "the notebooks)" if committed else "the stage notebooks' records")
     return "\n\n".join([
         f"# Report: profile `{profile}`, dataset `{dataset}`",
-        "Written by notebooks/05_summary.ipynb from the stage notebooks' records. MAE is test MAE (masked, "
+        f"Written by notebooks/05_summary.ipynb from {source}. MAE is test MAE (masked, "
         "original units) averaged over the 12 horizons, mean over seeds; the roadmap's ranges are scaled by "
         f"our baseline / {ROADMAP['baseline_mae']}.",
-        "## The route\n\n" + md(table),
+        "## The route\n\n" + md(table) + ("\n\n![route](figures/05_route.png)" if committed else ""),
+        "## Accuracy against training time\n\n" + md(time_table)
+        + ("\n\n![time to accuracy](figures/05_time_to_accuracy.png)" if time_table is not None else ""),
         "## Gates\n\n" + md(gate_table),
         "## Speed (committed benchmark files)\n\n" + md(speed_table),
         "## Stage 2, committed time-budgeted runs (pems08-tail; lent GPUs and this CPU)\n\n" + md(stage2_table),

@@ -144,3 +144,71 @@ def test_gates_hold_committed_stage2_runs_to_the_targets():
     g = report.gates(pd.DataFrame(), 14.41, peer_mae=14.645, committed=committed)
     assert g["passed"].all() and len(g) == 3
     assert report.gates(pd.DataFrame(), 14.41, peer_mae=None, committed=committed).empty  # other datasets: no peer
+
+
+def _export(path, name_seed_mae, seconds_per_epoch=2.0, epochs=3):
+    """A run export (python -m stlib.results) and its histories, as the committed files are."""
+    runs, hist = [], []
+    for i, (name, seed, mae) in enumerate(name_seed_mae):
+        run = f"run{i}-{name}"
+        runs.append({"batch": "b", "run_dir": run, "name": name, "seed": seed, "test_mae": mae, "mae_h3": mae - 1,
+                     "mae_h6": mae, "mae_h12": mae + 2, "test_rmse": mae * 1.6, "test_mape": 10.0, "val_mae": mae + 1,
+                     "best_epoch": epochs - 1, "epochs_run": epochs, "seconds_per_epoch": seconds_per_epoch,
+                     "train_seconds": seconds_per_epoch * epochs, "params": 1000, "time_budget_s": 0.0})
+        for e in range(1, epochs + 1):
+            hist.append({"batch": "b", "name": name, "seed": seed, "epoch": e, "val_mae": mae + 1 + (e == 1) + (e == epochs),
+                         "seconds": seconds_per_epoch, "run_dir": run})
+    pd.DataFrame(runs).to_csv(path, index=False)
+    pd.DataFrame(hist).to_csv(path.with_name(path.stem + "_history.csv"), index=False)
+
+
+def test_committed_route_and_time_to_accuracy(tmp_path):
+    _export(tmp_path / "stid_cpu.csv", [("stid", 0, 14.4), ("stid", 1, 14.5)], seconds_per_epoch=2.0)
+    _export(tmp_path / "stage1_x.csv", [("start", 0, 16.0), ("start", 1, 16.2), ("tuned", 0, 15.0), ("tuned", 1, 15.4)],
+            seconds_per_epoch=6.0)
+    _export(tmp_path / "stage2_x.csv", [("alt", s, 14.0 + s / 10) for s in range(3)], seconds_per_epoch=60.0)
+    table, baseline = report.committed_route(tmp_path, {
+        "baseline: STID-style": "stid_cpu.csv", "03 stage 1 (start)": "stage1_x.csv:start",
+        "03 stage 1 (tuned)": "stage1_x.csv", "04 stage 2 (alternating)": "stage2_x.csv"})
+    assert baseline == pytest.approx(14.45)
+    r = table.set_index("stage")
+    assert r.loc["03 stage 1 (tuned)", "configuration"] == "tuned"  # the file's lowest mean MAE
+    assert r.loc["03 stage 1 (start)", "MAE"] == pytest.approx(16.1) and r.loc["03 stage 1 (start)", "seeds"] == 2
+    assert pd.isna(r.loc["03 stage 1 (start)", "roadmap low"])  # the roadmap gives no range for the start
+    assert r.loc["04 stage 2 (alternating)", "roadmap high"] == pytest.approx(14 * 14.45 / 14.57)
+    g = report.gates(table, baseline, peer_mae=14.645).set_index("gate")["passed"]
+    assert g.iloc[0] and g["stage 2 beats the baseline"] and not g["stage 2 at least 5 % below the peer STID"]
+    with pytest.raises(ValueError, match="no configuration 'nope'"):
+        report.committed_route(tmp_path, {"03 stage 1 (tuned)": "stage1_x.csv:nope"})
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        report.committed_route(tmp_path, {"baseline: STID-style": "missing.csv"})
+
+    runs, hist = report.committed(tmp_path, ["stid_cpu.csv", "stage2_*.csv"])
+    t = report.time_to_accuracy(runs, hist).set_index("name")
+    assert t.loc["stid", "seeds"] == 2 and t.loc["alt", "seeds"] == 3
+    assert t.loc["alt", "train minutes"] == pytest.approx(3.0)  # 3 epochs x 60 s
+    assert t.loc["alt", "minutes to best"] == pytest.approx(2.0)  # the best validation came at epoch 2
+    assert t.loc["alt", "test MAE"] == pytest.approx(14.1)
+    ax = report.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("STAEformer" in s for s in labels) and any("peer STID" in s for s in labels)
+    (tmp_path / "stid_cpu_history.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="stid_cpu_history.csv"):
+        report.committed(tmp_path, ["stid_cpu.csv"])
+
+
+def test_table_from_export_feeds_the_ablation_summary(tmp_path):
+    from stlib import ablation
+
+    _export(tmp_path / "s1.csv", [("start", 0, 16.0), ("start", 1, 16.4), ("+noise", 0, 15.0), ("+noise", 1, 15.2),
+                                  ("other", 0, 1.0)])
+    runs = pd.read_csv(tmp_path / "s1.csv")
+    variants = [ablation.Variant("start", {}, "start"), ablation.Variant("+noise", {}, "alone", (0.3, 0.5))]
+    table = ablation.table_from_export(runs, variants)
+    assert table["config"].tolist() == ["start", "start", "+noise", "+noise"]  # only the variants, in their order
+    s = ablation.summarize(table, variants)
+    assert s.loc["+noise", "gain"] == pytest.approx(1.1) and s.loc["+noise", "expected gain"] == "0.3-0.5"
+    with pytest.raises(ValueError, match=r"no committed runs of \['\+depth'\]"):
+        ablation.table_from_export(runs, [*variants, ablation.Variant("+depth")])
+    with pytest.raises(ValueError, match="not a run export"):
+        ablation.table_from_export(runs.drop(columns=["test_mae"]))
