@@ -115,7 +115,8 @@ def footer(dataset=None, device=None, unit: str | None = None, computed: bool = 
         unit = unit or dataset.unit or "original units (not named by the dataset)"
     else:
         data = str(dataset) if dataset else NOT_RECORDED
-    parts = [f"Data: {data}", *([f"Device: {device_label(device)}"] if computed else []), f"Unit: {unit or NOT_RECORDED}"]
+    parts = [f"Data: {data}", *([f"Device: {device_label(device)}"] if computed else []),
+             f"Unit: {unit or NOT_RECORDED}"]
     return "  |  ".join(parts)
 
 

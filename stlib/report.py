@@ -284,7 +284,8 @@ def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, d
     for i, r in t.iterrows():
         if "roadmap low" in t and pd.notna(r["roadmap low"]):
             ax.fill_between([i - 0.3, i + 0.3], r["roadmap low"], max(r["roadmap high"], r["roadmap low"] + 0.05),
-                            color="tab:orange", alpha=0.3, label="roadmap's range (scaled)" if i == t.index[-1] else None)
+                            color="tab:orange", alpha=0.3,
+                            label="roadmap's range (scaled)" if i == t.index[-1] else None)
     if peer_mae is not None:
         ax.axhline(peer_mae, color="tab:red", ls=":", label=f"peer STID (BasicTS): {peer_mae}")
     unit = unit or (unit_of(dataset) if dataset else None) or "original units"

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .figstyle import device_label, joined, legend_outside, run_device, stamp, unit_of
 
@@ -86,6 +87,8 @@ def learning_curves(runs: dict, ax=None, *, device=None):
     ds = _dataset(runs)
     ax[0].set(title="training loss (masked MAE, z units)", xlabel="epoch", ylabel="masked MAE (z units)")
     ax[1].set(title=f"validation MAE ({_units(ds)})", xlabel="epoch", ylabel=f"MAE ({_units(ds)})")
+    for a in ax[:2]:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     legend_outside(ax[1], title="mean ± 1 sd over seeds", title_fontsize=8)
     stamp(ax[0].figure, ds, _device(runs, device), _units(ds))
     return ax
@@ -200,7 +203,8 @@ def no_effect(summary: pd.DataFrame, reference: str | None) -> pd.Series:
 
 
 def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start", lines: dict | None = None,
-                title: str = "Test MAE per configuration (mean ± 1 sd over seeds)", *, seeds: pd.DataFrame | None = None,
+                title: str = "Test MAE per configuration (mean ± 1 sd over seeds)", *,
+                seeds: pd.DataFrame | None = None,
                 dataset=None, device=None, unit: str | None = None):
     """Horizontal bars from zero of mean test MAE per configuration with seed-sd error bars, each bar labelled.
 
@@ -275,6 +279,7 @@ def budget_curves(history: pd.DataFrame, ax=None, by: str = "name", *, dataset=N
     _seed_lines(rows, ax, colours)
     ax.set(xlabel="epoch", ylabel=f"validation MAE ({_unit(dataset, unit)})",
            title="Validation MAE per epoch (band: ± 1 sd over seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     legend_outside(ax)
     if dataset is None and "dataset" in history:
         dataset = joined(history["dataset"])

@@ -113,7 +113,8 @@ def test_stamp_replaces_its_footer_and_is_kept_by_a_tight_save(tmp_path):
 def test_export_context_reads_the_runs_file_beside_a_history(tmp_path):
     pd.DataFrame({"dataset": ["pems08-tail"] * 2, "device": ["x86_64"] * 2}).to_csv(tmp_path / "s_cpu.csv")
     pd.DataFrame({"epoch": [1]}).to_csv(tmp_path / "s_cpu_history.csv")
-    assert figstyle.export_context(tmp_path / "s_cpu_history.csv") == {"dataset": "pems08-tail", "device": "CPU (x86_64)"}
+    expected = {"dataset": "pems08-tail", "device": "CPU (x86_64)"}
+    assert figstyle.export_context(tmp_path / "s_cpu_history.csv") == expected
     assert figstyle.export_context(tmp_path / "missing_history.csv") == {"dataset": None, "device": None}
 
 
@@ -179,7 +180,8 @@ def test_no_effect_is_equality_to_the_last_digit():
 
 def test_config_bars_start_at_zero_and_mark_a_no_op():
     s = summary_table()
-    seeds = pd.DataFrame({"config": np.repeat(s.index, 3), "MAE": np.repeat(s["MAE"].to_numpy(), 3) + [-0.1, 0, 0.1] * 4})
+    spread = np.tile([-0.1, 0.0, 0.1], len(s))
+    seeds = pd.DataFrame({"config": np.repeat(s.index, 3), "MAE": np.repeat(s["MAE"].to_numpy(), 3) + spread})
     ax = runplots.config_bars(s, reference="start", lines={"peer STID": 14.6}, seeds=seeds, dataset="pems08-tail",
                               device="NVIDIA H100 80GB HBM3")
     assert ax.get_xlim()[0] == 0  # no truncated axis
