@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.collections import LineCollection
 
 from .data.core import Dataset
+from .figstyle import legend_outside, stamp
 
 UNCONNECTED = "unconnected"
 
@@ -289,6 +290,12 @@ def _axes(ax, figsize):
     return ax
 
 
+def _stamp(ax, ds: Dataset, unit: str | None = None):
+    """The data figures' footer: dataset, interval and unit (no device: nothing was trained)."""
+    stamp(ax.figure, ds, unit=unit or ds.unit or "original units (not named by the dataset)", computed=False)
+    return ax
+
+
 def daily_profile(ds: Dataset, ax=None):
     """Mean value by time of day, weekday vs weekend, with the interquartile band over sensors and days."""
     ax = _axes(ax, (8, 4))
@@ -303,9 +310,9 @@ def daily_profile(ds: Dataset, ax=None):
     ax.set_xlabel("hour of day")
     ax.set_ylabel(f"{ds.value_label}, missing excluded")
     ax.set_title(f"{ds.name}: daily profile over all sensors")
-    ax.legend(loc="upper left", fontsize="small")
+    legend_outside(ax)
     ax.grid(alpha=0.3)
-    return ax
+    return _stamp(ax, ds)
 
 
 def sensor_heatmap(ds: Dataset, days: float = 7, max_sensors: int = 60, ax=None):
@@ -328,7 +335,7 @@ def sensor_heatmap(ds: Dataset, days: float = 7, max_sensors: int = 60, ax=None)
     missing = float((block == 0).mean())
     ax.set_title(f"{ds.name}: first {steps / ds.steps_per_day:g} days (missing = red, {100 * missing:.2f} % of cells)")
     ax.figure.colorbar(image, ax=ax, label=ds.value_label, pad=0.01)
-    return ax
+    return _stamp(ax, ds)
 
 
 def sensor_graph(ds: Dataset, ax=None, arrows: bool = False):
@@ -355,7 +362,7 @@ def sensor_graph(ds: Dataset, ax=None, arrows: bool = False):
     ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
     ax.set_axis_off()
-    return ax
+    return _stamp(ax, ds)
 
 
 def value_distribution(ds: Dataset, ax=None, bins: int = 60):
@@ -368,7 +375,7 @@ def value_distribution(ds: Dataset, ax=None, bins: int = 60):
     ax.set_ylabel("count")
     ax.set_title(f"{ds.name}: value distribution ({100 * zero_share:.2f} % zeros = missing, not shown)")
     ax.grid(alpha=0.3)
-    return ax
+    return _stamp(ax, ds)
 
 
 def correlation_vs_distance(ds: Dataset, ax=None, max_hops: int = 10, max_far_pairs: int = 20000):
@@ -382,14 +389,14 @@ def correlation_vs_distance(ds: Dataset, ax=None, max_hops: int = 10, max_far_pa
         ax.plot([], [], color="tab:blue", label="median")
         ax.plot(range(1, len(data) + 1), [d.mean() for d in data], "o", color="tab:red", ms=4, label="mean")
         ax.set_xticks(range(1, len(groups) + 1), [f"{g}\n({len(d)})" for g, d in zip(groups, data)], fontsize="small")
-        ax.legend(loc="upper right", fontsize="small")
+        legend_outside(ax)
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xlabel("hops on the undirected sensor graph (pairs)")
     ax.set_ylabel("correlation of deviations")
     ax.set_title(f"{ds.name}: correlation of deviations from each sensor's daily profile\n"
                  "(weekday/weekend profiles, train rows; box = quartiles, whiskers 1.5 IQR)", fontsize="medium")
     ax.grid(alpha=0.3, axis="y")
-    return ax
+    return _stamp(ax, ds, f"none (correlations of {ds.value_label})")
 
 
 def plot_all(ds: Dataset) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .figstyle import device_label, joined, legend_outside, stamp, unit_of
 from .records import atomic_write_text
 from .reference import ROADMAP, STAEFORMER_CPU
 
@@ -80,7 +81,8 @@ def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float |
         rows.append({"stage": stage, "configuration": pick, "MAE": float(r["test_mae"].mean()),
                      "MAE sd": float(r["test_mae"].std()), "seeds": len(r),
                      "s/epoch": float(r["seconds_per_epoch"].mean()),
-                     "train minutes": float(r["train_seconds"].mean() / 60), "file": fname})
+                     "train minutes": float(r["train_seconds"].mean() / 60), "file": fname,
+                     "device": joined(device_label(d) for d in r["device"]) if "device" in r else None})
         if stage.startswith("baseline"):
             baseline = rows[-1]["MAE"]
     table = pd.DataFrame(rows)
@@ -236,9 +238,13 @@ def plot_time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame, ax=None, peer_
     ax.set_xscale("log")
     top = max(STAEFORMER_CPU["mae"], table["test MAE"].max()) + 3
     ax.set_ylim(min(table["test MAE"].min(), peer_mae or 99) - 1, top)
-    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel="MAE, vehicles / 5 min",
-           title="Accuracy against training time on pems08-tail")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    dataset = joined(runs["dataset"]) if "dataset" in runs else None
+    unit = (unit_of(dataset) if dataset else None) or "vehicles/5 min"  # the committed runs are PEMS08 flow
+    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel=f"MAE ({unit})",
+           title=f"Accuracy against training time on {dataset or 'pems08-tail'}")
+    legend_outside(ax, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    used = joined(device_label(d) for d in runs["device"]) if "device" in runs else None
+    stamp(ax.figure, dataset or "pems08-tail", f"{device}" + (f" (runs: {used})" if used else ""), unit)
     return ax
 
 
@@ -261,23 +267,58 @@ def verdict(summary: pd.DataFrame, a: str, b: str) -> str:
             f"(difference {d:+.3f}, spread {spread:.3f})")
 
 
-def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None):
-    """MAE per stage (mean +- sd) with the roadmap's scaled ranges as shaded bands."""
+def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, dataset=None, device=None,
+               unit: str | None = None):
+    """MAE per stage (mean +- sd over seeds) with the roadmap's scaled ranges as shaded bands.
+
+    dataset (a name), device, unit: named in the footer and on the axis; device defaults to the table's
+    `device` column (committed_route writes one), unit to the dataset's own.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
     t = table.reset_index(drop=True)
-    ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, color="tab:blue", label="measured")
+    ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, color="tab:blue",
+                label="measured (mean ± 1 sd over seeds)")
     for i, r in t.iterrows():
         if "roadmap low" in t and pd.notna(r["roadmap low"]):
             ax.fill_between([i - 0.3, i + 0.3], r["roadmap low"], max(r["roadmap high"], r["roadmap low"] + 0.05),
-                            color="tab:orange", alpha=0.3, label="roadmap (scaled)" if i == t.index[-1] else None)
+                            color="tab:orange", alpha=0.3,
+                            label="roadmap's range (scaled)" if i == t.index[-1] else None)
     if peer_mae is not None:
-        ax.axhline(peer_mae, color="tab:red", ls=":", label="peer STID")
+        ax.axhline(peer_mae, color="tab:red", ls=":", label=f"peer STID (BasicTS): {peer_mae}")
+    unit = unit or (unit_of(dataset) if dataset else None) or "original units"
     ax.set_xticks(t.index, [s.replace(" (", "\n(") for s in t["stage"]], fontsize=8)
-    ax.set(ylabel="test MAE", title="the roadmap's route, as measured")
-    ax.legend(fontsize=8)
+    ax.set(ylabel=f"test MAE ({unit})", title="The roadmap's route as measured: test MAE per stage")
+    legend_outside(ax)
+    if device is None and "device" in t:
+        device = joined(t["device"])
+    stamp(ax.figure, dataset, device, unit)
+    return ax
+
+
+def plot_stage_cost(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
+    """Bars from zero: training seconds per epoch of each stage's chosen configuration (the route's table)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    t = table.reset_index(drop=True)
+    names = t["stage"]
+    if "device" in t and t["device"].nunique() > 1:  # seconds on different devices: say which bar ran where
+        names = names + "\n(" + t["device"].fillna("device not recorded") + ")"
+    ax.barh(names[::-1], t["s/epoch"][::-1], color="tab:green")
+    for y, v in enumerate(t["s/epoch"][::-1]):
+        if pd.notna(v):
+            ax.text(v, y, f" {v:.1f} s", va="center", fontsize=8)
+    top = t["s/epoch"].max()
+    ax.set_xlim(0, 1.15 * top if pd.notna(top) and top > 0 else 1.0)  # bars start at zero; room for the labels
+    ax.set(xlabel="training seconds per epoch",
+           title="Training cost per stage (its chosen configuration)")
+    if device is None and "device" in t:
+        device = joined(t["device"])
+    stamp(ax.figure, dataset, device, "seconds per epoch")
     return ax
 
 

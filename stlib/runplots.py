@@ -1,10 +1,26 @@
-"""Plots of training runs: learning curves, error by horizon, forecasts against the truth."""
+"""Plots of training runs: learning curves, error by horizon, forecasts against the truth, speed and ablation bars.
+
+Every figure names its dataset, device and unit in a footer and keeps its legend beside the axes
+(stlib.figstyle); seed spreads are mean +- 1 sd (seaborn draws the bands where it has the per-seed rows).
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from .figstyle import device_label, joined, legend_outside, run_device, stamp, unit_of
+
+KIND_COLOURS = {"start": "0.55", "alone": "tab:blue", "cumulative": "tab:green", "extra": "tab:orange",
+                "component": "tab:purple", "baseline": "tab:gray"}
+KIND_WORDS = {"start": "starting point", "alone": "one item alone", "cumulative": "items cumulated",
+              "extra": "extra check", "component": "one component added", "baseline": "baseline"}
+NO_EFFECT = "no effect at this budget"
+LINE_STYLES = ("-", "--", "-.", ":")
 
 
 def _dataset(runs: dict):
@@ -12,55 +28,97 @@ def _dataset(runs: dict):
     return next((run.dataset for run in runs.values() if getattr(run, "dataset", None) is not None), None)
 
 
+def run_devices(runs: dict) -> str | None:
+    """The devices a set of runs trained on, in words ('NVIDIA H100 80GB HBM3', 'CPU (x86_64)'); None if unrecorded."""
+    return joined(device_label(d) for d in (run_device(run) for run in runs.values()) if d is not None)
+
+
+def _device(runs: dict, device=None):
+    """The device named by the caller, else the devices the runs trained on (their records), else None."""
+    return device if device is not None else run_devices(runs)
+
+
 def _units(ds) -> str:
     """'mph' for axis labels of errors, 'original units' when the dataset names no unit."""
     return ds.unit if ds is not None and ds.unit else "original units"
 
 
-def learning_curves(runs: dict, ax=None):
-    """Training loss (z units) and validation MAE per epoch for every trained run."""
+def _unit(dataset, unit: str | None) -> str:
+    """The unit asked for, else a Dataset's own (or that of a dataset known by name), else 'original units'."""
+    if unit:
+        return unit
+    if isinstance(dataset, str):
+        return unit_of(dataset) or "original units"
+    return _units(dataset)
+
+
+def _seed_rows(runs: dict, column) -> pd.DataFrame:
+    """One row per (model, seed, x) of a per-run series: model, seed, x, y; column(run) -> (x, y) arrays."""
+    frames = []
+    for (name, seed), run in runs.items():
+        x, y = column(run)
+        frames.append(pd.DataFrame({"model": name, "seed": seed, "x": np.asarray(x), "y": np.asarray(y, dtype=float)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "seed", "x", "y"])
+
+
+def _seed_lines(rows: pd.DataFrame, ax, colours: dict, labels: bool = True, **kw) -> None:
+    """Mean over seeds per model with a +-1 sd band (or bars: err_style="bars"), one colour per model."""
+    import seaborn as sns
+
+    for i, (name, g) in enumerate(rows.groupby("model", sort=False)):
+        n = g["seed"].nunique()
+        label = f"{name} ({n} seed{'s' if n > 1 else ''})" if labels else None
+        # a line style per model as well as a colour: curves that coincide stay distinguishable
+        sns.lineplot(data=g, x="x", y="y", errorbar="sd", color=colours[name], linestyle=LINE_STYLES[i % 4], ax=ax,
+                     legend=False, **({"label": label} if label else {}), **kw)
+
+
+def learning_curves(runs: dict, ax=None, *, device=None):
+    """Training loss (z units) and validation MAE per epoch, mean +- 1 sd over seeds per model."""
     if ax is None:
         _, ax = plt.subplots(1, 2, figsize=(11, 3.6))
-    for (name, seed), run in runs.items():
-        h = run.history
-        if h.empty:
-            continue
-        label = f"{name} s{seed}"
-        ax[0].plot(h["epoch"], h["train_loss"], marker=".", label=label)
-        v = h.dropna(subset=["val_mae"])
-        ax[1].plot(v["epoch"], v["val_mae"], marker=".", label=label)
-    ax[0].set(title="training loss (masked MAE, z units)", xlabel="epoch")
-    ax[1].set(title=f"validation MAE ({_units(_dataset(runs))})", xlabel="epoch")
-    ax[1].legend(fontsize=8)
+    trained = {k: r for k, r in runs.items() if not r.history.empty}
+    colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(name for name, _ in trained))}
+    loss = _seed_rows(trained, lambda r: (r.history["epoch"], r.history["train_loss"]))
+    val = _seed_rows(trained, lambda r: (r.history.dropna(subset=["val_mae"])["epoch"],
+                                         r.history.dropna(subset=["val_mae"])["val_mae"]))
+    _seed_lines(loss, ax[0], colours, labels=False, marker=".")
+    _seed_lines(val, ax[1], colours, marker=".")
+    ds = _dataset(runs)
+    ax[0].set(title="training loss (masked MAE, z units)", xlabel="epoch", ylabel="masked MAE (z units)")
+    ax[1].set(title=f"validation MAE ({_units(ds)})", xlabel="epoch", ylabel=f"MAE ({_units(ds)})")
+    for a in ax[:2]:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    legend_outside(ax[1], title="mean ± 1 sd over seeds", title_fontsize=8)
+    stamp(ax[0].figure, ds, _device(runs, device), _units(ds))
     return ax
 
 
-def error_by_horizon(runs: dict, ax=None, references: dict | None = None):
-    """Test MAE at every horizon step, mean over seeds per model; optional reference lines."""
+def error_by_horizon(runs: dict, ax=None, references: dict | None = None, *, device=None):
+    """Test MAE at every horizon step, mean +- 1 sd over seeds per model (error bars); optional reference points."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.8))
-    per_model = {}
-    for (name, _), run in runs.items():
-        per_model.setdefault(name, []).append(run.metrics["test"]["mae_per_step"])
-    for name, curves in per_model.items():
-        c = np.array(curves)
-        steps = np.arange(1, c.shape[1] + 1)
-        ax.plot(steps, c.mean(0), marker="o", label=name)
-        if len(c) > 1:
-            ax.fill_between(steps, c.min(0), c.max(0), alpha=0.2)
+    rows = _seed_rows(runs, lambda r: (np.arange(1, len(r.metrics["test"]["mae_per_step"]) + 1),
+                                       r.metrics["test"]["mae_per_step"]))
+    colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(rows["model"]))}
+    _seed_lines(rows, ax, colours, marker="o", err_style="bars", err_kws={"capsize": 3})
     for label, points in (references or {}).items():
         hs = [h for h in (3, 6, 12) if f"mae_h{h}" in points]
         if hs:
             ax.plot(hs, [points[f"mae_h{h}"] for h in hs], "k--", marker="x", alpha=0.6, label=f"peer: {label}")
     ds = _dataset(runs)
     step = f"{ds.interval_minutes}-minute steps" if ds is not None else "steps"
-    ax.set(xlabel=f"horizon ({step} ahead)", ylabel=f"test MAE ({_units(ds)})", title="error by horizon")
-    ax.legend(fontsize=8)
+    if len(rows):
+        ax.set_xticks(np.arange(1, int(rows["x"].max()) + 1))
+    ax.set(xlabel=f"horizon ({step} ahead)", ylabel=f"test MAE ({_units(ds)})",
+           title="Test error by forecast horizon (mean ± 1 sd over seeds)")
+    legend_outside(ax)
+    stamp(ax.figure, ds, _device(runs, device), _units(ds))
     return ax
 
 
 def forecast_vs_truth(runs: dict, dataset, sensors=(0, 1, 2), horizon: int = 12, day_windows: int | None = None,
-                      split: str = "test"):
+                      split: str = "test", *, device=None):
     """The true value and each model's `horizon`-step-ahead forecast over one day of the split, per sensor."""
     n = day_windows or dataset.steps_per_day
     fig, axes = plt.subplots(len(sensors), 1, figsize=(11, 2.4 * len(sensors)), sharex=True, squeeze=False)
@@ -69,19 +127,20 @@ def forecast_vs_truth(runs: dict, dataset, sensors=(0, 1, 2), horizon: int = 12,
         if name in first:
             continue  # first seed of each model
         pred, true = run.predict(split)
-        first[name] = pred[:n, horizon - 1]  # (n, N): forecast made `horizon` steps earlier
+        first[name] = (seed, pred[:n, horizon - 1])  # (n, N): forecast made `horizon` steps earlier
     starts = dataset.splits[split][:n]
     times = dataset.timestamps[starts + dataset.in_steps + horizon - 1]
     truth = dataset.target[starts + dataset.in_steps + horizon - 1]  # (n, N)
     for ax, s in zip(axes[:, 0], sensors):
         ax.plot(times, np.where(truth[:, s] == 0, np.nan, truth[:, s]), "k", lw=1.8, label="true")
-        for name, p in first.items():
-            ax.plot(times, p[:, s], lw=1, label=name)
+        for name, (seed, p) in first.items():
+            ax.plot(times, p[:, s], lw=1, label=f"{name} (seed {seed})")
         ax.set_ylabel(f"sensor {dataset.sensors[s]}" + (f"\n{dataset.unit}" if dataset.unit else ""))
     axes[0, 0].set_title(f"{horizon}-step-ahead forecast ({dataset.interval_minutes * horizon} min) vs true "
                          f"{dataset.value_name}, {split} split")
-    axes[0, 0].legend(fontsize=8, ncol=len(first) + 1)
+    legend_outside(axes[0, 0])
     fig.autofmt_xdate()
+    stamp(fig, dataset, _device(runs, device), _units(dataset))
     return fig
 
 
@@ -99,8 +158,12 @@ def epoch_seconds(runs: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).round(3)
 
 
-def phase_bars(table: pd.DataFrame, ax=None):
-    """Stacked bars: seconds per epoch of each speed-ladder rung split into its phases."""
+def phase_bars(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
+    """Stacked bars from zero: seconds per epoch of each speed-ladder rung split into its phases, speed-up on top.
+
+    dataset, device: what the ladder ran on (bench.speed_ladder's result["dataset"] and ["device"]); a
+    `device` column of the table serves when no device is given.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4))
     phases = ["data_s", "forward_s", "backward_s", "optimizer_s", "validation_s"]
@@ -110,55 +173,117 @@ def phase_bars(table: pd.DataFrame, ax=None):
         bottom += table[p].to_numpy()
     for i, (total, sp) in enumerate(zip(table["s_per_epoch"], table["speedup"])):
         ax.text(i, total, f"{sp:.2f}x", ha="center", va="bottom", fontsize=9)
-    ax.set(ylabel="seconds per epoch", title="speed ladder: where an epoch's time goes")
-    ax.tick_params(axis="x", rotation=25)
-    ax.legend(fontsize=8)
+    top = float(np.nanmax(np.r_[bottom, table["s_per_epoch"].to_numpy(dtype=float)]))
+    ax.set_ylim(0, 1.12 * top if top > 0 else 1)  # bars start at zero; room for the speed-up labels
+    ax.set(ylabel="seconds per epoch",
+           title="Speed ladder: where an epoch's time goes (label: speed-up over the first rung)")
+    plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
+    legend_outside(ax, title="phase", title_fontsize=8)
+    if device is None and "device" in table:
+        device = joined(table["device"])
+    stamp(ax.figure, dataset, device, "seconds per epoch")
     return ax
+
+
+def no_effect(summary: pd.DataFrame, reference: str | None) -> pd.Series:
+    """True for each configuration whose mean and sd equal the reference's to the last digit: a change that did
+    nothing at this budget (same seeds, same numbers), not a result."""
+    if reference is None or reference not in summary.index:
+        return pd.Series(False, index=summary.index)
+    ref = summary.loc[reference]
+
+    def same(a, b):
+        return (np.isnan(a) & np.isnan(b)) | np.isclose(a, b, rtol=1e-12, atol=0.0)
+
+    mae = summary["MAE"].to_numpy(dtype=float)
+    sd = summary["MAE sd"].to_numpy(dtype=float) if "MAE sd" in summary else np.full(len(summary), np.nan)
+    ref_sd = float(ref["MAE sd"]) if "MAE sd" in summary else np.nan
+    flags = same(mae, float(ref["MAE"])) & same(sd, ref_sd)
+    return pd.Series(flags, index=summary.index) & (summary.index != reference)
 
 
 def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start", lines: dict | None = None,
-                title: str = "test MAE per configuration (mean +- sd over seeds)"):
-    """Horizontal bars of mean test MAE per configuration with seed-sd error bars.
+                title: str = "Test MAE per configuration (mean ± 1 sd over seeds)", *,
+                seeds: pd.DataFrame | None = None,
+                dataset=None, device=None, unit: str | None = None):
+    """Horizontal bars from zero of mean test MAE per configuration with seed-sd error bars, each bar labelled.
 
     summary: index = configuration, columns "MAE", "MAE sd" (and optionally "kind" for colours);
-    reference: a configuration drawn as a dashed line; lines: {label: MAE} drawn as dotted lines.
+    reference: a configuration drawn as a dashed line, the others labelled with their difference to it; a
+    configuration equal to it to the last digit is hatched and marked "no effect at this budget";
+    lines: {label: MAE} drawn as dotted lines; seeds: the per-seed table (columns "config", "MAE"), drawn as
+    dots; dataset (a Dataset or a name), device, unit: named in the footer (unit also on the axis).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 0.42 * len(summary) + 1.2))
-    palette = {"start": "0.55", "alone": "tab:blue", "cumulative": "tab:green", "extra": "tab:orange",
-               "component": "tab:purple", "baseline": "tab:gray"}
     kinds = summary["kind"] if "kind" in summary else pd.Series("alone", index=summary.index)
-    y = np.arange(len(summary))[::-1]
-    ax.barh(y, summary["MAE"], xerr=summary["MAE sd"].fillna(0), color=[palette.get(k, "tab:blue") for k in kinds],
-            capsize=3, alpha=0.85)
-    ax.set_yticks(y, summary.index)
-    lo = np.nanmin(summary["MAE"] - summary["MAE sd"].fillna(0))
-    hi = np.nanmax(summary["MAE"] + summary["MAE sd"].fillna(0))
-    if reference is not None and reference in summary.index:
-        ax.axvline(summary.loc[reference, "MAE"], color="0.3", ls="--", lw=1, label=reference)
+    mae = summary["MAE"].to_numpy(dtype=float)
+    sd = summary["MAE sd"].fillna(0).to_numpy(dtype=float) if "MAE sd" in summary else np.zeros(len(summary))
+    y = np.arange(len(summary))  # first configuration on top (the axis is inverted below)
+    noop = no_effect(summary, reference).to_numpy()
+    colours = [KIND_COLOURS.get(k, "tab:blue") for k in kinds]
+    bars = ax.barh(y, mae, xerr=sd, color=colours, capsize=3, alpha=0.85, error_kw={"lw": 1})
+    for bar, flat in zip(bars, noop):
+        if flat:
+            bar.set(facecolor="white", edgecolor="0.45", hatch="///", alpha=1.0)
+    ref = summary.loc[reference, "MAE"] if reference is not None and reference in summary.index else None
+    if seeds is not None and len(seeds):
+        import seaborn as sns
+
+        dots = seeds[seeds["config"].isin(summary.index)]
+        sns.stripplot(data=dots, x="MAE", y="config", order=list(summary.index), orient="h", color="black",
+                      size=3, jitter=0.15, alpha=0.7, ax=ax, legend=False)
+    hi = float(np.nanmax(mae + sd)) if len(mae) else 1.0
+    handles = [Patch(color=KIND_COLOURS.get(k, "tab:blue"), alpha=0.85, label=KIND_WORDS.get(k, k))
+               for k in dict.fromkeys(kinds)]
+    if ref is not None:
+        handles.append(ax.axvline(ref, color="0.3", ls="--", lw=1, label=f"reference: {reference}"))
     for i, (label, value) in enumerate((lines or {}).items()):
-        ax.axvline(value, color=f"C{i + 3}", ls=":", lw=1.5, label=label)
-        lo, hi = min(lo, value), max(hi, value)
-    pad = 0.15 * (hi - lo) + 1e-6
-    ax.set_xlim(lo - pad, hi + pad)
-    ax.set(xlabel="test MAE (masked, original units)", title=title)
-    if reference is not None or lines:
-        ax.legend(fontsize=8, loc="lower right")
+        handles.append(ax.axvline(value, color=f"C{i + 3}", ls=":", lw=1.5, label=label))
+        hi = max(hi, value)
+    if noop.any():
+        handles.append(Patch(facecolor="white", edgecolor="0.45", hatch="///", label=f"{NO_EFFECT} (= {reference})"))
+    if seeds is not None and len(seeds):
+        handles.append(Line2D([], [], ls="", marker="o", ms=3, color="black", label="one seed"))
+    for i, name in enumerate(summary.index):
+        if noop[i]:
+            text = f"{NO_EFFECT}: {mae[i]:.3f}, the same as {reference}"
+        else:
+            text = f"{mae[i]:.3f} ± {sd[i]:.3f}"
+            if ref is not None and name != reference:
+                text += f"   ({mae[i] - ref:+.3f} vs {reference})"
+        ax.text(0.01 * hi, i, text, va="center", ha="left", fontsize=7.5,
+                bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1})
+    ax.set_yticks(y, summary.index)
+    ax.set_ylim(len(summary) - 0.5, -0.5)
+    ax.set_xlim(0, 1.06 * hi)  # bars start at zero: no truncated axis makes a small difference look large
+    ax.set(xlabel=f"test MAE ({_unit(dataset, unit)}), masked", ylabel="", title=title)
+    legend_outside(ax, handles)
+    stamp(ax.figure, dataset, device, _unit(dataset, unit))
     return ax
 
 
-def budget_curves(history: pd.DataFrame, ax=None, by: str = "name"):
-    """Validation MAE against epoch, mean over seeds with a min-max band, one line per configuration.
+def budget_curves(history: pd.DataFrame, ax=None, by: str = "name", *, dataset=None, device=None,
+                  unit: str | None = None):
+    """Validation MAE against epoch, mean over seeds with a +-1 sd band, one line per configuration.
 
-    history: stacked run histories with `by`, `seed`, `epoch` and `val_mae` columns (as stlib.results.export).
+    history: stacked run histories with `by`, `seed`, `epoch` and `val_mae` columns (as stlib.results.export);
+    dataset, device: named in the footer (else the history's `dataset` / `device` columns when it has them);
+    unit: the MAE's unit (else the dataset's when it is a Dataset).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6))
     h = history.dropna(subset=["val_mae"])
-    for name, g in h.groupby(by, sort=False):
-        s = g.groupby("epoch")["val_mae"].agg(["mean", "min", "max"])
-        line, = ax.plot(s.index, s["mean"], label=f"{name} ({g['seed'].nunique()} seeds)")
-        ax.fill_between(s.index, s["min"], s["max"], color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel="validation MAE", title="validation MAE per epoch (band: min-max over seeds)")
-    ax.legend(fontsize=8)
+    rows = h.rename(columns={by: "model", "epoch": "x", "val_mae": "y"})[["model", "seed", "x", "y"]]
+    colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(rows["model"]))}
+    _seed_lines(rows, ax, colours)
+    ax.set(xlabel="epoch", ylabel=f"validation MAE ({_unit(dataset, unit)})",
+           title="Validation MAE per epoch (band: ± 1 sd over seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    legend_outside(ax)
+    if dataset is None and "dataset" in history:
+        dataset = joined(history["dataset"])
+    if device is None and "device" in history:
+        device = joined(history["device"])
+    stamp(ax.figure, dataset, device, _unit(dataset, unit))
     return ax

@@ -138,22 +138,59 @@ def fit_growth(table: pd.DataFrame, column: str) -> float:
     return float(k)
 
 
-def plot(table: pd.DataFrame, axes=None):
-    """Step time and peak memory against N on log-log axes, with the fitted exponents."""
+def _ticks_at(axis, values, fmt, min_share: float) -> None:
+    """Log-axis ticks at the measured values only, labelled with fmt, skipping any closer to the last one kept
+    than min_share of the axis' span (no overlapping labels); minor ticks off."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    lo, hi = axis.get_view_interval()
+    min_gap = min_share * (np.log10(hi) - np.log10(lo)) if lo > 0 and hi > lo else 0.0
+    kept = []
+    for v in sorted({float(v) for v in values if v > 0}):
+        if not kept or np.log10(v) - np.log10(kept[-1]) >= min_gap:
+            kept.append(v)
+    axis.set_major_locator(FixedLocator(kept))
+    axis.set_ticklabels([fmt(v) for v in kept])
+    axis.set_minor_locator(NullLocator())
+
+
+def plot(table: pd.DataFrame, axes=None, *, device=None):
+    """Step time and peak memory against N on log-log axes, ticks at the measured N, with the fitted exponents.
+
+    device: named in the footer (else the table's `device` and `dtype` columns).
+    """
     import matplotlib.pyplot as plt
 
+    from .figstyle import device_label, joined, legend_outside, stamp
+
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     ok = table.dropna(subset=["step_s"]) if "step_s" in table else table.iloc[:0]
-    for ax, col, label in ((axes[0], "step_s", "seconds per training step"), (axes[1], "peak_mb", "peak memory (MiB)")):
-        ax.loglog(ok["N"], ok[col], "o-", label=f"measured (N^{fit_growth(ok, col):.2f})")
+    handles = []
+    panels = ((axes[0], "step_s", "step time", "seconds per training step", lambda v: f"{v:.3g}"),
+              (axes[1], "peak_mb", "peak memory", "peak memory (MiB)", lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"))
+    for i, (ax, col, what, ylabel, fmt) in enumerate(panels):
+        k = fit_growth(ok, col)
+        line, = ax.loglog(ok["N"], ok[col], "o-", color=f"C{i}", label=f"{what}, measured (N^{k:.2f})")
+        handles.append(line)
         if len(ok):
             n0, v0 = float(ok["N"].iloc[0]), float(ok[col].iloc[0])
             grid = np.array([ok["N"].min(), ok["N"].max()], dtype=float)
-            ax.loglog(grid, v0 * grid / n0, "k:", lw=1, label="linear in N")
-            ax.loglog(grid, v0 * (grid / n0) ** 2, "r:", lw=1, label="quadratic in N")
-        ax.set(xlabel="sensors N", title=label)
-        ax.legend(fontsize=8)
+            ref = [ax.loglog(grid, v0 * grid / n0, "k:", lw=1, label="linear in N")[0],
+                   ax.loglog(grid, v0 * (grid / n0) ** 2, "r:", lw=1, label="quadratic in N")[0]]
+            _ticks_at(ax.xaxis, ok["N"], lambda v: f"{v:,.0f}", 0.12)
+            _ticks_at(ax.yaxis, ok[col], fmt, 0.07)
+        ax.set(xlabel="sensors N (ticks at the measured N)", ylabel=ylabel,
+               title=f"{what.capitalize()} grows as N^{k:.2f}")
+    if len(ok):
+        handles += ref
+    legend_outside(axes[-1], handles)
+    if device is None and "device" in ok and len(ok):
+        dtype = f", {joined(ok['dtype'])}" if "dtype" in ok else ""
+        device = f"{joined(device_label(d) for d in ok['device'])}{dtype}"
+    batch = f"batch {joined(ok['batch'])}, " if "batch" in ok and len(ok) else ""
+    stamp(axes[0].figure, f"random inputs ({batch}12 steps x N sensors)", device,
+          "seconds per training step; MiB of peak memory")
     return axes
 
 
