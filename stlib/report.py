@@ -122,7 +122,8 @@ def gates(table: pd.DataFrame, baseline: float | None, peer_mae: float | None = 
         if baseline is not None:
             rows.append((f"{where}: beats the baseline", best["MAE"], baseline))
         for _, r in cpu_batches(committed).iterrows():
-            rows.append((f"CPU stage 2 ({r['name']}, {r['budget s'] / 60:.0f} min a seed) beats STAEformer's own code "
+            minutes = (r["budget s"] or r["longest run s"]) / 60  # the budget, else the slowest seed's training time
+            rows.append((f"CPU stage 2 ({r['name']}, {minutes:.0f} min a seed) beats STAEformer's own code "
                          f"within {STAEFORMER_CPU['minutes']} min on this CPU", r["MAE"], STAEFORMER_CPU["mae"]))
     out = pd.DataFrame(rows, columns=["gate", "MAE", "threshold"])
     out["passed"] = out["MAE"] <= out["threshold"]
@@ -161,6 +162,7 @@ def gpu_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
     out["RMSE"] = g["test_rmse"].mean()
     out["epochs"] = g["epochs_run"].mean()
     out["budget s"] = g["time_budget_s"].first()
+    out["longest run s"] = g["train_seconds"].max()  # training wall clock of the slowest seed
     out["device"] = g["device"].first()
     return out.reset_index()
 
