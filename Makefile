@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= default
 STAGES ?=
 
-.PHONY: setup run test unit nbval lab clean-outputs
+.PHONY: setup run test unit quick nbval lab clean-outputs
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: setup
 
 unit: setup
 	$(PY) -m pytest -q tests
+
+## quick: the unit tests without the slow ones (torchrun, papermill, kills, compile); make test runs them all
+quick: setup
+	$(PY) -m pytest -q -m "not slow" tests
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)

@@ -45,6 +45,7 @@ def _torchrun(params: Path, outputs: Path, timeout: float = 120) -> subprocess.C
 
 
 @needs_torchrun
+@pytest.mark.slow
 def test_time_budget_stops_every_rank_at_the_same_epoch(tmp_path):
     series, _, _ = generate(num_sensors=6, num_days=3, seed=0, missing_share=0.0)
     np.savez(tmp_path / "flow.npz", data=series)
@@ -64,6 +65,7 @@ def test_time_budget_stops_every_rank_at_the_same_epoch(tmp_path):
 
 
 @needs_torchrun
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     # no missing values: each rank's masked mean then weighs like the full batch, so the DDP gradient
     # (the mean over ranks) is the one-process gradient; batch 23 gives uneven 12 / 11 slices on purpose

@@ -146,6 +146,7 @@ def test_main_reports_errors(tmp_path, nbdir, capsys):
 # run (each starts a kernel)
 
 
+@pytest.mark.slow
 def test_run_executes_notebook_with_parameters(tmp_path, nbdir, capsys):
     make_notebook(
         nbdir / "00_data.ipynb",
@@ -166,6 +167,7 @@ def test_run_executes_notebook_with_parameters(tmp_path, nbdir, capsys):
     assert "stage 00" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_failing_cell_raises_pipeline_error(tmp_path, nbdir):
     make_notebook(nbdir / "00_data.ipynb", "x = 1", "raise ValueError('boom in the tiny notebook')", "y = 2")
     out = tmp_path / "out"

@@ -73,6 +73,7 @@ def test_stopped_run_resumes_to_identical_metrics(tiny_run, tmp_path, monkeypatc
     assert results.ledger(tmp_path)["run_id"].tolist() == [run_dir.name]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_cli_resume_is_exact(tmp_path):
     """A real `kill -9` of `python -m stlib.train` mid-epoch, then `python -m stlib.train --resume RUN_DIR`."""
     detail = faults.kill_and_resume(tmp_path)  # asserts: killed mid-epoch, resumed, metrics.json identical

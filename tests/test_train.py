@@ -119,6 +119,7 @@ def test_dataloader_path_matches_device_path(tiny):
     assert a.metrics["test"]["mae"] == pytest.approx(b.metrics["test"]["mae"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_compile_runs(tiny):
     run = fit(tiny_config(train__compile="default", train__epochs=1, model__name="stid"), dataset=tiny)
     ref = fit(tiny_config(train__epochs=1, model__name="stid"), dataset=tiny)
@@ -200,10 +201,13 @@ def test_noise_augmentation_changes_training_only(tiny):
     plain = fit(tiny_config(train__epochs=1), dataset=tiny)
     noisy = fit(tiny_config(train__epochs=1, train__noise_std=0.5), dataset=tiny)
     assert plain.history["train_loss"].iloc[0] != noisy.history["train_loss"].iloc[0]
-    # evaluation sees clean inputs: the same trained weights score the same with or without the knob
-    x, _ = next(iter(make_batches(tiny, "val", 16)))
-    noisy.model.eval()
-    assert torch.equal(noisy.model(x), noisy.model(x))
+    # evaluation sees clean inputs: the reported validation MAE is the trained weights' score on the clean windows
+    from contextlib import nullcontext
+
+    from stlib.train import evaluate
+
+    clean = evaluate(noisy.model, make_batches(tiny, "val", 256), tiny, nullcontext())
+    assert clean["mae"] == pytest.approx(noisy.metrics["val"]["mae"], rel=1e-6)
 
 
 def test_early_stop(tiny):
