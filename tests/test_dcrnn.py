@@ -25,6 +25,12 @@ from stlib.data.graphs import read_adj_pickle
 LA_IDS = ["773869", "767541", "767542", "717447", "717446", "717445"]
 
 
+@pytest.fixture(autouse=True)
+def small_files(monkeypatch):
+    """The tests' files are small: the public files' shapes are checked in one test only."""
+    monkeypatch.setattr(sources, "DCRNN_SHAPES", {})
+
+
 def _table(T=300, ids=LA_IDS, start="2012-03-01", seed=0, drop=None) -> pd.DataFrame:
     """Speeds in mph, some readings 0 (missing), 5-minute DatetimeIndex (rows `drop` removed)."""
     rng = np.random.default_rng(seed)
@@ -213,3 +219,14 @@ def test_metr_la_graph_from_distances_csv(tmp_path, monkeypatch):
     ds = load_dataset("METR-LA")
     assert ds.edges.values.tolist() == [[0, 1, 2.5], [5, 0, 1.0]]
     assert ds.extra["graph"].endswith("distances_la_2012.csv")
+
+
+def test_a_file_of_another_shape_than_the_public_one_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("STLIB_DATA_DIR", str(tmp_path))
+    _metr_la(tmp_path)
+    monkeypatch.setattr(sources, "DCRNN_SHAPES", {"METR-LA": (34272, 207)})
+    with pytest.raises(ValueError, match=r"metr-la.h5: 300 time steps x 6 sensors, but the public METR-LA file holds "
+                                         r"34272 x 207: a different or truncated file \(get it from the DCRNN"):
+        load_dataset("metr-la")
+    monkeypatch.setattr(sources, "DCRNN_SHAPES", {"METR-LA": (300, 6)})
+    assert load_dataset("metr-la").series.shape[:2] == (300, 6)

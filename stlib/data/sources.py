@@ -48,6 +48,8 @@ DCRNN_FILES = {
     "PEMS-BAY": ("pems-bay.h5", ("adj_mx_bay.pkl", "adj_mx.pkl", "distances_bay_2017.csv")),
 }
 DCRNN_NAMES = tuple(DCRNN_FILES)
+# (time steps, sensors) of the public files: a file of another shape is another (or a truncated) file
+DCRNN_SHAPES = {"METR-LA": (34272, 207), "PEMS-BAY": (52116, 325)}
 DCRNN_SOURCE = "the DCRNN distribution (github.com/liyaguang/DCRNN: the data files are linked from its README)"
 
 DEFAULT_SPLIT = (0.6, 0.2, 0.2)  # DataConfig.split's default
@@ -154,6 +156,11 @@ def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missin
     sf = read_series(h5)
     if sf.times is None:
         raise ValueError(f"{h5}: expected DCRNN's layout, a table indexed by timestamps (DatetimeIndex)")
+    expected = DCRNN_SHAPES.get(name)
+    if expected is not None and sf.values.shape[:2] != expected:
+        raise ValueError(f"{h5}: {sf.values.shape[0]} time steps x {sf.values.shape[1]} sensors, but the public {name} "
+                         f"file holds {expected[0]} x {expected[1]}: a different or truncated file (get it from "
+                         f"{DCRNN_SOURCE})")
     series, marked = clean_values(sf, min_steps(in_steps, out_steps), missing_value)
     start, interval, gaps = regular_times(sf, allow_gaps=True)  # PEMS-BAY skips the DST hour
     edges = read_graph(graph, series.shape[1], sf.sensors, by="id", unknown="drop")
