@@ -342,7 +342,7 @@ def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.Dat
     """REPORT.md text."""
     def md(df):
         return table_markdown(df) if df is not None and len(df) else "(nothing measured yet)"
-    source = ("the committed long runs under outputs/benchmarks/ (the `file` column; trained to convergence outside "
+    source = ("the committed long runs under outputs/benchmarks/ (the `file` column; trained outside "
               "the notebooks)" if committed else "the stage notebooks' records")
     return "\n\n".join([
         f"# Report: profile `{profile}`, dataset `{dataset}`",
