@@ -15,7 +15,8 @@ import pytest  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 
 from stlib import figstyle, plots, report, runplots, scale  # noqa: E402
-from stlib.data import Dataset, chronological_splits  # noqa: E402
+
+from test_units import speed_dataset  # noqa: E402  (a small speed dataset, 15-minute steps)
 
 GPU = "Fake GPU 9000"
 
@@ -24,14 +25,6 @@ GPU = "Fake GPU 9000"
 def _close_figures():
     yield
     plt.close("all")
-
-
-def speed_dataset(interval=15, days=4, n=4) -> Dataset:
-    T = days * 1440 // interval
-    series = np.random.default_rng(0).uniform(20, 70, size=(T, n, 1)).astype(np.float32)
-    edges = pd.DataFrame({"from": np.arange(n - 1), "to": np.arange(1, n), "cost": np.ones(n - 1)})
-    return Dataset("speeds", series, pd.Timestamp("2024-01-01"), interval, edges, chronological_splits(T, 24),
-                   sensor_ids=[f"s{i}" for i in range(n)], value_name="speed", unit="mph")
 
 
 class FakeRun:
