@@ -108,6 +108,9 @@ class ModelConfig:
                             doc="embedding stid: one day-of-week vector per day (week), one for Monday-Friday and "
                             "one for the weekend (weekend: each class is seen on more training days), or none")
     stem_layers: int = _f(2, lo=0, doc="embedding stid: STID's residual MLP layers before the blocks")
+    stid_head: bool = _f(False, doc="embedding stid, head linear: STID's regression head on each sensor's STID "
+                         "state, with the blocks' linear head (starting at zero) added to it, so the model starts "
+                         "as STID exactly and the attention blocks learn a correction to STID's forecast")
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
     adaptive_dim: int = _f(0, lo=0)

@@ -558,3 +558,41 @@ def test_day_embedding_classes(tiny):
     assert not any(out["week"][a][b] for a in range(7) for b in range(7) if a != b)
     assert out["weekend"][0][4] and out["weekend"][5][6] and not out["weekend"][4][5]
     assert all(all(row) for row in out["none"])
+
+
+def test_stid_head_starts_as_stid_exactly_then_attention_corrects(tiny):
+    """stid_head: STID's regression head on the sensor state plus the blocks' head from zero. With a STID's
+    weights copied in, the model's forecast is that STID's to the bit at init; training moves the blocks' head."""
+    from stlib.models.baselines import STID
+
+    torch.manual_seed(0)
+    model = small_model("alternating", tiny, embedding="stid", patch=3, head="linear", encoder_depth=2,
+                        stem_layers=2, stid_head=True, use_denoising=False).eval()
+    stid = small_model("stid", tiny).eval()
+    emb = model.embed
+    with torch.no_grad():
+        for name in ("node", "tod", "dow"):
+            getattr(stid, name).copy_(getattr(emb, name))
+    stid.series.load_state_dict(emb.series.state_dict())
+    for a, b in zip(stid.layers, emb.stem):
+        a.load_state_dict(b.state_dict())
+    stid.head.load_state_dict(model.stid_head.state_dict())
+    x, y = first_batch(tiny, batch_size=32)
+    assert torch.equal(model(x), stid(x))
+    assert model.head.weight.abs().max() == 0
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(3):
+        loss = compute_loss(model(x), y, tiny.mean, tiny.std, tiny_config().train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert model.head.weight.abs().max() > 0  # the attention branch now adds to STID's forecast
+    assert model.encoder[0].attn.out.weight.abs().max() > 0
+
+
+def test_stid_head_needs_the_stid_embedding_and_linear_head(tiny):
+    with pytest.raises(ValueError, match="stid_head"):
+        small_model("alternating", tiny, embedding="sum", head="linear", stid_head=True)
+    with pytest.raises(ValueError, match="stid_head"):
+        small_model("alternating", tiny, embedding="stid", head="decoder", stid_head=True)

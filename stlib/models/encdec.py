@@ -106,6 +106,7 @@ class STIDEmbedding(nn.Module):
         self.register_buffer("transitions", transitions, persistent=False)  # (S, N, N) or None
         self.neighbours = nn.Linear(in_steps, E * len(transitions)) if transitions is not None else None
         H = 4 * E + (E * len(transitions) if transitions is not None else 0)
+        self.state_dim = H
         self.stem = nn.ModuleList(
             nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(dropout), nn.Linear(H, H))
             for _ in range(stem_layers))
@@ -128,7 +129,10 @@ class STIDEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """x (B, T, N, 3), value (B, T, N, 1) -> (B, P, N, D) with P = T / patch tokens."""
-        p = self.patch
+        return self.tokens(x, value, self.state(x, value))
+
+    def state(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """STID's hidden state of each sensor: x (B, T, N, 3), value (B, T, N, 1) -> (B, N, H)."""
         series = self.series(value[..., 0].transpose(1, 2))  # (B, N, E) from each sensor's T steps
         B, N, _ = series.shape
         dt = series.dtype  # one dtype for the hidden stream (bf16 under autocast), as STID
@@ -145,6 +149,11 @@ class STIDEmbedding(nn.Module):
         h = torch.cat(parts, dim=-1)  # (B, N, 4E [+ S*E])
         for layer in self.stem:
             h = h + layer(h)  # STID's residual MLP, once per sensor
+        return h  # (B, N, H)
+
+    def tokens(self, x: torch.Tensor, value: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The P tokens of each sensor from its state h (B, N, H) -> (B, P, N, D)."""
+        p, dt, B = self.patch, h.dtype, h.shape[0]
         patches = self.value(to_patches(value, p))  # (B, P, N, E)
         P = patches.shape[1]
         token_tod, _ = time_indices(x[:, p - 1::p], self.spd)  # (B, P, N) of each patch's last step
@@ -162,7 +171,7 @@ class EncoderDecoder(nn.Module):
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
                  adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, patch=1, head="decoder",
                  series_embedding=False, embedding="sum", embed_dim=32, stem_layers=2, transitions=None,
-                 day_embedding="week", **_):
+                 day_embedding="week", stid_head=False, **_):
         super().__init__()
         if head not in ("decoder", "linear"):
             raise ValueError(f"model.head must be decoder or linear, got {head!r}")
@@ -170,6 +179,8 @@ class EncoderDecoder(nn.Module):
             raise ValueError("model.head: decoder needs model.decoder_depth >= 1")
         if embedding not in ("sum", "stid"):
             raise ValueError(f"model.embedding must be sum or stid, got {embedding!r}")
+        if stid_head and (embedding != "stid" or head != "linear"):
+            raise ValueError("model.stid_head needs model.embedding: stid and model.head: linear")
         if in_steps % patch:
             raise ValueError(f"model.patch ({patch}) must divide the {in_steps} input steps")
         if head == "linear":
@@ -197,6 +208,13 @@ class EncoderDecoder(nn.Module):
         # decoder: each horizon query -> its value; linear: a sensor's P tokens x D features -> the horizon
         self.head = nn.Linear(d_model, 1) if head == "decoder" else nn.Linear(self.tokens * d_model, out_steps)
         self.recon = nn.Linear(d_model, patch) if use_denoising else None  # each token -> its patch's values
+        # stid_head: STID's own regression head on the sensor state, the blocks' head added to it from zero:
+        # the model starts as STID exactly (not STID squeezed through the tokens) and attention is a correction
+        self.stid_head = None
+        if stid_head:
+            self.stid_head = nn.Linear(self.embed.state_dim, out_steps)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         if embedding == "stid":  # every residual branch starts at zero: the model starts as the STID encoding
             for blk in [*self.encoder, *self.decoder]:
                 blk.zero_residuals()
@@ -206,8 +224,9 @@ class EncoderDecoder(nn.Module):
         keep = torch.rand_like(value) >= self.mask_ratio
         return torch.where(keep, value, torch.zeros_like(value)) + torch.randn_like(value) * self.noise_std
 
-    def encode(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x, value)  # (B, P, N, D), P = T / patch tokens
+    def encode(self, x: torch.Tensor, value: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        # (B, P, N, D), P = T / patch tokens; from a given STID state (B, N, H) when there is one
+        h = self.embed(x, value) if state is None else self.embed.tokens(x, value, state)
         for blk, axis in zip(self.encoder, self.encoder_axes):
             h = blk(h, axis=axis)  # (B, P, N, D) over time or over sensors
         return h
@@ -226,8 +245,12 @@ class EncoderDecoder(nn.Module):
     def forward(self, x: torch.Tensor):
         value = x[..., :1]  # (B, T, N, 1) z-scored
         denoise = self.training and self.use_denoising
-        memory = self.encode(x, self.corrupt(value) if denoise else value)  # (B, P, N, D)
+        seen = self.corrupt(value) if denoise else value
+        state = self.embed.state(x, seen) if self.stid_head is not None else None  # (B, N, H)
+        memory = self.encode(x, seen, state)  # (B, P, N, D)
         pred = self.decode(x, memory)  # (B, out, N, 1)
+        if state is not None:  # STID's forecast plus the blocks' correction
+            pred = pred + self.stid_head(state).transpose(1, 2).unsqueeze(-1).to(pred.dtype)
         if not denoise:
             return pred
         recon = from_patches(self.recon(memory))  # (B, T, N, 1) reconstruct the clean input
