@@ -67,11 +67,13 @@ def summarize(df: pd.DataFrame, by="name", metrics=("test_mae", "mae_h12", "test
     return agg.reset_index()
 
 
-def export(roots: dict[str, Path], stage: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def export(roots: dict[str, Path], stage: str, rename: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per run, every run's history) of the runs of `stage` under several outputs roots.
 
     roots: {label: outputs root}, e.g. the unpacked run records of two GPU sessions; each row gets its
-    label (`batch`), its time budget, why it stopped and the epochs it ran.
+    label (`batch`), its time budget, why it stopped and the epochs it ran. rename: {run name: the name to
+    publish} (a run's short working name -> the configuration's description); a name absent from every
+    root is an error, so a typo cannot pass silently.
     """
     tables, hists = [], []
     for label, root in roots.items():
@@ -88,6 +90,11 @@ def export(roots: dict[str, Path], stage: str) -> tuple[pd.DataFrame, pd.DataFra
         h.insert(2, "seed", [names[d][1] for d in h["run_dir"]])
         hists.append(h)
     out, hist = pd.concat(tables, ignore_index=True), pd.concat(hists, ignore_index=True)
+    missing = sorted(set(rename or {}) - set(out["name"].dropna()))
+    if missing:
+        raise ValueError(f"--rename: no run named {', '.join(map(repr, missing))} "
+                         f"(names: {', '.join(map(repr, sorted(out['name'].dropna().unique())))})")
+    out["name"], hist["name"] = out["name"].replace(rename or {}), hist["name"].replace(rename or {})
     out["run_dir"] = out["run_dir"].map(lambda d: Path(d).name)  # the machine's paths mean nothing here
     hist["run_dir"] = hist["run_dir"].map(lambda d: Path(d).name)
     return out, hist
@@ -104,15 +111,21 @@ def main(argv=None) -> int:
                     help="an outputs root (holding runs/ and ledger.csv) and its label")
     ap.add_argument("--out", required=True, help="CSV: one row per run")
     ap.add_argument("--histories", help="CSV: every run's history, stacked")
+    ap.add_argument("--rename", action="append", default=[], metavar="NAME=NEW",
+                    help="publish the runs named NAME as NEW (repeatable)")
     args = ap.parse_args(argv)
     try:
         roots = dict(r.split("=", 1) for r in args.root)
     except ValueError:
         print(f"error: --root takes LABEL=DIR, got {args.root}", file=sys.stderr)
         return 2
+    if any("=" not in r for r in args.rename):
+        print(f"error: --rename takes NAME=NEW, got {args.rename}", file=sys.stderr)
+        return 2
     try:
-        table, hist = export({k: Path(v) for k, v in roots.items()}, args.stage)
-    except FileNotFoundError as e:
+        table, hist = export({k: Path(v) for k, v in roots.items()}, args.stage,
+                             dict(r.split("=", 1) for r in args.rename))
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from .records import atomic_write_text

@@ -126,6 +126,21 @@ def test_results_export_names_an_empty_root(tmp_path, capsys):
     assert results.main(["--stage", "04", "--root", str(tmp_path), "--out", str(tmp_path / "o.csv")]) == 2
 
 
+def test_results_export_renames_runs_and_refuses_an_unknown_name(tmp_path, capsys):
+    from stlib import results
+
+    _fake_gpu_runs(tmp_path / "a", {"tt": [19.0, 19.2], "ts": [18.0, 18.1]})
+    out = tmp_path / "o.csv"
+    assert results.main(["--stage", "04", "--root", f"x={tmp_path / 'a'}", "--out", str(out), "--histories",
+                         str(tmp_path / "h.csv"), "--rename", "ts=T S on STID"]) == 0
+    runs, hist = pd.read_csv(out), pd.read_csv(tmp_path / "h.csv")
+    assert sorted(runs["name"].unique()) == ["T S on STID", "tt"] and set(hist["name"]) == {"T S on STID", "tt"}
+    out.unlink()
+    assert results.main(["--stage", "04", "--root", f"x={tmp_path / 'a'}", "--out", str(out),
+                         "--rename", "st=T S"]) == 2
+    assert "no run named 'st'" in capsys.readouterr().err and not out.exists()
+
+
 def test_gates_hold_committed_stage2_runs_to_the_targets():
     committed = pd.DataFrame([
         {"file": "stage2_nvidia-h100.csv", "batch": "3 at once", "name": "+ adaptive embedding", "seeds": 3,
