@@ -55,7 +55,7 @@ def test_the_cpu_route_presets_train_unchanged_on_other_data(tmp_path):
 
     profile = load_profile(CPU)
     data = ["data.name=synthetic", "data.num_sensors=6", "data.num_days=3"]
-    for preset in ("stage1_cpu_start", "stage1_cpu", "stage2_cpu"):
+    for preset in ("stage1_cpu_start", "stage1_cpu", "stage2_cpu", "stage2_stid", "stage2_stid_temporal"):
         cfg = profile.run_config(preset=preset, overrides=[*data, "train.epochs=1", "train.quiet=true",
                                                           "train.save_checkpoint=false"])
         full = profile.run_config(preset=preset)
