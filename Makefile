@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml
 run: setup
 	$(PY) -m stlib.pipeline --params params/$(PROFILE).yaml $(if $(STAGES),--stages $(STAGES),)
 
-## test: unit tests + nbval over the notebooks (their default parameters: synthetic data, seconds)
+## test: unit tests + every notebook top to bottom through the pipeline on the smoke profile (a tiny synthetic
+## graph, 2 epochs: minutes); the notebooks' own parameters are the default profile's (as long as make run)
 test: setup
 	STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m pytest -q -p no:cacheprovider tests
+	STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m stlib.pipeline --params params/smoke.yaml --quiet
+
+## nbval: nbval over the notebooks as they stand, i.e. with the default profile's parameters (as long as make run)
+nbval: setup
 	STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 
 unit: setup
@@ -39,4 +44,4 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 clean-outputs:
-	rm -rf outputs/default outputs/runs outputs/ledger.csv
+	rm -rf outputs/default outputs/default-interactive outputs/runs outputs/ledger.csv

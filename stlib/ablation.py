@@ -100,6 +100,108 @@ def stage1_variants(scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: fl
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# can an item act at this budget? (a change that cannot act is not a result)
+
+# the config fields of each roadmap item: a variant acts only through the items it changes
+ITEM_FIELDS = {"scheduler": ("scheduler", "patience", "factor", "min_lr", "milestones", "gamma"),
+               "warmup": ("warmup_steps",), "noise": ("noise_std",)}
+CANNOT_ACT = "cannot act at this budget"
+NO_EFFECT = "no effect at this budget"
+
+
+def validation_epochs(epochs: int, validate_every: int = 1) -> list[int]:
+    """The epochs after which a run validates: every validate_every-th, and always the last."""
+    return [e for e in range(1, epochs + 1) if e % validate_every == 0 or e == epochs]
+
+
+def plateau_can_act(epochs: int, validate_every: int, patience: int) -> bool:
+    """Whether ReduceLROnPlateau(patience) can lower the learning rate before the run ends.
+
+    The first validation sets the best; a cut needs patience + 1 validations without improvement after it,
+    so the earliest cut follows validation patience + 2, and it changes training only if epochs follow it.
+    """
+    vals = validation_epochs(epochs, validate_every)
+    k = patience + 2
+    return len(vals) >= k and vals[k - 1] < epochs
+
+
+def why_inert(cfg: RunConfig, start: RunConfig, train_windows: int) -> dict[str, str | None]:
+    """{item: None if it can act, else why not} for every item in which cfg differs from the start config.
+
+    Items: scheduler, warmup, noise (the training knobs whose effect depends on the budget); any other changed
+    field (depth, dropout, positions, ...) is one item `other` that always acts. An empty dict: cfg changes
+    nothing.
+    """
+    t, t0 = cfg.train, start.train
+    steps = math.ceil(train_windows / t.batch_size / t.accumulation_steps) * t.epochs
+    validations = len(validation_epochs(t.epochs, t.validate_every))
+    changed = {k for k in vars(t) if getattr(t, k) != getattr(t0, k)}
+    out: dict[str, str | None] = {}
+    for item, fields in ITEM_FIELDS.items():
+        if not changed & set(fields):
+            continue
+        if item == "scheduler":
+            if t.scheduler == "none":
+                out[item] = "no scheduler is on"
+            elif t.scheduler == "plateau" and not plateau_can_act(t.epochs, t.validate_every, t.patience):
+                out[item] = (f"plateau patience {t.patience} needs {t.patience + 2} validations before the last "
+                             f"epoch; the run has {validations} in {t.epochs} epochs")
+            elif t.scheduler == "multistep" and not any(0 < m < t.epochs for m in t.milestones):
+                out[item] = f"no milestone within the {t.epochs} epochs"
+            else:
+                out[item] = None
+        elif item == "warmup":
+            out[item] = (None if 0 < t.warmup_steps < steps else "warmup 0" if t.warmup_steps <= 0 else
+                         f"warmup {t.warmup_steps} steps spans the whole run ({steps} updates)")
+        elif item == "noise":
+            out[item] = None if t.noise_std > 0 else "noise std 0"
+    rest = {f"train.{k}" for k in changed - {f for fs in ITEM_FIELDS.values() for f in fs}}
+    rest -= {"train.seed", "train.quiet"}
+    if cfg.model != start.model or cfg.data != start.data or rest:
+        out["other"] = None
+    return out
+
+
+def budget_check(profile: Profile, variants: list[Variant], train_windows: int,
+                 base_overrides: dict | None = None, reference: str = "start") -> pd.DataFrame:
+    """One row per variant: `acts` (can any of its changes act at this budget) and a `note` saying what cannot.
+
+    A variant none of whose changes can act (a plateau scheduler whose patience outlasts the run, a warmup longer
+    than the run, noise 0, or no change at all) is not a result: it trains the start again. A variant with some
+    inert items still acts through the others; the note names the inert ones.
+    """
+    base = dict(base_overrides or {})
+    by = {v.name: profile.run_config(overrides={**base, **v.overrides}) for v in variants}
+    start = by.get(reference)
+    rows = []
+    for v in variants:
+        if start is None or v.name == reference:
+            rows.append({"config": v.name, "acts": True, "note": ""})
+            continue
+        items = why_inert(by[v.name], start, train_windows)
+        inert = {k: w for k, w in items.items() if w is not None}
+        acts = len(inert) < len(items)
+        if not items:
+            note = f"{CANNOT_ACT}: the same configuration as {reference}"
+        elif inert:
+            note = ("" if acts else f"{CANNOT_ACT}: ") + "; ".join(
+                (f"{k} cannot act: " if acts else f"{k}: ") + w for k, w in inert.items())
+        else:
+            note = ""
+        rows.append({"config": v.name, "acts": acts, "note": note})
+    return pd.DataFrame(rows).set_index("config")
+
+
+def same_in_every_seed(table: pd.DataFrame, name: str, reference: str = "start") -> bool:
+    """Whether a configuration scored exactly the reference's test MAE on every seed both ran: it did nothing."""
+    a = table[table["config"] == name].set_index("seed")["MAE"]
+    b = table[table["config"] == reference].set_index("seed")["MAE"]
+    common = a.index.intersection(b.index)
+    return name != reference and len(common) > 0 and bool(
+        (a[common].to_numpy(dtype=float) == b[common].to_numpy(dtype=float)).all())
+
+
 STAGE2_START = "stage 1 (temporal only)"
 
 
@@ -196,7 +298,7 @@ def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None)
     kept, in their order, each with its kind; a variant with no committed run is an error naming it."""
     cols = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6",
             "mae_h12": "MAE h12", "test_rmse": "RMSE", "test_mape": "MAPE %", "best_epoch": "best epoch",
-            "seconds_per_epoch": "s/epoch", "params": "params", "train_seconds": "seconds", "run_dir": "run"}
+            "epochs_run": "epochs", "seconds_per_epoch": "s/epoch", "params": "params", "train_seconds": "seconds", "run_dir": "run"}
     missing = [c for c in cols if c not in runs]
     if missing:
         raise ValueError(f"not a run export (python -m stlib.results): columns {missing} are missing")
@@ -211,28 +313,94 @@ def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None)
     return table.reset_index(drop=True)
 
 
-def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, reference: str = "start") -> pd.DataFrame:
+def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, reference: str = "start",
+              check: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean and sd per config; gain = reference MAE - config MAE (positive = better) and its spread.
 
     `gain sd` is the sd of the difference of two means, sqrt(sd_ref^2/n_ref + sd^2/n). A gain is
     `clear` when it exceeds both configs' seed sd added (their +-1 sd bands do not overlap).
+    `acts` and `note`: whether the configuration is a result at this budget. It is not when budget_check (`check`)
+    says none of its changes can act, or when it scored exactly the reference's MAE on every seed (it did nothing);
+    such a configuration is never `clear`.
     """
     g = table.groupby("config", sort=False)
-    out = g[[c for c in ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "seconds", "s/epoch")
-             if c in table]].mean()
+    out = g[[c for c in ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds",
+                         "s/epoch") if c in table]].mean()
     out.insert(1, "MAE sd", g["MAE"].std(ddof=1))
     out.insert(0, "seeds", g.size())
     if "kind" in table:
         out.insert(0, "kind", g["kind"].first())
+    acts = pd.Series(True, index=out.index)
+    note = pd.Series("", index=out.index, dtype=object)
+    if check is not None:
+        known = out.index.intersection(check.index)
+        acts[known] = check.loc[known, "acts"].astype(bool)
+        note[known] = check.loc[known, "note"].fillna("").astype(str)
+    if reference in out.index:
+        for name in out.index:
+            if acts[name] and same_in_every_seed(table, name, reference):
+                acts[name] = False
+                note[name] = f"{NO_EFFECT}: the same test MAE as {reference} on every seed"
+    out["acts"], out["note"] = acts, note
     if reference in out.index:
         ref = out.loc[reference]
         out["gain"] = ref["MAE"] - out["MAE"]
         out["gain sd"] = ((ref["MAE sd"] ** 2 / ref["seeds"]) + out["MAE sd"] ** 2 / out["seeds"]) ** 0.5
-        out["clear"] = out["gain"] > (ref["MAE sd"] + out["MAE sd"])
+        out["clear"] = (out["gain"] > (ref["MAE sd"] + out["MAE sd"])) & out["acts"]
         out.loc[reference, "clear"] = False
     if variants is not None:
         exp = {v.name: v.expected for v in variants}
         out["expected gain"] = [f"{exp[n][0]:.1f}-{exp[n][1]:.1f}" if exp.get(n) else "" for n in out.index]
+    return out
+
+
+@dataclass
+class Choice:
+    """The configuration stage 2 starts from, and why (a sentence for the notebook and the params file)."""
+
+    name: str
+    why: str
+
+
+def choose(summary: pd.DataFrame, reference: str = "start") -> Choice:
+    """The start, unless some configuration that acts at this budget beats it by more than the seed spread (`clear`
+    in summarize's table): then the lowest mean MAE among those. A gain within the spread is noise, not tuning."""
+    if reference not in summary.index:
+        raise ValueError(f"no {reference!r} configuration to compare with (have {list(summary.index)})")
+    ref = summary.loc[reference]
+    others = summary.drop(index=reference)
+    results = others[others["acts"].astype(bool)] if "acts" in others else others
+    inert = [n for n in others.index if n not in results.index]
+    not_results = (f" Not results at this budget: {', '.join(inert)}." if inert else "")
+    clear = results[results["clear"].astype(bool)] if "clear" in results else results.iloc[:0]
+    if len(clear):
+        pick = clear["MAE"].idxmin()
+        r = clear.loc[pick]
+        spread = ref["MAE sd"] + r["MAE sd"]
+        why = (f"{pick!r}: its gain over {reference} ({r['gain']:.3f} MAE, {r['MAE']:.3f} against {ref['MAE']:.3f}) "
+               f"beats the seed spread ({spread:.3f}, the two sds added)"
+               + (f"; the lowest mean MAE of the {len(clear)} configurations that do." if len(clear) > 1 else ".")
+               + not_results)
+        return Choice(pick, why)
+    if int(ref.get("seeds", 1)) < 2:
+        why = (f"{reference!r}: with one seed there is no seed spread to beat, so no gain counts." + not_results)
+        return Choice(reference, why)
+    if len(results):
+        top = results["MAE"].idxmin()
+        r = results.loc[top]
+        spread = ref["MAE sd"] + r["MAE sd"]
+        why = (f"{reference!r}: no configuration's gain beats the seed spread (the best, {top!r}, gains "
+               f"{ref['MAE'] - r['MAE']:.3f} MAE against a spread of {spread:.3f})." + not_results)
+    else:
+        why = f"{reference!r}: no other configuration acts at this budget." + not_results
+    return Choice(reference, why)
+
+
+def mark_choice(summary: pd.DataFrame, choice: Choice) -> pd.DataFrame:
+    """The summary with `chosen` (True on the chosen row) and `why chosen` (its sentence), as notebook 05 reads it."""
+    out = summary.copy()
+    out["chosen"] = out.index == choice.name
+    out["why chosen"] = ["" if n != choice.name else choice.why for n in out.index]
     return out
 
 

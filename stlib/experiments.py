@@ -74,15 +74,17 @@ def metrics_table(runs: dict[tuple[str, int], Run]) -> pd.DataFrame:
         row = {"model": name, "seed": seed, "MAE": t["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"]}
         for h, v in t["by_horizon"].items():
             row.update({f"MAE h{h}": v["mae"], f"RMSE h{h}": v["rmse"], f"MAPE h{h}": v["mape"]})
-        row.update({"best epoch": run.metrics["best_epoch"], "s/epoch": run.metrics["seconds_per_epoch"],
+        row.update({"best epoch": run.metrics["best_epoch"], "epochs": run.metrics.get("epochs_run"),
+                    "s/epoch": run.metrics["seconds_per_epoch"],
                     "params": run.metrics["params"]})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def seed_summary(table: pd.DataFrame, cols=("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "s/epoch")):
-    """Mean and sd over seeds per model (sd is NaN with one seed)."""
-    g = table.groupby("model", sort=False)[list(cols)]
+def seed_summary(table: pd.DataFrame, cols=("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "s/epoch",
+                                           "epochs")):
+    """Mean and sd over seeds per model (sd is NaN with one seed); `epochs` is the epochs trained (the budget)."""
+    g = table.groupby("model", sort=False)[[c for c in cols if c in table]]
     out = g.mean().round(3)
     sd = g.std().round(3)
     out.insert(1, "MAE sd", sd["MAE"])

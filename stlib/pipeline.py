@@ -10,7 +10,9 @@ notebook's `parameters` cell before anything runs).
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import ConfigError, load_profile
+from .nb import BATCH_ENV
 from .paths import REPO_ROOT, output_dir, resolve_params
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -100,12 +103,50 @@ def plan(profile, stages=None, notebook_dir: Path | None = None):
     return jobs, skipped
 
 
+def _plain(v):
+    """Tuples as lists, recursively: a YAML list and a Python tuple literal are the same parameter value."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def parameter_drift(params_path: str = "params/default.yaml", notebook_dir: Path | None = None) -> list[str]:
+    """Where the notebooks' parameters cells differ from what the profile gives them; [] when they agree.
+
+    For the default profile the cells must hold exactly what `make run` passes (params_file as written here, plus
+    the profile's notebooks block), so that a notebook opened in JupyterLab and run top to bottom computes what the
+    pipeline computes. A value the profile does not set is the cell's own, in both.
+    """
+    profile = load_profile(resolve_params(params_path))
+    notebook_dir = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    problems = []
+    for stage, stem in STAGES.items():
+        nb = notebook_dir / f"{stem}.ipynb"
+        if not nb.exists():
+            continue
+        declared = notebook_parameters(nb)
+        given = {"params_file": str(params_path), **profile.notebooks.get(stage, {})}
+        for key, want in given.items():
+            if key not in declared:
+                problems.append(f"{nb.name}: {key} is set by {params_path} but not declared in its parameters cell")
+                continue
+            source = declared[key]["default"]
+            try:
+                have = ast.literal_eval(source)
+            except (ValueError, SyntaxError):
+                problems.append(f"{nb.name}: {key} = {source} is not a literal (papermill needs one)")
+                continue
+            if _plain(have) != _plain(want):
+                problems.append(f"{nb.name}: {key} = {have!r} in its parameters cell, {want!r} from {params_path}")
+    return problems
+
+
 def run(params_path: str, stages=None, out_dir: Path | None = None, notebook_dir: Path | None = None,
         quiet: bool = False) -> list[Path]:
-    """Execute the stage notebooks in order; return the executed copies' paths."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
+    """Execute the stage notebooks in order (with STLIB_BATCH=1: they write to outputs/<profile>/); return the
+    executed copies' paths."""
     profile = load_profile(resolve_params(params_path))
     jobs, skipped = plan(profile, stages, notebook_dir)  # every check before anything runs
     out = Path(out_dir) if out_dir is not None else output_dir() / profile.name
@@ -113,7 +154,24 @@ def run(params_path: str, stages=None, out_dir: Path | None = None, notebook_dir
     for msg in skipped:
         print(msg)
     done = []
-    bar = tqdm(jobs, desc=f"profile {profile.name}", unit="notebook", disable=quiet)
+    # the notebooks write to outputs/<profile>/ only in a batch run (stlib.nb.profile_out); by hand, elsewhere
+    before = os.environ.get(BATCH_ENV)
+    os.environ[BATCH_ENV] = "1"  # inherited by every kernel papermill starts
+    try:
+        _execute(jobs, out, profile.name, quiet, done)
+    finally:
+        if before is None:
+            os.environ.pop(BATCH_ENV, None)
+        else:
+            os.environ[BATCH_ENV] = before
+    return done
+
+
+def _execute(jobs, out: Path, profile_name: str, quiet: bool, done: list) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    bar = tqdm(jobs, desc=f"profile {profile_name}", unit="notebook", disable=quiet)
     for stage, nb, params in bar:
         bar.set_postfix_str(nb.name)
         target = out / nb.name
@@ -133,7 +191,6 @@ def run(params_path: str, stages=None, out_dir: Path | None = None, notebook_dir
             raise PipelineError(f"{nb.name} could not be executed: {type(e).__name__}: {e}") from e
         tqdm.write(f"stage {stage}: {nb.name} done in {time.time() - t0:.0f} s -> {target}")
         done.append(target)
-    return done
 
 
 def _input_cell_index(executed: Path, index: int) -> int:

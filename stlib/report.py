@@ -33,29 +33,143 @@ def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, index_col=0) if path.exists() else None
 
 
+STAGE1_START, STAGE1_TUNED, STAGE2 = "03 stage 1 (start)", "03 stage 1 (tuned)", "04 stage 2 (alternating)"
+BASELINE, WHERE_WE_STAND = "baseline: STID-style", "01 where we stand"
+
+
+def _stage1_pick(s: pd.DataFrame) -> str:
+    """Notebook 03's chosen configuration (its `chosen` column), else the lowest mean MAE of those that act."""
+    if "chosen" in s and s["chosen"].astype(bool).any():
+        return s.index[s["chosen"].astype(bool)][0]
+    acting = s[s["acts"].astype(bool)] if "acts" in s else s
+    return (acting if len(acting) else s)["MAE"].idxmin()
+
+
+def _stage2_pick(s: pd.DataFrame) -> str:
+    """The best stage-2 configuration with spatial attention (any but the temporal-only start), else the best."""
+    with_space = s[s["kind"] != "start"] if "kind" in s else s
+    return (with_space if len(with_space) else s)["MAE"].idxmin()
+
+
 def route(out: Path) -> tuple[pd.DataFrame, float | None]:
-    """(one row per stage reached, baseline MAE) from the stage summaries in `out`."""
+    """(one row per stage reached, baseline MAE) from the stage summaries in `out`.
+
+    Stage 1 appears twice: its start and the configuration notebook 03 chose for stage 2 (the start itself when no
+    item beat the seed spread). Stage 2 is its best configuration with spatial attention. `epochs` is each stage's
+    training budget.
+    """
     rows, baseline = [], None
     s01 = _read(out / "01_summary.csv")
     if s01 is not None:
         if "stid" in s01.index:
             baseline = float(s01.loc["stid", "MAE"])
-            rows.append(("baseline: STID-style", "stid", s01.loc["stid"]))
+            rows.append((BASELINE, "stid", s01.loc["stid"]))
         if "encdec_start" in s01.index:
-            rows.append(("01 where we stand", "encdec_start", s01.loc["encdec_start"]))
-    for stage, name in (("03 stage 1 (tuned)", "03_ablation_summary.csv"), ("04 stage 2 (alternating)", "04_summary.csv")):
-        s = _read(out / name)
-        if s is not None and len(s):
-            best = s["MAE"].idxmin()
-            rows.append((stage, best, s.loc[best]))
+            rows.append((WHERE_WE_STAND, "encdec_start", s01.loc["encdec_start"]))
+    s03 = _read(out / "03_ablation_summary.csv")
+    if s03 is not None and len(s03):
+        if "start" in s03.index:
+            rows.append((STAGE1_START, "start", s03.loc["start"]))
+        pick = _stage1_pick(s03)
+        rows.append((STAGE1_TUNED, pick, s03.loc[pick]))
+    s04 = _read(out / "04_summary.csv")
+    if s04 is not None and len(s04):
+        pick = _stage2_pick(s04)
+        rows.append((STAGE2, pick, s04.loc[pick]))
     table = pd.DataFrame([{"stage": stage, "configuration": cfg, "MAE": float(r["MAE"]),
                            "MAE sd": float(r.get("MAE sd", float("nan"))), "seeds": int(r.get("seeds", 1)),
+                           "epochs": float(r.get("epochs", float("nan"))),
                            "s/epoch": float(r.get("s/epoch", float("nan")))} for stage, cfg, r in rows])
     if baseline is not None and len(table):
         ranges = [scaled_range(s, baseline) if s in ROADMAP_RANGES else (float("nan"),) * 2 for s in table["stage"]]
         table["roadmap low"], table["roadmap high"] = zip(*ranges)
         table["vs baseline"] = table["MAE"] / baseline
     return table, baseline
+
+
+def stage1_why(out: Path) -> str | None:
+    """Why notebook 03 chose its stage-1 configuration (the `why chosen` it wrote), if it did."""
+    s = _read(Path(out) / "03_ablation_summary.csv")
+    if s is None or "why chosen" not in s:
+        return None
+    why = s["why chosen"].dropna().astype(str)
+    why = why[why != ""]
+    return why.iloc[0] if len(why) else None
+
+
+def _num(v) -> str:
+    return f"{v:g}" if v == int(v) else f"{v:.1f}"
+
+
+def budget(table: pd.DataFrame) -> str:
+    """The training budget of the route's stages in words: '10 epochs each' or 'epochs differ: ...'."""
+    if "epochs" not in table or not len(table):
+        return "training budget not recorded"
+    e = table.set_index("stage")["epochs"].dropna()
+    e = e[e > 0]
+    if e.empty:
+        return "training budget not recorded"
+    if e.nunique() == 1:
+        return f"{_num(e.iloc[0])} epochs each"
+    return "epochs differ: " + ", ".join(f"{stage} {_num(v)}" for stage, v in e.items())
+
+
+def _beats(table: pd.DataFrame, a: str, b: str) -> bool:
+    """Stage a's MAE is below stage b's by more than their seed sds added (an sd unknown with one seed counts 0)."""
+    r = table.set_index("stage")
+    spread = r.loc[[a, b], "MAE sd"].fillna(0).sum()
+    return bool(r.loc[b, "MAE"] - r.loc[a, "MAE"] > spread)
+
+
+def ordering(table: pd.DataFrame) -> tuple[bool | None, str]:
+    """(holds, one plain sentence): does the route keep the roadmap's order at this budget?
+
+    The roadmap's order: the tuned stage 1 beats its start, stage 2 beats stage 1, and stage 2 beats the baseline,
+    each by more than the seed spread (the two sds added). holds is None when the route has too few stages to tell.
+    """
+    stages = set(table["stage"]) if len(table) else set()
+    start = STAGE1_START if STAGE1_START in stages else WHERE_WE_STAND if WHERE_WE_STAND in stages else None
+    r = table.set_index("stage") if len(table) else None
+
+    def show(stage):
+        sd = r.loc[stage, "MAE sd"]
+        return f"{r.loc[stage, 'MAE']:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
+
+    checks = []
+    if STAGE1_TUNED in stages and start is not None:
+        if STAGE1_START in stages and r.loc[STAGE1_TUNED, "configuration"] == r.loc[STAGE1_START, "configuration"]:
+            checks.append((False, "stage 1 keeps its start (no item beat the seed spread)"))
+        else:
+            ok = _beats(table, STAGE1_TUNED, start)
+            checks.append((ok, f"the tuned stage 1 ({show(STAGE1_TUNED)}) {'beats' if ok else 'does not beat'} "
+                               f"its start ({show(start)})"))
+    if STAGE2 in stages and STAGE1_TUNED in stages:
+        ok = _beats(table, STAGE2, STAGE1_TUNED)
+        checks.append((ok, f"stage 2 ({r.loc[STAGE2, 'configuration']}, {show(STAGE2)}) "
+                           f"{'beats' if ok else 'does not beat'} stage 1 ({show(STAGE1_TUNED)})"))
+    if STAGE2 in stages and BASELINE in stages:
+        ok = _beats(table, STAGE2, BASELINE)
+        checks.append((ok, f"stage 2 {'beats' if ok else 'does not beat'} the STID-style baseline ({show(BASELINE)})"))
+    if len(checks) < 2:
+        return None, "The route has too few stages to judge the roadmap's ordering."
+    at = f"At this budget ({budget(table)})"
+    if all(ok for ok, _ in checks):
+        return True, f"{at} the roadmap's ordering holds: " + "; ".join(t for _, t in checks) + \
+            ", each by more than the seed spread."
+    return False, (f"{at} the roadmap's ordering does not hold: " + "; ".join(t for _, t in checks)
+                   + " (a difference counts only beyond the seed spread). This is what the budget measured, "
+                   "not the roadmap's route.")
+
+
+def story(table: pd.DataFrame, why_stage1: str | None = None) -> str:
+    """The report's opening paragraph: the budget, the stage-1 choice and whether the roadmap's ordering holds."""
+    if not len(table):
+        return "Nothing recorded yet."
+    parts = [f"Training budget: {budget(table)}."]
+    if why_stage1:
+        parts.append(f"Stage 1 chose {why_stage1}")
+    parts.append(ordering(table)[1])
+    return " ".join(parts)
 
 
 def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float | None]:
@@ -80,6 +194,7 @@ def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float |
         r = runs[runs["name"] == pick]
         rows.append({"stage": stage, "configuration": pick, "MAE": float(r["test_mae"].mean()),
                      "MAE sd": float(r["test_mae"].std()), "seeds": len(r),
+                     "epochs": float(r["epochs_run"].mean()) if "epochs_run" in r else float("nan"),
                      "s/epoch": float(r["seconds_per_epoch"].mean()),
                      "train minutes": float(r["train_seconds"].mean() / 60), "file": fname,
                      "device": joined(device_label(d) for d in r["device"]) if "device" in r else None})
@@ -269,9 +384,21 @@ def verdict(summary: pd.DataFrame, a: str, b: str) -> str:
             f"(difference {d:+.3f}, spread {spread:.3f})")
 
 
+def route_title(table: pd.DataFrame) -> str:
+    """The route figure's title: the training budget, and whether the roadmap's ordering holds at it."""
+    b = budget(table)
+    head = f"Test MAE per stage, {b}" if b.endswith("each") else "Test MAE per stage" + (
+        " (epochs differ: under each stage)" if b.startswith("epochs differ") else "")
+    holds, _ = ordering(table)
+    verdict = {True: "the roadmap's ordering holds at this budget",
+               False: "the roadmap's ordering does not hold at this budget", None: ""}[holds]
+    return head + (f"\n{verdict}" if verdict else "")
+
+
 def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, dataset=None, device=None,
                unit: str | None = None):
-    """MAE per stage (mean +- sd over seeds) with the roadmap's scaled ranges as shaded bands.
+    """MAE per stage (mean +- sd over seeds) with the roadmap's scaled ranges as shaded bands; the title states the
+    training budget and whether the roadmap's ordering holds at it (route_title), each tick its stage's epochs.
 
     dataset (a name), device, unit: named in the footer and on the axis; device defaults to the table's
     `device` column (committed_route writes one), unit to the dataset's own.
@@ -291,8 +418,11 @@ def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, d
     if peer_mae is not None:
         ax.axhline(peer_mae, color="tab:red", ls=":", label=f"peer STID (BasicTS): {peer_mae}")
     unit = unit or (unit_of(dataset) if dataset else None) or "original units"
-    ax.set_xticks(t.index, [s.replace(" (", "\n(") for s in t["stage"]], fontsize=8)
-    ax.set(ylabel=f"test MAE ({unit})", title="The roadmap's route as measured: test MAE per stage")
+    ticks = [s.replace(" (", "\n(") for s in t["stage"]]
+    if "epochs" in t:  # each stage's budget under its name
+        ticks = [k if pd.isna(e) or e <= 0 else f"{k}\n{_num(e)} epochs" for k, e in zip(ticks, t["epochs"])]
+    ax.set_xticks(t.index, ticks, fontsize=8)
+    ax.set(ylabel=f"test MAE ({unit})", title=route_title(t))
     legend_outside(ax)
     if device is None and "device" in t:
         device = joined(t["device"])
@@ -338,8 +468,8 @@ def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.DataFrame, speed_table: pd.DataFrame,
              stage2_table: pd.DataFrame | None = None, time_table: pd.DataFrame | None = None,
-             committed: bool = False) -> str:
-    """REPORT.md text."""
+             committed: bool = False, summary: str | None = None) -> str:
+    """REPORT.md text. summary: the opening paragraph (story(): budget, stage-1 choice, the ordering verdict)."""
     def md(df):
         return table_markdown(df) if df is not None and len(df) else "(nothing measured yet)"
     source = ("the committed long runs under outputs/benchmarks/ (the `file` column; trained outside "
@@ -349,7 +479,8 @@ def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.Dat
         f"Written by notebooks/05_summary.ipynb from {source}. MAE is test MAE (masked, "
         "original units) averaged over the 12 horizons, mean over seeds; the roadmap's ranges are scaled by "
         f"our baseline / {ROADMAP['baseline_mae']}.",
-        "## The route\n\n" + md(table) + ("\n\n![route](figures/05_route.png)" if committed else ""),
+        *([f"## In short\n\n{summary}"] if summary else []),
+        "## The route\n\n" + md(table) + ("\n\n![route](figures/05_route.png)" if len(table) else ""),
         "## Accuracy against training time\n\n" + md(time_table)
         + ("\n\n![time to accuracy](figures/05_time_to_accuracy.png)" if time_table is not None else ""),
         "## Gates\n\n" + md(gate_table),

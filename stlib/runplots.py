@@ -20,6 +20,7 @@ KIND_COLOURS = {"start": "0.55", "alone": "tab:blue", "cumulative": "tab:green",
 KIND_WORDS = {"start": "starting point", "alone": "one item alone", "cumulative": "items cumulated",
               "extra": "extra check", "component": "one component added", "baseline": "baseline"}
 NO_EFFECT = "no effect at this budget"
+CANNOT_ACT = "cannot act at this budget"
 LINE_STYLES = ("-", "--", "-.", ":")
 
 
@@ -210,7 +211,9 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
 
     summary: index = configuration, columns "MAE", "MAE sd" (and optionally "kind" for colours);
     reference: a configuration drawn as a dashed line, the others labelled with their difference to it; a
-    configuration equal to it to the last digit is hatched and marked "no effect at this budget";
+    configuration equal to it to the last digit is hatched and marked "no effect at this budget"; with summarize's
+    `acts` and `note` columns, one that cannot act at this budget gets no bar, error bar or seed dots, only the
+    reason in words (it is not a result);
     lines: {label: MAE} drawn as dotted lines; seeds: the per-seed table (columns "config", "MAE"), drawn as
     dots; dataset (a Dataset or a name), device, unit: named in the footer (unit also on the axis).
     """
@@ -220,17 +223,27 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
     mae = summary["MAE"].to_numpy(dtype=float)
     sd = summary["MAE sd"].fillna(0).to_numpy(dtype=float) if "MAE sd" in summary else np.zeros(len(summary))
     y = np.arange(len(summary))  # first configuration on top (the axis is inverted below)
-    noop = no_effect(summary, reference).to_numpy()
+    notes = summary["note"].fillna("").astype(str) if "note" in summary else pd.Series("", index=summary.index)
+    # not results: a change that cannot act at this budget (summarize's `acts`), or one that changed nothing
+    cannot = ((~summary["acts"].astype(bool)) & notes.str.startswith(CANNOT_ACT)).to_numpy() if "acts" in summary \
+        else np.zeros(len(summary), dtype=bool)
+    noop = (no_effect(summary, reference).to_numpy()
+            | ((~summary["acts"].astype(bool)).to_numpy() if "acts" in summary else False)) & ~cannot
     colours = [KIND_COLOURS.get(k, "tab:blue") for k in kinds]
-    bars = ax.barh(y, mae, xerr=sd, color=colours, capsize=3, alpha=0.85, error_kw={"lw": 1})
-    for bar, flat in zip(bars, noop):
+    # a configuration that cannot act gets no bar, no error bar and no seed dots: only its reason
+    bars = ax.barh(y, np.where(cannot, 0.0, mae), xerr=np.where(cannot, 0.0, sd), color=colours, capsize=3,
+                   alpha=0.85, error_kw={"lw": 1})
+    for bar, flat, skip in zip(bars, noop, cannot):
         if flat:
             bar.set(facecolor="white", edgecolor="0.45", hatch="///", alpha=1.0)
+        if skip:
+            bar.set_visible(False)
     ref = summary.loc[reference, "MAE"] if reference is not None and reference in summary.index else None
     if seeds is not None and len(seeds):
         import seaborn as sns
 
         dots = seeds[seeds["config"].isin(summary.index)]
+        dots = dots.assign(MAE=dots["MAE"].where(~dots["config"].isin(summary.index[cannot])))  # NaN: not drawn
         sns.stripplot(data=dots, x="MAE", y="config", order=list(summary.index), orient="h", color="black",
                       size=3, jitter=0.15, alpha=0.7, ax=ax, legend=False)
     hi = float(np.nanmax(mae + sd)) if len(mae) else 1.0
@@ -246,14 +259,17 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
     if seeds is not None and len(seeds):
         handles.append(Line2D([], [], ls="", marker="o", ms=3, color="black", label="one seed"))
     for i, name in enumerate(summary.index):
-        if noop[i]:
+        if cannot[i]:
+            reason = notes.iloc[i][len(CANNOT_ACT):].lstrip(": ")
+            text = f"{CANNOT_ACT}: " + (reason if len(reason) <= 80 else reason[:77] + "...")
+        elif noop[i]:
             text = f"{NO_EFFECT}: {mae[i]:.3f}, the same as {reference}"
         else:
             text = f"{mae[i]:.3f} ± {sd[i]:.3f}"
             if ref is not None and name != reference:
                 text += f"   ({mae[i] - ref:+.3f} vs {reference})"
-        ax.text(0.01 * hi, i, text, va="center", ha="left", fontsize=7.5,
-                bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1})
+        ax.text(0.01 * hi, i, text, va="center", ha="left", fontsize=7.5, style="italic" if cannot[i] else "normal",
+                color="0.3" if cannot[i] else "black", bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1})
     ax.set_yticks(y, summary.index)
     ax.set_ylim(len(summary) - 0.5, -0.5)
     ax.set_xlim(0, 1.06 * hi)  # bars start at zero: no truncated axis makes a small difference look large

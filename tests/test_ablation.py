@@ -267,3 +267,92 @@ def test_gpu_session_best_set_overrides_the_best_phase(tmp_path, best_set):
     tail = best.split("train.time_budget_s=")[1]
     expected = "".join(f" --set {kv}" for kv in best_set.split())
     assert tail.split(" ", 1)[1] == f"{expected.strip()} --stage 04 --out {tmp_path / 'out'}/best".strip()
+
+
+# ---- can an item act at this budget; which configuration stage 2 starts from ---------------------------------
+
+
+def test_plateau_can_act_needs_patience_plus_two_validations_before_the_last_epoch():
+    assert ablation.validation_epochs(5) == [1, 2, 3, 4, 5]
+    assert ablation.validation_epochs(7, 3) == [3, 6, 7]
+    # patience 1: the earliest cut follows validation 3, and must leave an epoch to train at the lower rate
+    assert not ablation.plateau_can_act(2, 1, 1) and not ablation.plateau_can_act(3, 1, 1)
+    assert ablation.plateau_can_act(4, 1, 1)
+    assert not ablation.plateau_can_act(10, 1, 10) and ablation.plateau_can_act(13, 1, 10)
+    assert not ablation.plateau_can_act(9, 3, 1) and ablation.plateau_can_act(10, 3, 1)  # validations 3, 6, 9, 10
+
+
+def _stage1(profile, epochs, names=None):
+    cfg = profile.run_config(overrides={"train.epochs": epochs})
+    sc = ablation.scaled_constants(cfg, train_windows=640)
+    vs = ablation.stage1_variants(sc, depth=(1, 2))
+    return ablation.select(vs, names or [])
+
+
+def test_budget_check_flags_what_cannot_act(profile):
+    names = ["start", "+scheduler", "+depth", "+noise", "+warmup", "+scheduler+depth"]
+    check = ablation.budget_check(profile, _stage1(profile, 2, names), train_windows=640,
+                                  base_overrides={"train.epochs": 2})
+    assert check["acts"].to_dict() == {"start": True, "+scheduler": False, "+depth": True, "+noise": True,
+                                       "+warmup": True, "+scheduler+depth": True}
+    assert check.loc["+scheduler", "note"].startswith(ablation.CANNOT_ACT)
+    assert "patience 1 needs 3 validations" in check.loc["+scheduler", "note"]
+    assert "the run has 2 in 2 epochs" in check.loc["+scheduler", "note"]
+    # a combination acts through its other items, and says which one cannot
+    assert check.loc["+scheduler+depth", "note"].startswith("scheduler cannot act")
+    assert check.loc["+depth", "note"] == "" and check.loc["start", "note"] == ""
+    # at 10 epochs the same scheduler can act
+    check = ablation.budget_check(profile, _stage1(profile, 10, names), train_windows=640,
+                                  base_overrides={"train.epochs": 10})
+    assert check["acts"].all() and (check["note"] == "").all()
+
+
+def test_budget_check_warmup_longer_than_the_run_noise_zero_and_no_change(profile):
+    vs = [Variant("start", {}, "start"), Variant("+warmup", {"train.warmup_steps": 50}),
+          Variant("+noise", {"train.noise_std": 0.0}), Variant("+patience", {"train.patience": 3}),
+          Variant("+warmup 5", {"train.warmup_steps": 5})]
+    check = ablation.budget_check(profile, vs, train_windows=640)  # 10 batches an epoch, 2 epochs: 20 updates
+    assert not check.loc["+warmup", "acts"] and "warmup 50 steps spans the whole run (20 updates)" in check.loc["+warmup", "note"]
+    assert not check.loc["+noise", "acts"] and "the same configuration as start" in check.loc["+noise", "note"]
+    assert not check.loc["+patience", "acts"] and "no scheduler is on" in check.loc["+patience", "note"]
+    assert check.loc["+warmup 5", "acts"]
+
+
+def _table(maes: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
+    rows = [{"config": name, "kind": "start" if name == "start" else "alone", "seed": s, "MAE": m, "epochs": 10}
+            for name, ms in maes.items() for s, m in zip(seeds, ms)]
+    return pd.DataFrame(rows)
+
+
+def test_summarize_marks_no_effect_and_cannot_act_never_clear():
+    table = _table({"start": [20.0, 20.2, 19.8], "+scheduler": [20.0, 20.2, 19.8], "+noise": [18.0, 18.1, 17.9],
+                    "+warmup": [17.0, 17.1, 16.9]})
+    check = pd.DataFrame({"acts": [True, True, True, False], "note": ["", "", "", "cannot act at this budget: x"]},
+                         index=pd.Index(["start", "+scheduler", "+noise", "+warmup"], name="config"))
+    s = ablation.summarize(table, check=check)
+    assert s["acts"].tolist() == [True, False, True, False]
+    assert s.loc["+scheduler", "note"].startswith(ablation.NO_EFFECT)  # identical on every seed: it did nothing
+    assert s.loc["+warmup", "note"] == "cannot act at this budget: x"
+    assert s["clear"].tolist() == [False, False, True, False]  # +warmup's lower MAE is not a result
+    assert s.loc["start", "epochs"] == 10
+
+
+def test_choose_keeps_the_start_unless_a_gain_beats_the_spread():
+    within = ablation.summarize(_table({"start": [20.0, 20.4, 19.6], "+depth": [19.8, 20.2, 19.4]}))
+    pick = ablation.choose(within)
+    assert pick.name == "start"  # the lower mean, 19.8 against 20.0, is within the spread 0.8
+    assert "no configuration's gain beats the seed spread" in pick.why and "'+depth'" in pick.why
+    clear = ablation.summarize(_table({"start": [20.0, 20.2, 19.8], "+depth": [18.0, 18.1, 17.9],
+                                       "+noise": [17.0, 17.1, 16.9], "+warmup": [16.0, 16.0, 16.0]}),
+                               check=pd.DataFrame({"acts": [False], "note": ["cannot act at this budget: w"]},
+                                                  index=["+warmup"]))
+    pick = ablation.choose(clear)
+    assert pick.name == "+noise"  # the best of the clear ones; +warmup is lower but cannot act
+    assert "beats the seed spread" in pick.why and "2 configurations" in pick.why and "+warmup" in pick.why
+    marked = ablation.mark_choice(clear, pick)
+    assert marked["chosen"].tolist() == [False, False, True, False]
+    assert marked.loc["+noise", "why chosen"] == pick.why and marked.loc["start", "why chosen"] == ""
+    one_seed = ablation.summarize(_table({"start": [20.0], "+depth": [15.0]}, seeds=(0,)))
+    assert ablation.choose(one_seed).name == "start" and "one seed" in ablation.choose(one_seed).why
+    with pytest.raises(ValueError, match="no 'start'"):
+        ablation.choose(one_seed.drop(index="start"))

@@ -60,9 +60,20 @@ def test_params_file_and_every_preset_validate(path):
 def test_default_profile_values():
     cfg = load(DEFAULT)
     assert cfg.data.name == "synthetic" and cfg.model.name == "encdec"
-    assert cfg.model.d_model == 32 and cfg.train.lr == 0.001 and cfg.train.epochs == 4
+    assert cfg.model.d_model == 32 and cfg.train.lr == 0.001 and cfg.train.epochs == 10
     # untouched fields keep their dataclass defaults
     assert cfg.train.eval_batch_size == TrainConfig().eval_batch_size
+
+
+def test_default_profile_trains_every_stage_for_one_budget():
+    """make run compares the stages at one training budget: no preset and no notebook changes the epochs."""
+    profile = load_profile(DEFAULT)
+    epochs = profile.run_config().train.epochs
+    for name in profile.presets:
+        assert profile.run_config(preset=name).train.epochs == epochs, name
+    for stage, params in profile.notebooks.items():
+        assert "train.epochs" not in params.get("overrides", {}), stage
+        assert params.get("epochs") is None, stage
 
 
 def test_cpu_profile_stid_preset_turns_amp_off():

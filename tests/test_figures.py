@@ -200,6 +200,25 @@ def test_config_bars_without_a_no_op_marks_nothing():
     assert ax.get_xlim()[0] == 0
 
 
+def test_config_bars_draw_no_result_for_what_cannot_act():
+    from matplotlib.collections import PathCollection
+
+    from stlib import ablation
+
+    assert runplots.CANNOT_ACT == ablation.CANNOT_ACT and runplots.NO_EFFECT == ablation.NO_EFFECT
+    s = summary_table().drop("+ warmup")
+    s["acts"] = [True, True, False]
+    s["note"] = ["", "", "cannot act at this budget: scheduler: plateau patience 1 needs 3 validations"]
+    seeds = pd.DataFrame({"config": np.repeat(s.index, 2), "MAE": np.repeat(s["MAE"].to_numpy(), 2) + [0, 0.1] * 3})
+    ax = runplots.config_bars(s, reference="start", seeds=seeds)
+    assert [p.get_width() > 1 for p in ax.patches if p.get_visible()] == [True, True]  # no bar for the third
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[2] == "cannot act at this budget: scheduler: plateau patience 1 needs 3 validations"
+    assert "20.120" not in texts[2]  # no number: not a result
+    dots = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    assert len(dots) == 2 and all(np.isfinite(c.get_offsets()).all() for c in dots)  # and no seed dots
+
+
 def test_budget_curves_sd_band_unit_and_footer():
     hist = pd.DataFrame({"name": ["a"] * 6 + ["b"] * 3, "seed": [0, 0, 0, 1, 1, 1, 0, 0, 0],
                          "epoch": [1, 2, 3] * 3, "val_mae": [30, 25, 20, 32, 27, 22, 35, 30, 28.0]})

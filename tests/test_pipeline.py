@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -128,6 +129,40 @@ def test_every_parameter_line_of_the_real_notebooks_parses():
         assert list(pipeline.notebook_parameters(nb)) == names, nb.name
 
 
+def test_parameters_cells_equal_the_default_profile():
+    """One source of truth: a notebook opened in JupyterLab runs with what make run passes it (params/default.yaml)."""
+    assert pipeline.parameter_drift("params/default.yaml") == []
+
+
+def test_parameter_drift_names_the_notebook_and_both_values(tmp_path, nbdir):
+    make_notebook(nbdir / "03_stage1_tuning.ipynb", params='params_file = "params/x.yaml"\nseeds = (0, 1)\njobs = 1')
+    params = make_params(tmp_path, '  "03": {seeds: [0, 1], jobs: 2}\n', name="x")
+    (tmp_path / "params").mkdir()
+    target = tmp_path / "params" / "x.yaml"
+    params.rename(target)
+    drift = pipeline.parameter_drift(str(target), notebook_dir=nbdir)
+    assert len(drift) == 2  # params_file as written here, and jobs; the tuple (0, 1) equals the list [0, 1]
+    assert drift[0].startswith("03_stage1_tuning.ipynb: params_file = 'params/x.yaml'")
+    assert drift[1] == f"03_stage1_tuning.ipynb: jobs = 1 in its parameters cell, 2 from {target}"
+    make_notebook(nbdir / "03_stage1_tuning.ipynb", params=f'params_file = "{target}"\nseeds = [0, 1]\njobs = 2')
+    assert pipeline.parameter_drift(str(target), notebook_dir=nbdir) == []
+    params = make_params(tmp_path, '  "03": {seeds: [0, 1], jobs: 2, depth: [1, 2]}\n', name="y")
+    make_notebook(nbdir / "03_stage1_tuning.ipynb", params=f'params_file = "{params}"\nseeds = [0, 1]\njobs = 2')
+    assert pipeline.parameter_drift(str(params), notebook_dir=nbdir) == [
+        f"03_stage1_tuning.ipynb: depth is set by {params} but not declared in its parameters cell"]
+
+
+def test_notebooks_write_to_an_interactive_folder_unless_the_pipeline_runs_them(tmp_path, monkeypatch):
+    from stlib import nb
+
+    monkeypatch.setenv("STLIB_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv(nb.BATCH_ENV, raising=False)
+    ctx = nb.setup("params/default.yaml", "00")
+    assert ctx.out == tmp_path / "default-interactive" and ctx.figures.is_dir()
+    monkeypatch.setenv(nb.BATCH_ENV, "1")
+    assert nb.setup("params/default.yaml", "00").out == tmp_path / "default"
+
+
 def test_run_checks_everything_before_executing(tmp_path, nbdir):
     make_notebook(nbdir / "00_data.ipynb", "raise SystemExit('must not run')")
     params = make_params(tmp_path, '  "00": {nope: 1}\n')
@@ -151,7 +186,8 @@ def test_run_executes_notebook_with_parameters(tmp_path, nbdir, capsys):
     make_notebook(
         nbdir / "00_data.ipynb",
         "import os, pathlib\n"
-        "pathlib.Path(os.environ['STLIB_OUTPUT_DIR'], 'marker.txt').write_text(f'{params_file}|{seeds}|{os.getcwd()}')",
+        "pathlib.Path(os.environ['STLIB_OUTPUT_DIR'], 'marker.txt').write_text("
+        "f'{params_file}|{seeds}|{os.getcwd()}|{os.environ.get(\"STLIB_BATCH\")}')",
         params='params_file = "x"\nseeds = [0]',
     )
     params = make_params(tmp_path, '  "00": {seeds: [3, 4]}\n')
@@ -161,9 +197,11 @@ def test_run_executes_notebook_with_parameters(tmp_path, nbdir, capsys):
     executed = nbformat.read(str(done[0]), as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "seeds = [3, 4]" in injected[0].source
-    params_file, seeds, cwd = (tmp_path / "outputs" / "marker.txt").read_text().split("|")
+    params_file, seeds, cwd, batch = (tmp_path / "outputs" / "marker.txt").read_text().split("|")
     assert params_file == str(params.resolve()) and seeds == "[3, 4]"
     assert Path(cwd) == pipeline.REPO_ROOT
+    assert batch == "1"  # the kernel knows it runs in a batch (stlib.nb writes to outputs/<profile>/)
+    assert "STLIB_BATCH" not in os.environ  # and only while the pipeline runs
     assert "stage 00" in capsys.readouterr().out
 
 

@@ -26,9 +26,9 @@ def test_route_picks_each_stage_best_and_scales_the_roadmap(tmp_path):
     _write_summaries(tmp_path / "p")
     table, baseline = report.route(tmp_path / "p")
     assert baseline == 14.4
-    assert table["stage"].tolist() == ["baseline: STID-style", "01 where we stand", "03 stage 1 (tuned)",
-                                       "04 stage 2 (alternating)"]
-    assert table["configuration"].tolist() == ["stid", "encdec_start", "+noise", "+ alternation"]
+    assert table["stage"].tolist() == ["baseline: STID-style", "01 where we stand", "03 stage 1 (start)",
+                                       "03 stage 1 (tuned)", "04 stage 2 (alternating)"]
+    assert table["configuration"].tolist() == ["stid", "encdec_start", "start", "+noise", "+ alternation"]
     r = table.set_index("stage")
     f = 14.4 / 14.57
     assert r.loc["03 stage 1 (tuned)", "roadmap low"] == pytest.approx(15 * f)
@@ -227,3 +227,74 @@ def test_table_from_export_feeds_the_ablation_summary(tmp_path):
         ablation.table_from_export(runs, [*variants, ablation.Variant("+depth")])
     with pytest.raises(ValueError, match="not a run export"):
         ablation.table_from_export(runs.drop(columns=["test_mae"]))
+
+
+def _route(**maes):
+    """A route table: stage -> (configuration, MAE, sd), 10 epochs each unless `epochs` says otherwise."""
+    names = {"base": "baseline: STID-style", "start": "03 stage 1 (start)", "tuned": "03 stage 1 (tuned)",
+             "s2": "04 stage 2 (alternating)"}
+    epochs = maes.pop("epochs", {})
+    return pd.DataFrame([{"stage": names[k], "configuration": c, "MAE": m, "MAE sd": sd, "seeds": 3,
+                          "epochs": epochs.get(k, 10)} for k, (c, m, sd) in maes.items()])
+
+
+def test_route_takes_notebook_03s_choice_and_stage_2s_best_with_space(tmp_path):
+    _write_summaries(tmp_path / "p")
+    s03 = pd.read_csv(tmp_path / "p" / "03_ablation_summary.csv", index_col=0)
+    s03["epochs"] = 10
+    s03["chosen"] = [True, False]  # +noise has the lower mean, but notebook 03 kept the start
+    s03["why chosen"] = ["'start': no configuration's gain beats the seed spread.", ""]
+    s03.to_csv(tmp_path / "p" / "03_ablation_summary.csv")
+    s04 = pd.read_csv(tmp_path / "p" / "04_summary.csv", index_col=0)
+    s04.loc["stage 1", "MAE"] = 10.0  # temporal only is best, but stage 2 is about spatial attention
+    s04.to_csv(tmp_path / "p" / "04_summary.csv")
+    table, _ = report.route(tmp_path / "p")
+    r = table.set_index("stage")
+    assert r.loc["03 stage 1 (tuned)", "configuration"] == "start"
+    assert r.loc["04 stage 2 (alternating)", "configuration"] == "+ alternation"
+    assert r.loc["03 stage 1 (tuned)", "epochs"] == 10 and pd.isna(r.loc["01 where we stand", "epochs"])
+    assert report.stage1_why(tmp_path / "p") == "'start': no configuration's gain beats the seed spread."
+    assert report.stage1_why(tmp_path / "nowhere") is None
+
+
+def test_budget_in_words():
+    assert report.budget(_route(base=("stid", 14, 0.1), start=("start", 15, 0.1))) == "10 epochs each"
+    t = _route(base=("stid", 14, 0.1), start=("start", 15, 0.1), epochs={"base": 100, "start": 50})
+    assert report.budget(t) == "epochs differ: baseline: STID-style 100, 03 stage 1 (start) 50"
+    assert report.budget(t.drop(columns="epochs")) == "training budget not recorded"
+
+
+def test_ordering_holds_only_when_every_step_beats_the_spread():
+    good = _route(base=("stid", 16.0, 0.1), start=("start", 18.0, 0.1), tuned=("+depth", 17.0, 0.1),
+                  s2=("alt", 15.0, 0.1))
+    holds, text = report.ordering(good)
+    assert holds is True and text.startswith("At this budget (10 epochs each) the roadmap's ordering holds")
+    # stage 1 kept its start: the ordering does not hold, and the sentence says why
+    kept = _route(base=("stid", 16.0, 0.1), start=("start", 18.0, 0.1), tuned=("start", 18.0, 0.1),
+                  s2=("alt", 17.0, 0.1))
+    holds, text = report.ordering(kept)
+    assert holds is False and "does not hold" in text and "stage 1 keeps its start" in text
+    assert "stage 2 (alt, 17.00 ± 0.10) beats stage 1" in text and "stage 2 does not beat the STID-style" in text
+    # a gain inside the spread does not count
+    close = _route(base=("stid", 16.0, 0.1), start=("start", 18.0, 0.3), tuned=("+depth", 17.6, 0.3),
+                   s2=("alt", 15.0, 0.1))
+    holds, text = report.ordering(close)
+    assert holds is False and "the tuned stage 1 (17.60 ± 0.30) does not beat its start (18.00 ± 0.30)" in text
+    assert report.ordering(_route(base=("stid", 16.0, 0.1)))[0] is None
+
+
+def test_story_title_and_report_say_the_budget_and_the_verdict(tmp_path):
+    t = _route(base=("stid", 21.9, 0.02), start=("start", 22.9, 0.1), tuned=("start", 22.9, 0.1),
+               s2=("+ alternation (T S T S)", 22.6, 0.1))
+    text = report.story(t, "'start': no configuration's gain beats the seed spread.")
+    assert text.startswith("Training budget: 10 epochs each. Stage 1 chose 'start': no configuration")
+    assert "the roadmap's ordering does not hold" in text and "not the roadmap's route" in text
+    title = report.route_title(t)
+    assert title == "Test MAE per stage, 10 epochs each\nthe roadmap's ordering does not hold at this budget"
+    ax = report.plot_route(t, dataset="synthetic")
+    assert ax.get_title() == title
+    assert all(label.get_text().endswith("10 epochs") for label in ax.get_xticklabels())
+    md = report.markdown("default", "synthetic", t, pd.DataFrame(), pd.DataFrame(), summary=text)
+    assert f"## In short\n\n{text}" in md and "![route](figures/05_route.png)" in md
+    differ = t.assign(epochs=[100, 50, 50, 50])
+    assert report.route_title(differ).startswith("Test MAE per stage (epochs differ: under each stage)")
