@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError
+from ..config import ConfigError
 
 try:
     from tqdm import tqdm  # plain text bars: readable in terminals
