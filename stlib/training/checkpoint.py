@@ -54,6 +54,14 @@ class Progress:
     epoch_s: float = 0.0
     phase_s: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
+    def end_epoch(self, row: dict, stopped_by: str, elapsed_s: float) -> None:
+        """Record an epoch's history row and move to the next epoch; stopped_by: why training ends ('' = it goes on)."""
+        self.history.append(row)
+        if stopped_by:
+            self.done, self.stopped_by = True, stopped_by
+        self.next_epoch()
+        self.elapsed_s = elapsed_s
+
     def next_epoch(self) -> None:
         """Move to the start of the next epoch with fresh sums."""
         self.epoch, self.batch = self.epoch + 1, 0
@@ -145,6 +153,12 @@ class LastCheckpoint:
         if self.dist.main:
             records.save_torch(self.path, ckpt)
         self.saved = where
+
+    def kept(self, run_dir: Path) -> str:
+        """What a run that fails now leaves behind to go on from (for its error message)."""
+        ckpt = f"the last good checkpoint is {run_dir / 'last.pt'} ({self.saved}); " if self.saved else \
+            "no checkpoint yet; "
+        return f"{ckpt}history of the finished epochs in {run_dir / 'history.csv'}"
 
     def restore(self, run_dir: Path) -> tuple[Progress, dict | None] | None:
         """The state of run_dir/last.pt restored in place: (progress, best weights so far), or None (start

@@ -5,8 +5,8 @@
 
 The speed craft is in plain sight: autocast chosen once from train.amp, a GradScaler only for fp16,
 gradient accumulation by dividing the loss, clipping after unscale_, torch.compile behind train.compile,
-the learning rate from one pure function (schedule.learning_rate). The rest lives beside it:
-checkpoint (last.pt, exact resume), distributed (torchrun), scoring (loss, metrics), progress, timing.
+the learning rate from one pure function (schedule.learning_rate). Beside it: checkpoint (last.pt, exact
+resume), distributed (torchrun), scoring (loss, metrics), progress and timing.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: 
 
     resume: a run directory to continue from its last.pt (cfg may then be None: the saved config is used).
     checkpoint_every: optimizer steps between mid-epoch checkpoints (default CHECKPOINT_EVERY; 0 = epoch ends).
-    progress: what the run shows on stderr (stlib.training.progress): auto (a bar on a terminal, else one
-    line per epoch at most), bar, lines or off; train.quiet always means off.
+    progress: auto (a bar on a terminal, else one line per epoch at most), bar, lines or off (train.quiet: off).
     """
     if resume is not None:
         cfg = resume_config(resume, cfg)
@@ -57,12 +56,31 @@ def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: 
     dist, device = setup_distributed(pick_device(cfg.train.device))
     with ExitStack() as held:  # the process group and the run directory's lock, released however fit ends
         held.callback(end_distributed, dist)
-        return _fit(cfg, dataset, out_root, resume, every, dist, device, held, progress)
+        t = setup(cfg, dataset, dist, device)
+        # from here on the run has a record
+        t.run_dir, t.out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
+        keep_last = cfg.train.save_checkpoint and t.optimizer is not None
+        t.last = LastCheckpoint(t.run_dir / "last.pt" if keep_last else None, every, cfg, t.model, t.optimizer, t.scaler, t.plateau, t.ema, dist, device)
+        if resume is not None and (restored := t.last.restore(t.run_dir)):
+            t.p, t.best_state = restored
+            if dist.main and t.p.history:  # the history as of the checkpoint (a later epoch's row is redone)
+                records.write_csv(t.run_dir / "history.csv", pd.DataFrame(t.p.history))
+        t.show = TrainProgress(pick_mode(progress, cfg.train.quiet, dist.main), run_label(cfg), t.epochs,
+                               len(t.train_batches))
+        t.tb = TensorBoardLog(t.run_dir if cfg.train.tensorboard and dist.main else None, cfg.to_dict())
+        held.callback(t.show.close)
+        held.callback(t.tb.close)
+        t.clock = Budget(cfg.train.time_budget_s, t.p.elapsed_s)
+        for epoch in range(t.p.epoch, t.epochs + 1) if not t.p.done else []:
+            if not train_and_validate(t, epoch):
+                break
+        return test(t)
 
 
 @dataclass
 class Training:
-    """What a run trains with, built by setup() before the run has a record (bad inputs leave no trace)."""
+    """One run's training: what setup() builds before the run has a record (bad inputs leave no trace),
+    then the record and the loop's state, which fit() adds."""
 
     cfg: RunConfig
     dist: Dist
@@ -80,12 +98,19 @@ class Training:
     train_batches: object  # global batches x (B, in, N, 3), y (B, out, N, 1) in original units
     val_batches: object
     batch_kw: dict
+    epochs: int  # 0 for a baseline
+    # the record and the loop's state
+    run_dir: Path | None = None
+    out_root: Path | None = None
+    last: LastCheckpoint | None = None
+    p: Progress | None = None
+    best_state: dict | None = None  # the best validation's weights
+    show: TrainProgress | None = None
+    tb: TensorBoardLog | None = None
+    clock: Budget | None = None
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
-
-    def batches(self, split: str):
-        return make_batches(self.ds, split, self.cfg.train.eval_batch_size, **self.batch_kw)
 
 
 def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.device) -> Training:
@@ -111,7 +136,6 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
     if trainable and tc.drop_last and len(train_batches) == 0:
         raise ConfigError(f"train.drop_last with train.batch_size {tc.batch_size} leaves no batch of the "
                           f"{len(ds.splits['train'])} training windows: lower the batch size or set train.drop_last=false")
-    val_batches = make_batches(ds, "val", tc.eval_batch_size, **batch_kw)
     ema = ema_model(model, tc.ema) if tc.ema and trainable else None
     dtype = amp_dtype(tc.amp, device)
     return Training(
@@ -121,82 +145,51 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
         scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
         plateau=Plateau(tc.patience, tc.factor, tc.min_lr), dtype=dtype,
         graphs=tc.compile == "reduce-overhead" and trainable, train_batches=train_batches,
-        val_batches=val_batches, batch_kw=batch_kw)
+        val_batches=make_batches(ds, "val", tc.eval_batch_size, **batch_kw), batch_kw=batch_kw,
+        epochs=tc.epochs if trainable else 0, p=Progress(base_lr=tc.lr))
 
 
-def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, device: torch.device,
-         held: ExitStack, progress: str) -> Run:
-    """fit() once the config, the device and the process group are settled."""
-    tc, t = cfg.train, setup(cfg, dataset, dist, device)
-    epochs = tc.epochs if t.optimizer is not None else 0
-    # from here on the run has a record
-    run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
-    last = LastCheckpoint(run_dir / "last.pt" if tc.save_checkpoint and t.optimizer else None, every, cfg,
-                          t.model, t.optimizer, t.scaler, t.plateau, t.ema, dist, device)
-    p, best_state = Progress(base_lr=tc.lr), None
-    if resume is not None and (restored := last.restore(run_dir)):
-        p, best_state = restored
-        if dist.main and p.history:  # the history as of the checkpoint (a later epoch's row is redone)
-            records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
-    show = TrainProgress(pick_mode(progress, tc.quiet, dist.main), run_label(cfg), epochs, len(t.train_batches))
-    held.callback(show.close)
-    tb = TensorBoardLog(run_dir, cfg.to_dict()) if tc.tensorboard and dist.main else None
-    if tb is not None:
-        held.callback(tb.close)
-    clock = Budget(tc.time_budget_s, p.elapsed_s)  # training seconds (validation included), all sessions
-
-    for epoch in range(p.epoch, epochs + 1) if not p.done else []:
-        timer, train_seconds = train_epoch(t, p, epoch, last, best_state, clock, show, tb, run_dir)
-        val_mae, val_seconds = float("nan"), 0.0
-        out_of_time = any_rank(clock.over(), dist, device) if tc.time_budget_s else False
-        if epoch % tc.validate_every == 0 or epoch == epochs or out_of_time:  # the last epoch is always validated
-            show.validating()
-            val_start = time.perf_counter()
-            val_mae = evaluate(t.eval_model, t.val_batches, t.ds, t.autocast(), dist, device,
-                               mark_steps=t.graphs and t.ema is None)["mae"]
-            val_seconds = time.perf_counter() - val_start
-            best_state = keep_best(t, p, epoch, val_mae, best_state, run_dir)
-        row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.loss_n, 1), "val_mae": val_mae,
-               "lr": t.optimizer.param_groups[0]["lr"], "seconds": train_seconds + val_seconds,
-               "train_seconds": train_seconds, **{f"{k}_s": v for k, v in timer.totals.items()},
-               "validation_s": val_seconds, "samples_per_s": p.samples / max(train_seconds, 1e-9),
-               "peak_mem_mb": peak_memory_mb(device), "skipped_steps": p.skipped}
-        p.history.append(row)
-        early_stop = bool(tc.early_stop_patience and p.stale >= tc.early_stop_patience)
-        p.done = early_stop or out_of_time or epoch == epochs
-        if p.done:
-            p.stopped_by = "early stop" if early_stop else "time budget" if out_of_time else "epochs"
-        p.next_epoch()
-        p.elapsed_s = clock.spent()
-        if dist.main:
-            records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
-        last.save(p, best_state, f"end of epoch {epoch}")
-        show.end_epoch(row, p.best, p.best_epoch, last=p.done, budget_left=clock.left())
-        if tb is not None:
-            tb.epoch(row)
-        if early_stop or out_of_time:
-            show.write(f"{show.label}: early stop at epoch {epoch}: no validation improvement in {p.stale} "
-                       "validations" if early_stop else
-                       f"{show.label}: time budget ({tc.time_budget_s:.0f} s) spent at epoch {epoch} of {epochs}")
-            break
-    return test(t, p, best_state, clock.spent(), run_dir, out_root, tb)
+def train_and_validate(t: Training, epoch: int) -> bool:
+    """One epoch, its validation when due, its history row and checkpoint; False when training ends early."""
+    tc, p = t.cfg.train, t.p
+    timer, train_seconds = train_epoch(t, epoch)
+    out_of_time = any_rank(t.clock.over(), t.dist, t.device) if tc.time_budget_s else False
+    val_mae, val_seconds = float("nan"), 0.0
+    if epoch % tc.validate_every == 0 or epoch == t.epochs or out_of_time:  # the last epoch is always validated
+        val_mae, val_seconds = validate(t, epoch)
+    row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.loss_n, 1), "val_mae": val_mae,
+           "lr": t.optimizer.param_groups[0]["lr"], "seconds": train_seconds + val_seconds,
+           "train_seconds": train_seconds, **{f"{k}_s": v for k, v in timer.totals.items()},
+           "validation_s": val_seconds, "samples_per_s": p.samples / max(train_seconds, 1e-9),
+           "peak_mem_mb": peak_memory_mb(t.device), "skipped_steps": p.skipped}
+    early_stop = bool(tc.early_stop_patience and p.stale >= tc.early_stop_patience)
+    p.end_epoch(row, "early stop" if early_stop else "time budget" if out_of_time else
+                "epochs" if epoch == t.epochs else "", t.clock.spent())
+    if t.dist.main:
+        records.write_csv(t.run_dir / "history.csv", pd.DataFrame(p.history))
+    t.last.save(p, t.best_state, f"end of epoch {epoch}")
+    t.show.end_epoch(row, p.best, p.best_epoch, last=p.done, budget_left=t.clock.left())
+    t.tb.epoch(row)
+    if early_stop or out_of_time:
+        t.show.write(f"{t.show.label}: early stop at epoch {epoch}: no validation improvement in {p.stale} "
+                     "validations" if early_stop else
+                     f"{t.show.label}: time budget ({tc.time_budget_s:.0f} s) spent at epoch {epoch} of {t.epochs}")
+    return not (early_stop or out_of_time)
 
 
-def train_epoch(t: Training, p: Progress, epoch: int, last: LastCheckpoint, best_state, clock: Budget,
-                show: TrainProgress, tb: TensorBoardLog | None, run_dir: Path) -> tuple[Timer, float]:
+def train_epoch(t: Training, epoch: int) -> tuple[Timer, float]:
     """One epoch of optimizer steps (or its rest, when resumed mid-way); (phase timer, seconds)."""
-    tc, dist, optimizer, scaler = t.cfg.train, t.dist, t.optimizer, t.scaler
+    tc, p, dist, optimizer, scaler = t.cfg.train, t.p, t.dist, t.optimizer, t.scaler
     n_batches, steps_per_epoch = len(t.train_batches), math.ceil(len(t.train_batches) / tc.accumulation_steps)
     if t.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(t.device)
     t.step_model.train()
     timer = Timer(t.device, tc.time_phases, p.phase_s)
     epoch_start = time.perf_counter() - p.epoch_s  # a resumed epoch keeps its time so far
-    show.start_epoch(epoch, p.batch)
+    t.show.start_epoch(epoch, p.batch)
     for i, (x, y) in enumerate(rng_neutral(t.train_batches.epoch(epoch - 1, skip=p.batch)), start=p.batch):
-        # x (B, in, N, 3), y (B, out, N, 1) original units: the global batch; each rank takes its slice
-        n = len(x)
-        x, y = shard(x, dist), shard(y, dist)  # (B / world, ...)
+        n = len(x)  # x (B, in, N, 3), y (B, out, N, 1) original units: the global batch
+        x, y = shard(x, dist), shard(y, dist)  # (B / world, ...): this rank's slice
         if tc.noise_std > 0:  # Gaussian input augmentation on the z-scored value channel
             x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
         timer.lap("data")
@@ -206,7 +199,9 @@ def train_epoch(t: Training, p: Progress, epoch: int, last: LastCheckpoint, best
             loss = compute_loss(t.step_model(x), y, t.ds.mean, t.ds.std, tc, t.cfg.model.denoise_weight)  # ()
         loss_value = loss.item()  # one sync per step, shared by the check and the running mean
         if not math.isfinite(loss_value):
-            raise non_finite_loss(loss_value, epoch, i, n_batches, p.opt_step, run_dir, last.saved)
+            raise FloatingPointError(f"non-finite loss ({loss_value}) at epoch {epoch}, step {i} (batch {i + 1} of "
+                                     f"{n_batches}, optimizer step {p.opt_step}): lower train.lr or check the data. "
+                                     f"Kept: {t.last.kept(t.run_dir)}")
         timer.lap("forward")
         group = min(tc.accumulation_steps, n_batches - i // tc.accumulation_steps * tc.accumulation_steps)
         step_end = (i + 1) % tc.accumulation_steps == 0 or i + 1 == n_batches
@@ -216,10 +211,10 @@ def train_epoch(t: Training, p: Progress, epoch: int, last: LastCheckpoint, best
         scaler.scale(loss / group).backward()  # mean over the micro-batches of this optimizer step
         timer.lap("backward")
         p.loss_sum, p.loss_n, p.samples = p.loss_sum + loss_value * len(x), p.loss_n + len(x), p.samples + n
-        show.step(p.loss_sum / p.loss_n)
+        t.show.step(p.loss_sum / p.loss_n)
         if not step_end:
             continue
-        lr = learning_rate(tc, p.opt_step, epoch, steps_per_epoch, p.base_lr, clock.fraction())
+        lr = learning_rate(tc, p.opt_step, epoch, steps_per_epoch, p.base_lr, t.clock.fraction())
         for g in optimizer.param_groups:
             g["lr"] = lr
         if tc.grad_clip > 0:
@@ -234,66 +229,56 @@ def train_epoch(t: Training, p: Progress, epoch: int, last: LastCheckpoint, best
         if t.ema is not None:
             t.ema.update_parameters(t.model)
         p.opt_step += 1
-        if tb is not None:
-            tb.step(p.opt_step, loss_value, lr)
+        t.tb.step(p.opt_step, loss_value, lr)
         timer.lap("optimizer")
-        if last.due(p.opt_step) and i + 1 < n_batches:  # mid-epoch checkpoint
-            p.batch, p.epoch_s, p.elapsed_s = i + 1, time.perf_counter() - epoch_start, clock.spent()
-            last.save(p, best_state, f"epoch {epoch}, after batch {i + 1}")
+        if t.last.due(p.opt_step) and i + 1 < n_batches:  # mid-epoch checkpoint
+            p.batch, p.epoch_s, p.elapsed_s = i + 1, time.perf_counter() - epoch_start, t.clock.spent()
+            t.last.save(p, t.best_state, f"epoch {epoch}, after batch {i + 1}")
             timer.restart()
     train_seconds = time.perf_counter() - epoch_start
     p.loss_sum, p.loss_n = sum_over_ranks(p.loss_sum, p.loss_n, dist, t.device)  # every rank's part of the epoch
     return timer, train_seconds
 
 
-def keep_best(t: Training, p: Progress, epoch: int, val_mae: float, best_state, run_dir: Path):
-    """After a validation: early-stopping count, best weights (and best.pt), the plateau rule; the best weights."""
-    tc = t.cfg.train
-    # early stopping counts validations without a meaningful gain (relative 1e-4, as the plateau rule)
-    p.stale = 0 if val_mae < p.best * (1 - 1e-4) else p.stale + 1
+def validate(t: Training, epoch: int) -> tuple[float, float]:
+    """Validation MAE and seconds; then the early-stopping count, the best weights (best.pt), the plateau rule."""
+    tc, p = t.cfg.train, t.p
+    t.show.validating()
+    start = time.perf_counter()
+    val_mae = evaluate(t.eval_model, t.val_batches, t.ds, t.autocast(), t.dist, t.device,
+                       mark_steps=t.graphs and t.ema is None)["mae"]
+    seconds = time.perf_counter() - start
+    p.stale = 0 if val_mae < p.best * (1 - 1e-4) else p.stale + 1  # a meaningful gain: as the plateau rule's
     if val_mae < p.best:
         p.best, p.best_epoch = val_mae, epoch
-        best_state = copy.deepcopy((t.ema.module if t.ema is not None else t.model).state_dict())
+        t.best_state = copy.deepcopy((t.ema.module if t.ema is not None else t.model).state_dict())
         if tc.save_checkpoint and t.dist.main:
-            records.save_torch(run_dir / "best.pt", {"model": best_state, "epoch": epoch, "val_mae": val_mae})
+            records.save_torch(t.run_dir / "best.pt", {"model": t.best_state, "epoch": epoch, "val_mae": val_mae})
     if tc.scheduler == "plateau":
         p.base_lr = t.plateau.step(val_mae, p.base_lr)
-    return best_state
+    return val_mae, seconds
 
 
-def test(t: Training, p: Progress, best_state, train_seconds: float, run_dir: Path, out_root: Path,
-         tb: TensorBoardLog | None) -> Run:
+def test(t: Training) -> Run:
     """Score the best-validation weights on val and test; write metrics.json and the ledger row."""
-    cfg, dist, device, model = t.cfg, t.dist, t.device, t.model
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    cfg, dist, device, model, p = t.cfg, t.dist, t.device, t.model, t.p
+    train_seconds = t.clock.spent()
+    if t.best_state is not None:
+        model.load_state_dict(t.best_state)
     elif cfg.train.save_checkpoint and dist.main:
-        records.save_torch(run_dir / "best.pt", {"model": model.state_dict(), "epoch": 0, "val_mae": None})
-    val_metrics = evaluate(model, t.batches("val"), t.ds, t.autocast(), dist, device)
-    test_metrics = evaluate(model, t.batches("test"), t.ds, t.autocast(), dist, device)
+        records.save_torch(t.run_dir / "best.pt", {"model": model.state_dict(), "epoch": 0, "val_mae": None})
+    val_metrics, test_metrics = (evaluate(model, make_batches(t.ds, split, cfg.train.eval_batch_size, **t.batch_kw), t.ds,
+                          t.autocast(), dist, device) for split in ("val", "test"))
     hist = pd.DataFrame(p.history)
     metrics = {
         "test": test_metrics, "val": val_metrics, "best_epoch": p.best_epoch, "epochs_run": len(p.history),
-        "train_seconds": train_seconds,
-        "seconds_per_epoch": float(hist["train_seconds"].median()) if len(hist) else 0.0,
+        "train_seconds": train_seconds, "seconds_per_epoch": float(hist["train_seconds"].median()) if len(hist) else 0.0,
         "params": count_parameters(model), "model": cfg.model.name, "dataset": t.ds.name, "seed": cfg.train.seed,
         "device": str(device), "amp": str(t.dtype).replace("torch.", "") if t.dtype else "off",
-        "skipped_steps": int(hist["skipped_steps"].sum()) if len(hist) else 0,
-        "stopped_by": p.stopped_by or "epochs",
+        "skipped_steps": int(hist["skipped_steps"].sum()) if len(hist) else 0, "stopped_by": p.stopped_by or "epochs",
         **({"world_size": dist.world} if dist.world > 1 else {}),
     }
-    if tb is not None:
-        tb.final(metrics, len(hist))
+    t.tb.final(metrics, len(hist))
     if dist.main:
-        write_results(cfg, run_dir, out_root, hist, metrics, device)
-    return Run(cfg, run_dir.name, run_dir, hist, metrics, model, t.ds, device)
-
-
-def non_finite_loss(value: float, epoch: int, i: int, n_batches: int, opt_step: int, run_dir: Path,
-                    saved: str | None) -> FloatingPointError:
-    """The error that stops a run on a NaN/inf loss: where it happened and what was kept."""
-    kept = (f"the last good checkpoint is {run_dir / 'last.pt'} ({saved}); " if saved else "no checkpoint yet; ")
-    return FloatingPointError(
-        f"non-finite loss ({value}) at epoch {epoch}, step {i} (batch {i + 1} of {n_batches}, optimizer step "
-        f"{opt_step}): lower train.lr or check the data. Kept: {kept}history of the finished epochs in "
-        f"{run_dir / 'history.csv'}")
+        write_results(cfg, t.run_dir, t.out_root, hist, metrics, device)
+    return Run(cfg, t.run_dir.name, t.run_dir, hist, metrics, model, t.ds, device)
