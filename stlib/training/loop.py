@@ -60,7 +60,8 @@ def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: 
         # from here on the run has a record
         t.run_dir, t.out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
         keep_last = cfg.train.save_checkpoint and t.optimizer is not None
-        t.last = LastCheckpoint(t.run_dir / "last.pt" if keep_last else None, every, cfg, t.model, t.optimizer, t.scaler, t.plateau, t.ema, dist, device)
+        t.last = LastCheckpoint(t.run_dir / "last.pt" if keep_last else None, every, cfg, t.model, t.optimizer,
+                                t.scaler, t.plateau, t.ema, dist, device)
         if resume is not None and (restored := t.last.restore(t.run_dir)):
             t.p, t.best_state = restored
             if dist.main and t.p.history:  # the history as of the checkpoint (a later epoch's row is redone)
@@ -267,15 +268,18 @@ def test(t: Training) -> Run:
         model.load_state_dict(t.best_state)
     elif cfg.train.save_checkpoint and dist.main:
         records.save_torch(t.run_dir / "best.pt", {"model": model.state_dict(), "epoch": 0, "val_mae": None})
-    val_metrics, test_metrics = (evaluate(model, make_batches(t.ds, split, cfg.train.eval_batch_size, **t.batch_kw), t.ds,
-                          t.autocast(), dist, device) for split in ("val", "test"))
+    batches = lambda split: make_batches(t.ds, split, cfg.train.eval_batch_size, **t.batch_kw)  # noqa: E731
+    val_metrics = evaluate(model, batches("val"), t.ds, t.autocast(), dist, device)
+    test_metrics = evaluate(model, batches("test"), t.ds, t.autocast(), dist, device)
     hist = pd.DataFrame(p.history)
     metrics = {
         "test": test_metrics, "val": val_metrics, "best_epoch": p.best_epoch, "epochs_run": len(p.history),
-        "train_seconds": train_seconds, "seconds_per_epoch": float(hist["train_seconds"].median()) if len(hist) else 0.0,
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": float(hist["train_seconds"].median()) if len(hist) else 0.0,
         "params": count_parameters(model), "model": cfg.model.name, "dataset": t.ds.name, "seed": cfg.train.seed,
         "device": str(device), "amp": str(t.dtype).replace("torch.", "") if t.dtype else "off",
-        "skipped_steps": int(hist["skipped_steps"].sum()) if len(hist) else 0, "stopped_by": p.stopped_by or "epochs",
+        "skipped_steps": int(hist["skipped_steps"].sum()) if len(hist) else 0,
+        "stopped_by": p.stopped_by or "epochs",
         **({"world_size": dist.world} if dist.world > 1 else {}),
     }
     t.tb.final(metrics, len(hist))
