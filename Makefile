@@ -23,11 +23,11 @@ $(STAMP): pyproject.toml
 run: setup
 	$(PY) -m stlib.pipeline --params params/$(PROFILE).yaml $(if $(STAGES),--stages $(STAGES),)
 
-## test: unit tests + every notebook top to bottom through the pipeline on the smoke profile (a tiny synthetic
-## graph, 2 epochs: minutes); the notebooks' own parameters are the default profile's (as long as make run)
+## test: unit tests + nbval over every notebook on the smoke profile (STLIB_PARAMS: a tiny synthetic graph, 2 epochs,
+## minutes); the notebooks' own parameters are the default profile's (as long as make run: make nbval)
 test: setup
 	STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m pytest -q -p no:cacheprovider tests
-	STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m stlib.pipeline --params params/smoke.yaml --quiet
+	STLIB_PARAMS=params/smoke.yaml STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 
 ## nbval: nbval over the notebooks as they stand, i.e. with the default profile's parameters (as long as make run)
 nbval: setup

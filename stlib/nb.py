@@ -50,8 +50,17 @@ def profile_out(profile_name: str) -> Path:
     return output_dir() / (profile_name if batch() else profile_name + INTERACTIVE_SUFFIX)
 
 
+PARAMS_ENV = "STLIB_PARAMS"
+
+
 def setup(params_file: str, stage: str, overrides=()) -> Context:
-    """Load and validate a params file for one stage notebook; create its output folders (profile_out)."""
+    """Load and validate a params file for one stage notebook; create its output folders (profile_out).
+
+    STLIB_PARAMS, when set, replaces params_file: `make test` runs nbval over the notebooks on the tiny smoke
+    profile this way, with every other parameter as the notebook holds it."""
+    if os.environ.get(PARAMS_ENV):
+        params_file = os.environ[PARAMS_ENV]
+        print(f"params file from {PARAMS_ENV}: {params_file}")
     profile = load_profile(resolve_params(params_file))
     config = profile.run_config(overrides=overrides, stage=stage)
     out = profile_out(profile.name)
