@@ -27,6 +27,17 @@ def first_batch(ds, split="train", batch_size=8):
     return next(iter(make_batches(ds, split, batch_size)))
 
 
+def adam_steps(model, x, y, ds, steps=3):
+    """A few Adam steps on one batch, in training mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = compute_loss(model(x), y, ds.mean, ds.std, tiny_config().train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_output_shape_and_finite(tiny, name):
     torch.manual_seed(0)
@@ -436,13 +447,7 @@ def test_stid_embedding_model_starts_as_its_stid_encoding(tiny):
                         use_denoising=False).eval()
     x, y = first_batch(tiny, batch_size=32)
     assert torch.equal(model.encode(x, x[..., :1]), model.embed(x, x[..., :1]))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(3):
-        loss = compute_loss(model(x), y, tiny.mean, tiny.std, tiny_config().train)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    adam_steps(model, x, y, tiny)
     model.eval()
     assert not torch.equal(model.encode(x, x[..., :1]), model.embed(x, x[..., :1]))
     plain = small_model("alternating", tiny, patch=3, head="linear", encoder_depth=2).eval()
@@ -580,13 +585,7 @@ def test_stid_head_starts_as_stid_exactly_then_attention_corrects(tiny):
     x, y = first_batch(tiny, batch_size=32)
     assert torch.equal(model(x), stid(x))
     assert model.head.weight.abs().max() == 0
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(3):
-        loss = compute_loss(model(x), y, tiny.mean, tiny.std, tiny_config().train)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    adam_steps(model, x, y, tiny)
     assert model.head.weight.abs().max() > 0  # the attention branch now adds to STID's forecast
     assert model.encoder[0].attn.out.weight.abs().max() > 0
 
