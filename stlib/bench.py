@@ -34,7 +34,7 @@ from .config import ConfigError, RunConfig, load_profile, parse_override, replac
 from .data import Dataset, from_config, make_batches
 from .models import build_model
 from .paths import REPO_ROOT
-from .progress import duration, on_terminal, tqdm
+from .training.progress import duration, on_terminal, tqdm
 
 PROFILES = {"cpu": "params/pems08_tail_cpu.yaml", "gpu": "params/pems08_tail_gpu.yaml",
             "default": "params/default.yaml"}

@@ -193,6 +193,16 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def dotted(self) -> dict:
+        """Every key as a dotted name: {'stage': 'x', 'train.lr': 0.1, ...} (the form overrides take)."""
+        out = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                out[key] = value
+        return out
+
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 TOP_SCALARS = ("stage", "name", "profile")

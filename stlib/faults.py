@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 
 from . import records, train
+from .training import loop  # the loop module: where a fault is injected into a step
 from .config import load_profile
 from .data import from_config
 from .paths import REPO_ROOT
@@ -176,7 +177,7 @@ def child(argv: list) -> int:
     ap.add_argument("--stall-write", type=int, default=0)
     ap.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
-    loss, write, writes = train.compute_loss, records.atomic_write_bytes, [0]
+    loss, write, writes = loop.compute_loss, records.atomic_write_bytes, [0]
 
     def slow_loss(*a, **kw):
         time.sleep(args.step_delay)
@@ -194,7 +195,7 @@ def child(argv: list) -> int:
                 time.sleep(600)
         write(path, data)
 
-    train.compute_loss, records.atomic_write_bytes = slow_loss, stalling_write
+    loop.compute_loss, records.atomic_write_bytes = slow_loss, stalling_write
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     return train.main(rest)
 
@@ -263,14 +264,14 @@ def _kill_mid_write(tmp: Path) -> str:
 @case("nan_loss", "NaN loss in epoch 2")
 def _nan_loss(tmp: Path) -> str:
     params, outputs = write_params(tmp), tmp / "outputs"
-    calls, loss = [0], train.compute_loss
+    calls, loss = [0], loop.compute_loss
 
     def nan_on_call_40(*a, **kw):  # epoch 2 (32 batches per epoch), batch 8
         calls[0] += 1
         out = loss(*a, **kw)
         return out * float("nan") if calls[0] == 40 else out
 
-    with patched(train, "compute_loss", nan_on_call_40):
+    with patched(loop, "compute_loss", nan_on_call_40):
         code, _, err = cli(["--params", params, "--checkpoint-every", CHECKPOINT_EVERY], outputs)
     msg = expect_error(code, err, 3, "non-finite loss", "epoch 2, step 7", "last.pt")
     (run_dir,) = run_dirs(outputs)
@@ -290,7 +291,7 @@ def _fp16_overflow(tmp: Path) -> str:
     cfg = load_profile(write_params(tmp, train=fast)).run_config()
     ds = from_config(cfg.data)
     plain = train.fit(cfg, dataset=ds, out_root=tmp / "plain")
-    build, calls = train.build_model, [0]
+    build, calls = loop.build_model, [0]
 
     def inf_grads_at_steps_5_and_20(*a, **kw):  # 16 steps per epoch: step 5 of epoch 1, step 4 of epoch 2
         model = build(*a, **kw)
@@ -301,7 +302,7 @@ def _fp16_overflow(tmp: Path) -> str:
         next(model.parameters()).register_hook(hook)
         return model
 
-    with patched(train, "build_model", inf_grads_at_steps_5_and_20):
+    with patched(loop, "build_model", inf_grads_at_steps_5_and_20):
         run = train.fit(cfg, dataset=ds, out_root=tmp / "overflow")
     base, got = plain.history["skipped_steps"].tolist(), run.history["skipped_steps"].tolist()
     assert got == [base[0] + 1, base[1] + 1], f"skipped steps per epoch {got}, expected {base} + [1, 1]"

@@ -123,6 +123,20 @@ def load_torch(path: Path, map_location="cpu"):
         raise ValueError(f"checkpoint {path} is unreadable (corrupt or truncated?): {e}") from None
 
 
+def read_run(run_dir: str | Path) -> dict:
+    """One finished run directory -> {'config', 'metrics', 'history', 'env', 'dir'}."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{run_dir} has no metrics.json (unfinished or not a run directory)")
+    return {
+        "dir": run_dir,
+        "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
+        "metrics": json.loads((run_dir / "metrics.json").read_text()),
+        "history": pd.read_csv(run_dir / "history.csv"),
+        "env": json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {},
+    }
+
+
 def git_state(repo: Path = REPO_ROOT) -> dict:
     """{'git_commit': HEAD's hash, 'git_dirty': tracked files changed since}; None for both without git or a repo."""
     def git(*args):

@@ -1,14 +1,13 @@
-"""Read run records back into pandas: the ledger, one run, many runs, summaries over seeds."""
+"""Read run records back into pandas: the ledger, many runs, summaries over seeds (one run: records.read_run)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from .paths import output_dir
+from .records import read_run
 
 
 def ledger(root: Path | None = None) -> pd.DataFrame:
@@ -18,27 +17,13 @@ def ledger(root: Path | None = None) -> pd.DataFrame:
     return read_ledger((root or output_dir()) / "ledger.csv")
 
 
-def load_run(run_dir: str | Path) -> dict:
-    """One run directory -> {'config', 'metrics', 'history', 'env', 'dir'}."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").exists():
-        raise FileNotFoundError(f"{run_dir} has no metrics.json (unfinished or not a run directory)")
-    return {
-        "dir": run_dir,
-        "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
-        "history": pd.read_csv(run_dir / "history.csv"),
-        "env": json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {},
-    }
-
-
 def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
     """Every finished run (optionally of one stage) as one row per run: config keys + test metrics."""
     base = (root or output_dir()) / "runs"
     pattern = f"{stage}/*/metrics.json" if stage else "*/*/metrics.json"
     rows = []
     for mfile in sorted(base.glob(pattern)):
-        run = load_run(mfile.parent)
+        run = read_run(mfile.parent)
         cfg, m = run["config"], run["metrics"]
         row = {"run_dir": str(mfile.parent), "stage": cfg.get("stage"), "name": cfg.get("name"),
                "model": cfg["model"]["name"], "seed": cfg["train"]["seed"], "dataset": m.get("dataset"),

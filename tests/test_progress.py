@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from stlib import progress
+from stlib.training import progress
 from stlib.config import ConfigError, replace
 from stlib.train import fit
 
@@ -40,7 +40,7 @@ def test_auto_is_a_bar_on_a_terminal(monkeypatch):
 def test_without_tqdm_a_stand_in_shows_lines(monkeypatch, capsys):
     """A bare GPU machine has no tqdm: bars become epoch lines, and tqdm's uses elsewhere still work."""
     monkeypatch.setitem(sys.modules, "tqdm", None)  # `import tqdm` fails
-    spec = importlib.util.spec_from_file_location("stlib._progress_without_tqdm", progress.__file__)
+    spec = importlib.util.spec_from_file_location("stlib.training._progress_without_tqdm", progress.__file__)
     bare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bare)
     assert not bare.HAVE_TQDM and bare.pick_mode("bar", quiet=False) == "lines"

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from stlib import faults, records, results, train
+from stlib import faults, records, results
 from stlib.config import ConfigError, load_profile
 from stlib.data import from_config
 from stlib.train import fit, main
+from stlib.training import loop
 
 
 class Killed(BaseException):
@@ -32,15 +33,15 @@ def tiny_run(tmp_path_factory):
 
 
 def stop_at(monkeypatch, target: str, call: int):
-    """Make the call-th call of stlib.train.<target> raise Killed."""
-    real, calls = getattr(train, target), [0]
+    """Make the call-th call of <target> in the training loop raise Killed."""
+    real, calls = getattr(loop, target), [0]
 
     def stopping(*a, **kw):
         calls[0] += 1
         if calls[0] == call:
             raise Killed
         return real(*a, **kw)
-    monkeypatch.setattr(train, target, stopping)
+    monkeypatch.setattr(loop, target, stopping)
 
 
 @pytest.mark.parametrize("target, call, where", [

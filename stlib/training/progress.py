@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError
+from ..config import ConfigError
 
 try:
     from tqdm import tqdm  # plain text bars: readable in terminals
@@ -171,22 +171,27 @@ def require_tensorboard():
 
 
 class TensorBoardLog:
-    """A run's scalars under <run_dir>/tensorboard/ (`tensorboard --logdir outputs/runs`).
+    """A run's scalars under <run_dir>/tensorboard/ (`tensorboard --logdir outputs/runs`); run_dir None: off.
 
     step/*: per optimizer step (loss, lr); epoch/*: per epoch (train_loss, val_mae, lr, seconds);
     test/* and val/*: the final metrics of the best weights. A resumed run adds an events file to the folder.
     """
 
-    def __init__(self, run_dir: Path, config: dict):
-        self.writer = require_tensorboard()(log_dir=str(Path(run_dir) / "tensorboard"))
-        self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```")
+    def __init__(self, run_dir: Path | None, config: dict):
+        self.writer = None if run_dir is None else require_tensorboard()(log_dir=str(Path(run_dir) / "tensorboard"))
+        if self.writer is not None:
+            self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```")
 
     def step(self, opt_step: int, loss: float, lr: float) -> None:
+        if self.writer is None:
+            return
         self.writer.add_scalar("step/loss", loss, opt_step)
         self.writer.add_scalar("step/lr", lr, opt_step)
 
     def epoch(self, row: dict) -> None:
         """One history row; flushed, so a TensorBoard open on the folder sees it now."""
+        if self.writer is None:
+            return
         e = row["epoch"]
         for key in ("train_loss", "val_mae", "lr", "seconds"):
             if not math.isnan(row[key]):  # val_mae is NaN on epochs without validation
@@ -195,6 +200,8 @@ class TensorBoardLog:
 
     def final(self, metrics: dict, step: int) -> None:
         """The run's test and validation metrics (overall and at horizons 3, 6, 12)."""
+        if self.writer is None:
+            return
         for split in ("test", "val"):
             m = metrics[split]
             for key in ("mae", "rmse", "mape"):
@@ -205,4 +212,5 @@ class TensorBoardLog:
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,34 @@
+"""Training: from a RunConfig to a trained, scored and recorded run.
+
+    python -m stlib.train --params params/default.yaml [--preset stid] [--set train.epochs=5 ...]
+    run = fit(cfg)                       # the same loop from Python; a Run (history, metrics, best model)
+
+The package owns everything between a validated config and a run record, one concern a module, read
+in this order:
+
+- loop        fit(): set up, train one epoch, validate, test; the loop a newcomer reads first
+- schedule    the learning rate: one pure function for warmup, multistep, cosine and the plateau rule
+- scoring     the masked training loss, the masked metrics of a split, the weight average (train.ema)
+- checkpoint  last.pt (the whole training state), exact resume, the run directory a run writes to
+- distributed torchrun: the process group, each rank's slice of a batch, sums over the ranks
+- device      the device, the autocast dtype, torch.compile, seeds, peak memory
+- timing      seconds per step phase, training time against train.time_budget_s
+- progress    what a run shows while it trains (a bar, epoch lines, TensorBoard)
+- run         Run (a finished run, also read back from its record) and the files that close a run
+
+It writes run records through stlib.records and never reads the reporting side (stlib.results).
+"""
+
+from .checkpoint import CHECKPOINT_EVERY, RESUMABLE_CHANGES, Progress, resume_config
+from .device import amp_dtype, compile_model, peak_memory_mb, pick_device, seed_everything
+from .distributed import Dist, setup_distributed
+from .loop import fit
+from .run import Run, write_results
+from .schedule import Plateau, cosine_factor, learning_rate, multistep_factor, warmup_factor
+from .scoring import compute_loss, ema_model, evaluate
+from .timing import PHASES, Timer
+
+__all__ = ["CHECKPOINT_EVERY", "PHASES", "RESUMABLE_CHANGES", "Dist", "Plateau", "Progress", "Run", "Timer",
+           "amp_dtype", "compile_model", "compute_loss", "cosine_factor", "ema_model", "evaluate", "fit",
+           "learning_rate", "multistep_factor", "peak_memory_mb", "pick_device", "resume_config", "seed_everything",
+           "setup_distributed", "warmup_factor", "write_results"]

@@ -1,0 +1,218 @@
+"""Exact resume: the training state in and out of last.pt, and the run directory a run writes to.
+
+last.pt holds everything the loop needs to go on as if never stopped: model, optimizer, GradScaler, the
+plateau rule, the weight average, every rank's random generators and the loop's Progress (epoch, batch
+within it, optimizer step, best validation, history so far). It is written at every epoch end and every
+`checkpoint_every` optimizer steps, atomically, so a run killed at any moment resumes to the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.optim.swa_utils import AveragedModel
+
+from .. import records
+from ..config import ConfigError, RunConfig, build_run_config
+from ..paths import output_dir
+from .distributed import Dist, broadcast_object, gather_objects, sum_over_ranks
+from .timing import PHASES
+
+CHECKPOINT_EVERY = 200  # default optimizer steps between mid-epoch checkpoints (epoch ends always write one)
+RESUMABLE_CHANGES = ("train.quiet", "train.device", "train.threads", "train.time_phases",  # how, not what
+                     "train.tensorboard")
+
+
+@dataclass
+class Progress:
+    """Where the loop stands: all an exact resume needs besides model, optimizer, scaler and RNGs."""
+
+    epoch: int = 1  # the epoch in progress (1-based) ...
+    batch: int = 0  # ... and its batches done: always whole optimizer steps (accumulation groups)
+    opt_step: int = 0
+    base_lr: float = 0.0  # the plateau rule's lr (train.lr until its first cut)
+    best: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0  # validations without a meaningful gain (early stopping)
+    done: bool = False  # training over (last epoch or early stop): only the test is left
+    stopped_by: str = ""  # why training ended: epochs | early stop | time budget
+    history: list = field(default_factory=list)
+    elapsed_s: float = 0.0  # training wall time so far, all sessions
+    # sums of the epoch in progress
+    loss_sum: float = 0.0
+    loss_n: int = 0
+    skipped: int = 0
+    samples: int = 0
+    epoch_s: float = 0.0
+    phase_s: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def end_epoch(self, row: dict, stopped_by: str, elapsed_s: float) -> None:
+        """Record an epoch's history row and move to the next epoch; stopped_by: why training ends ('' = it goes on)."""
+        self.history.append(row)
+        if stopped_by:
+            self.done, self.stopped_by = True, stopped_by
+        self.next_epoch()
+        self.elapsed_s = elapsed_s
+
+    def next_epoch(self) -> None:
+        """Move to the start of the next epoch with fresh sums."""
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.loss_sum, self.loss_n, self.skipped, self.samples, self.epoch_s = 0.0, 0, 0, 0, 0.0
+        self.phase_s = dict.fromkeys(PHASES, 0.0)
+
+
+def rng_state() -> dict:
+    """Every generator the loop may draw from: torch CPU (+ CUDA), numpy, Python."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore an rng_state() in place."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+
+
+def rng_neutral(batches):
+    """The batches, with the start of the iteration kept off torch's global generator.
+
+    A DataLoader draws its base seed from that generator when an epoch starts; a resumed epoch starts
+    again, and that extra draw would shift every later dropout / noise draw.
+    """
+    it = iter(batches)
+    with torch.random.fork_rng(devices=[]):
+        first = next(it, None)
+    if first is not None:
+        yield first
+        yield from it
+
+
+def pack_checkpoint(cfg, model, optimizer, scaler, plateau, p: Progress, best_state, rngs: list, dist: Dist,
+                    device, ema: AveragedModel | None = None) -> dict:
+    """last.pt: the whole training state as tensors and plain values (it loads with weights_only)."""
+    progress = asdict(p)
+    # the epoch's loss so far, summed over the ranks (a resume restores it on rank 0)
+    progress["loss_sum"], progress["loss_n"] = sum_over_ranks(p.loss_sum, p.loss_n, dist, device)
+    return {"format": 1, "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "plateau": dict(vars(plateau)), "progress": progress,
+            "best_state": best_state, "rng": rngs, "ema": ema.state_dict() if ema is not None else None}
+
+
+def unpack_checkpoint(ckpt: dict, model, optimizer, scaler, plateau, rank: int = 0,
+                      ema: AveragedModel | None = None) -> tuple[Progress, dict | None]:
+    """Restore a pack_checkpoint state in place; return the progress and the best weights so far."""
+    model.load_state_dict(ckpt["model"])
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    vars(plateau).update(ckpt["plateau"])
+    if rank < len(ckpt["rng"]):  # a resume on more ranks than saved keeps the new ranks' seeded generators
+        set_rng_state(ckpt["rng"][rank])
+    p = Progress(**ckpt["progress"])
+    if rank:  # the saved epoch sums are over all ranks: count them once
+        p.loss_sum, p.loss_n = 0.0, 0
+    return p, ckpt["best_state"]
+
+
+class LastCheckpoint:
+    """A run's last.pt (path None: none is kept), and what the latest one holds, for messages."""
+
+    def __init__(self, path: Path | None, every: int, cfg: RunConfig, model, optimizer, scaler, plateau,
+                 ema: AveragedModel | None, dist: Dist, device):
+        self.path, self.every, self.cfg, self.dist, self.device = path, every, cfg, dist, device
+        self.state = (model, optimizer, scaler, plateau)
+        self.ema = ema
+        self.saved: str | None = None  # "end of epoch 2", "epoch 3, after batch 18"
+
+    def due(self, opt_step: int) -> bool:
+        """A mid-epoch checkpoint is due after this optimizer step."""
+        return self.path is not None and self.every > 0 and opt_step % self.every == 0
+
+    def save(self, p: Progress, best_state: dict | None, where: str) -> None:
+        """Write last.pt (rank 0, atomically) with every rank's generators: the point a resume starts from."""
+        if self.path is None:
+            return
+        ckpt = pack_checkpoint(self.cfg, *self.state, p, best_state, gather_objects(rng_state(), self.dist),
+                               self.dist, self.device, self.ema)
+        if self.dist.main:
+            records.save_torch(self.path, ckpt)
+        self.saved = where
+
+    def kept(self, run_dir: Path) -> str:
+        """What a run that fails now leaves behind to go on from (for its error message)."""
+        ckpt = f"the last good checkpoint is {run_dir / 'last.pt'} ({self.saved}); " if self.saved else \
+            "no checkpoint yet; "
+        return f"{ckpt}history of the finished epochs in {run_dir / 'history.csv'}"
+
+    def restore(self, run_dir: Path) -> tuple[Progress, dict | None] | None:
+        """The state of run_dir/last.pt restored in place: (progress, best weights so far), or None (start
+        over) if the run died before writing one."""
+        model, optimizer, scaler, plateau = self.state
+        path = run_dir / "last.pt"
+        if optimizer is None or not path.exists():
+            if (run_dir / "metrics.json").exists():
+                raise ValueError(f"cannot resume {run_dir}: it finished without a training checkpoint (last.pt): "
+                                 "nothing to continue")
+            if optimizer is not None and self.dist.main:
+                print(f"note: {path} not found (the run stopped before its first checkpoint): training from the "
+                      "start", file=sys.stderr)
+            return None
+        p, best_state = unpack_checkpoint(records.load_torch(path, self.device), model, optimizer, scaler, plateau,
+                                          self.dist.rank, self.ema)
+        self.saved = f"epoch {p.epoch}, after batch {p.batch}" if p.batch else f"start of epoch {p.epoch}"
+        return p, best_state
+
+
+def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfig:
+    """The config saved in a run directory; a given cfg may differ only in how it runs (RESUMABLE_CHANGES)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        what = "does not exist" if not Path(run_dir).exists() else "is not a run directory (no config.yaml)"
+        raise FileNotFoundError(f"cannot resume {run_dir}: it {what}")
+    saved = build_run_config(yaml.safe_load(path.read_text()) or {}, str(path))
+    if cfg is None:
+        return saved
+    a, b = saved.dotted(), cfg.dotted()
+    diff = [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES]
+    if diff:
+        raise ConfigError(f"cannot resume {run_dir} with a different config ({'; '.join(diff)}): "
+                          "a resumed run continues with the config it started with")
+    return cfg
+
+
+def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: ExitStack) -> tuple[Path, Path]:
+    """(run directory, outputs root): the resumed one, or a new one that rank 0 creates with config and env.
+
+    Rank 0 holds the directory's lock until fit() ends, so a run cannot be resumed while it still runs.
+    """
+    if resume is not None:
+        run_dir = Path(resume).resolve()
+        if dist.main:
+            held.enter_context(records.run_lock(run_dir))
+            records.remove_temp_files(run_dir)  # half-written files of the killed session
+        return run_dir, Path(out_root) if out_root else run_dir.parents[2]  # <root>/runs/<stage>/<run-id>
+    out_root = Path(out_root) if out_root else output_dir()
+    run_dir = None
+    if dist.main:
+        label = f"{cfg.model.name}-s{cfg.train.seed}" + (f"-{cfg.name}" if cfg.name else "")
+        _, run_dir = records.new_run_dir(cfg.stage, label, out_root)
+        held.enter_context(records.run_lock(run_dir))
+        records.write_config(run_dir / "config.yaml", cfg.to_dict())
+        records.write_json(run_dir / "env.json", records.environment(device))
+    return broadcast_object(run_dir, dist), out_root

@@ -1,0 +1,64 @@
+"""Where and how the work runs: the device, the autocast dtype, torch.compile, seeds, peak memory."""
+
+from __future__ import annotations
+
+import random
+import resource
+
+import numpy as np
+import torch
+
+from ..config import ConfigError
+
+
+def pick_device(name: str) -> torch.device:
+    """train.device as a torch.device: auto picks cuda, then mps, then cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available (use train.device=auto)")
+    return dev
+
+
+def amp_dtype(amp: str, device: torch.device):
+    """The autocast dtype for train.amp, or None for full precision. 'auto' picks bf16 where supported."""
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    cpu_bf16 = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and \
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return torch.bfloat16 if device.type == "cpu" and cpu_bf16 else None
+
+
+def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """train.compile: off (the model itself), default, reduce-overhead (CUDA graphs) or max-autotune."""
+    if mode == "off":
+        return model
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and Python's generators."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory: allocated on CUDA since the last reset, else the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

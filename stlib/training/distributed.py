@@ -1,0 +1,100 @@
+"""Several processes (torchrun): DistributedDataParallel, each rank on its slice of every global batch.
+
+One process is rank 0 of a world of 1, and every helper here is then the identity, so the loop reads
+the same with or without torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as td
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    owned: bool = False  # fit() started the process group, so fit() ends it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group if there is one (NCCL, one GPU per rank; gloo on CPU); the rank's device."""
+    if not td.is_available() or (not td.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) <= 1):
+        return Dist(), device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    owned = not td.is_initialized()
+    if owned:
+        td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(td.get_rank(), td.get_world_size(), owned), device
+
+
+def end_distributed(dist: Dist) -> None:
+    """Leave the process group, if this process started it."""
+    if dist.owned:
+        td.destroy_process_group()
+
+
+def wrap_model(model: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.Module:
+    """The model a training step runs: DDP over the ranks (gradients all-reduced), or the model itself."""
+    if dist.world == 1:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shard(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch: (B, ...) -> (about B / world, ...)."""
+    return t if dist.world == 1 else t.tensor_split(dist.world)[dist.rank]
+
+
+def all_reduce_sum(values: torch.Tensor, dist: Dist, device) -> torch.Tensor:
+    """Element-wise sum over the ranks (through the device for NCCL)."""
+    if dist.world == 1:
+        return values
+    t = values.to(device) if td.get_backend() == "nccl" else values.clone()
+    td.all_reduce(t)
+    return t.to(values.device)
+
+
+def sum_over_ranks(loss_sum: float, count: int, dist: Dist, device) -> tuple[float, int]:
+    """A running (sum, count) added up over the ranks: the whole batch's, not this rank's slice."""
+    if dist.world == 1:
+        return loss_sum, count
+    total = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64), dist, device)
+    return total[0].item(), int(total[1].item())
+
+
+def any_rank(flag: bool, dist: Dist, device) -> bool:
+    """True on every rank when it is true on one (the ranks' clocks differ a little: all stop together)."""
+    if dist.world == 1:
+        return flag
+    return bool(all_reduce_sum(torch.tensor([float(flag)]), dist, device).item() > 0)
+
+
+def gather_objects(obj, dist: Dist) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if dist.world == 1:
+        return [obj]
+    out = [None] * dist.world
+    td.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj, dist: Dist):
+    """Rank 0's obj, on every rank."""
+    if dist.world == 1:
+        return obj
+    box = [obj]
+    td.broadcast_object_list(box, src=0)
+    return box[0]

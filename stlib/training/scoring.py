@@ -1,0 +1,64 @@
+"""What training minimises and how a model is scored: the masked loss, the masked metrics of a split,
+and the weight average (train.ema) that may be scored in place of the weights."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel
+
+from ..data import Dataset
+from ..metrics import MetricSums, masked_huber, masked_mae
+from .distributed import Dist, all_reduce_sum, shard
+
+
+def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc, denoise_weight: float = 0.0) -> torch.Tensor:
+    """Training loss on z-scored values, masking missing (zero) targets, plus any auxiliary loss.
+
+    out: the model's (B, out, N, 1) z-scored forecast, or (forecast, auxiliary loss) when denoising.
+    y: (B, out, N, 1) targets in original units.
+    """
+    pred, aux = out if isinstance(out, tuple) else (out, None)
+    mask = (y != 0).to(torch.float32)  # missing targets carry no loss
+    y_z = (y - mean) / std
+    if tc.loss == "huber":
+        loss = masked_huber(pred.float(), y_z, delta=tc.huber_delta, mask=mask)
+    else:
+        loss = masked_mae(pred.float(), y_z, mask=mask)
+    return loss if aux is None else loss + denoise_weight * aux.float()
+
+
+@torch.no_grad()
+def evaluate(model, batches, ds: Dataset, autocast, dist: Dist | None = None, device=None,
+             mark_steps: bool = False) -> dict:
+    """Masked metrics of a model over a batch iterable, in original units (under DDP: every rank's shard).
+
+    mark_steps: the model replays CUDA graphs (compile reduce-overhead): mark each batch a new step.
+    """
+    dist = dist or Dist()
+    model.eval()
+    sums = MetricSums(ds.out_steps)
+    for x, y in batches:  # x (B, in, N, 3), y (B, out, N, 1) original units
+        x, y = shard(x, dist), shard(y, dist)
+        if mark_steps:
+            torch.compiler.cudagraph_mark_step_begin()
+        with autocast:
+            pred = model(x)  # (B, out, N, 1) z-scored
+        sums.update(ds.denormalize(pred.float()), y)
+    if dist.world > 1:  # the sums over every rank's shard are the sums over the whole split
+        total = all_reduce_sum(torch.stack([sums.abs, sums.sq, sums.ape, sums.count]), dist, device)  # (4, H)
+        sums.abs, sums.sq, sums.ape, sums.count = total.unbind()
+    return sums.result()
+
+
+def ema_model(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the model's weights (and buffers), updated after each optimizer step.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) over the n updates so far, so the average forgets the
+    random initial weights within tens of steps instead of the 1 / (1 - decay) a fixed decay would need.
+    """
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+
+    return AveragedModel(model, avg_fn=avg, use_buffers=True)
