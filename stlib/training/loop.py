@@ -56,26 +56,36 @@ def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: 
     dist, device = setup_distributed(pick_device(cfg.train.device))
     with ExitStack() as held:  # the process group and the run directory's lock, released however fit ends
         held.callback(end_distributed, dist)
-        t = setup(cfg, dataset, dist, device)
-        # from here on the run has a record
-        t.run_dir, t.out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
-        keep_last = cfg.train.save_checkpoint and t.optimizer is not None
-        t.last = LastCheckpoint(t.run_dir / "last.pt" if keep_last else None, every, cfg, t.model, t.optimizer,
-                                t.scaler, t.plateau, t.ema, dist, device)
-        if resume is not None and (restored := t.last.restore(t.run_dir)):
-            t.p, t.best_state = restored
-            if dist.main and t.p.history:  # the history as of the checkpoint (a later epoch's row is redone)
-                records.write_csv(t.run_dir / "history.csv", pd.DataFrame(t.p.history))
-        t.show = TrainProgress(pick_mode(progress, cfg.train.quiet, dist.main), run_label(cfg), t.epochs,
-                               len(t.train_batches))
-        t.tb = TensorBoardLog(t.run_dir if cfg.train.tensorboard and dist.main else None, cfg.to_dict())
-        held.callback(t.show.close)
-        held.callback(t.tb.close)
-        t.clock = Budget(cfg.train.time_budget_s, t.p.elapsed_s)
-        for epoch in range(t.p.epoch, t.epochs + 1) if not t.p.done else []:
-            if not train_and_validate(t, epoch):
-                break
-        return test(t)
+        return _fit(cfg, dataset, out_root, resume, every, dist, device, held, progress)
+
+
+def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, device: torch.device,
+         held: ExitStack, progress: str) -> Run:
+    """fit() once the config, the device and the process group are settled.
+
+    The DDP wrapper holds the process group: it goes with this function's locals, before fit() ends the
+    group (a gloo group freed after its end can hang the process at exit).
+    """
+    t = setup(cfg, dataset, dist, device)
+    # from here on the run has a record
+    t.run_dir, t.out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
+    keep_last = cfg.train.save_checkpoint and t.optimizer is not None
+    t.last = LastCheckpoint(t.run_dir / "last.pt" if keep_last else None, every, cfg, t.model, t.optimizer,
+                            t.scaler, t.plateau, t.ema, dist, device)
+    if resume is not None and (restored := t.last.restore(t.run_dir)):
+        t.p, t.best_state = restored
+        if dist.main and t.p.history:  # the history as of the checkpoint (a later epoch's row is redone)
+            records.write_csv(t.run_dir / "history.csv", pd.DataFrame(t.p.history))
+    t.show = TrainProgress(pick_mode(progress, cfg.train.quiet, dist.main), run_label(cfg), t.epochs,
+                           len(t.train_batches))
+    t.tb = TensorBoardLog(t.run_dir if cfg.train.tensorboard and dist.main else None, cfg.to_dict())
+    held.callback(t.show.close)
+    held.callback(t.tb.close)
+    t.clock = Budget(cfg.train.time_budget_s, t.p.elapsed_s)
+    for epoch in range(t.p.epoch, t.epochs + 1) if not t.p.done else []:
+        if not train_and_validate(t, epoch):
+            break
+    return test(t)
 
 
 @dataclass
