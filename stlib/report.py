@@ -102,7 +102,7 @@ def _num(v) -> str:
 
 
 def budget(table: pd.DataFrame) -> str:
-    """The training budget of the route's stages in words: '10 epochs each' or 'epochs differ: ...'."""
+    """The training budget of the route's stages in words: '10 epochs each' or 'epochs differ (stage N; ...)'."""
     if "epochs" not in table or not len(table):
         return "training budget not recorded"
     e = table.set_index("stage")["epochs"].dropna()
@@ -111,7 +111,7 @@ def budget(table: pd.DataFrame) -> str:
         return "training budget not recorded"
     if e.nunique() == 1:
         return f"{_num(e.iloc[0])} epochs each"
-    return "epochs differ: " + ", ".join(f"{stage} {_num(v)}" for stage, v in e.items())
+    return "epochs differ (" + "; ".join(f"{stage} {_num(v)}" for stage, v in e.items()) + ")"
 
 
 def _beats(table: pd.DataFrame, a: str, b: str) -> bool:
@@ -152,7 +152,8 @@ def ordering(table: pd.DataFrame) -> tuple[bool | None, str]:
         checks.append((ok, f"stage 2 {'beats' if ok else 'does not beat'} the STID-style baseline ({show(BASELINE)})"))
     if len(checks) < 2:
         return None, "The route has too few stages to judge the roadmap's ordering."
-    at = f"At this budget ({budget(table)})"
+    b = budget(table)
+    at = f"At this budget ({b})" if b.endswith("each") else "At these budgets"
     if all(ok for ok, _ in checks):
         return True, f"{at} the roadmap's ordering holds: " + "; ".join(t for _, t in checks) + \
             ", each by more than the seed spread."
@@ -165,7 +166,8 @@ def story(table: pd.DataFrame, why_stage1: str | None = None) -> str:
     """The report's opening paragraph: the budget, the stage-1 choice and whether the roadmap's ordering holds."""
     if not len(table):
         return "Nothing recorded yet."
-    parts = [f"Training budget: {budget(table)}."]
+    b = budget(table)
+    parts = [f"Training budget: {b}."]
     if why_stage1:
         parts.append(f"Stage 1 chose {why_stage1}")
     parts.append(ordering(table)[1])

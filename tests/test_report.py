@@ -260,7 +260,11 @@ def test_route_takes_notebook_03s_choice_and_stage_2s_best_with_space(tmp_path):
 def test_budget_in_words():
     assert report.budget(_route(base=("stid", 14, 0.1), start=("start", 15, 0.1))) == "10 epochs each"
     t = _route(base=("stid", 14, 0.1), start=("start", 15, 0.1), epochs={"base": 100, "start": 50})
-    assert report.budget(t) == "epochs differ: baseline: STID-style 100, 03 stage 1 (start) 50"
+    assert report.budget(t) == "epochs differ (baseline: STID-style 100; 03 stage 1 (start) 50)"
+    t = _route(base=("stid", 14, 0.1), start=("start", 15, 0.1), tuned=("+d", 14.5, 0.1), s2=("alt", 14.6, 0.1),
+               epochs={"base": 100})
+    assert report.story(t).startswith("Training budget: epochs differ (baseline: STID-style 100; 03 stage 1 (start) "
+                                      "10; 03 stage 1 (tuned) 10; 04 stage 2 (alternating) 10). At these budgets the roadmap's ordering")
     assert report.budget(t.drop(columns="epochs")) == "training budget not recorded"
 
 
