@@ -420,11 +420,11 @@ def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Pa
     profile's runs in the ledger and its outputs go to outputs/<profile>/ (a file outputs/default/stage1.yaml
     is profile default, not "stage1").
     """
-    from .config import _set_dotted, load_profile
+    from .config import load_profile, set_dotted
 
     tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.base.items()}
     for k, v in overrides.items():
-        _set_dotted(tree, k, v, f"{path}")
+        set_dotted(tree, k, v, f"{path}")
     path = Path(path)
     tree["profile"] = profile.name  # derived from the profile: its runs stay that profile's
     doc = {**tree, "presets": profile.presets, "notebooks": profile.notebooks}

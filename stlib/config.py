@@ -13,7 +13,9 @@ A params file (one per hardware profile) looks like::
       "01": {seeds: [0]}
 
 Every key is checked: an unknown key is an error naming it and the closest valid name; a
-wrong type or an out-of-range value is an error naming the field.
+wrong type or an out-of-range value is an error naming the field; an option the chosen model or
+dataset does not take (MODEL_OPTIONS, DATASET_OPTIONS) is an error naming the option, the model and
+the options it takes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,29 @@ def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc=""):
     return field(default=default, metadata=meta)
 
 
+# The DataConfig fields each kind of dataset takes (value_name and unit relabel any dataset); as MODEL_OPTIONS.
+_WINDOWS = ("in_steps", "out_steps")
+LABEL_OPTIONS = ("value_name", "unit")
+DATASET_OPTIONS = {
+    "synthetic": (*_WINDOWS, "num_sensors", "num_days", "seed", "interval_minutes", "start_time", "split",
+                  *LABEL_OPTIONS),
+    "pems08-tail": (*_WINDOWS, *LABEL_OPTIONS),
+    "PEMS": (*_WINDOWS, "split", "missing_value", *LABEL_OPTIONS),  # PEMS03/04/07/08
+    "DCRNN": (*_WINDOWS, "split", "missing_value", *LABEL_OPTIONS),  # METR-LA, PEMS-BAY
+    "file": (*_WINDOWS, "path", "edges", "edges_by", "interval_minutes", "start_time", "split", "missing_value",
+             *LABEL_OPTIONS),
+}
+PEMS_NAMES = ("PEMS03", "PEMS04", "PEMS07", "PEMS08")
+DCRNN_NAMES = ("METR-LA", "PEMS-BAY")
+
+
+def dataset_kind(name: str) -> str | None:
+    """The DATASET_OPTIONS key of a data.name ('PEMS08' -> 'PEMS'), None for a name no loader knows."""
+    if name in ("synthetic", "pems08-tail", "file"):
+        return name
+    return "PEMS" if name.upper() in PEMS_NAMES else "DCRNN" if name.upper() in DCRNN_NAMES else None
+
+
 @dataclass
 class DataConfig:
     name: str = _f("synthetic", doc="synthetic | pems08-tail | PEMS03/04/07/08 | METR-LA | PEMS-BAY | file")
@@ -66,7 +91,20 @@ class DataConfig:
     unit: str | None = _f(None, doc="its unit (default: the dataset's own: vehicles/5 min, mph, none)")
 
 
-MODEL_NAMES = ("last_value", "historical_average", "stid", "encdec", "alternating")
+# The ModelConfig fields each model takes. build_model passes a model exactly these; a field set in a params file,
+# a preset or an override for a model that does not take it is a config error (see check_options).
+_TRANSFORMER = ("d_model", "n_heads", "encoder_depth", "decoder_depth", "ffn_mult", "dropout", "pos_encoding",
+                "use_denoising", "denoise_mask_ratio", "denoise_noise_std", "denoise_weight", "attn_short", "patch",
+                "head", "series_embedding", "embedding", "graph_hops", "day_embedding", "stem_layers", "stid_head",
+                "embed_dim")
+MODEL_OPTIONS = {
+    "last_value": (),
+    "historical_average": ("by_weekday",),
+    "stid": ("embed_dim", "num_layers", "dropout"),
+    "encdec": _TRANSFORMER,
+    "alternating": (*_TRANSFORMER, "pattern", "adaptive_dim"),
+}
+MODEL_NAMES = tuple(MODEL_OPTIONS)
 UNTRAINED_MODELS = ("last_value", "historical_average")  # no weights to train: they run 0 epochs whatever train.epochs
 
 
@@ -308,7 +346,7 @@ def _scalar(value: Any, tp: type, where: str) -> Any:
     raise TypeError(f"unsupported config type {tp}")
 
 
-def _build(cls, values: dict, where: str):
+def build_section(cls, values: dict, where: str):
     """Instantiate a section dataclass from a dict, validating every key and value."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping of keys to values, got {values!r}")
@@ -338,7 +376,7 @@ def _all_dotted() -> list[str]:
     return [*TOP_SCALARS, *(f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls))]
 
 
-def _set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
+def set_dotted(tree: dict, key: str, value: Any, where: str) -> None:
     """Set tree[section][field] from a dotted key, checking the key and the value (errors name `where`)."""
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in TOP_SCALARS:
@@ -437,16 +475,58 @@ class Profile:
         """The RunConfig of this profile, with a preset then dotted overrides applied."""
         tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.base.items()}
         tree.setdefault("profile", self.name)
+        layers = [(str(self.path), [f"{s}.{k}" for s in SECTIONS if isinstance(tree.get(s), dict) for k in tree[s]])]
         if preset is not None:
             if preset not in self.presets:
                 raise ConfigError(f"{self.path}: unknown preset '{preset}'{_suggest(preset, self.presets)}")
             for k, v in self.presets[preset].items():
-                _set_dotted(tree, k, v, f"{self.path}: presets.{preset}")
-        items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) if isinstance(o, str) else o for o in overrides]
+                set_dotted(tree, k, v, f"{self.path}: presets.{preset}")
+            layers.append((f"{self.path}: presets.{preset}", list(self.presets[preset])))
+        items = list(overrides.items() if isinstance(overrides, dict)
+                     else [parse_override(o) if isinstance(o, str) else o for o in overrides])
         for k, v in items:
-            _set_dotted(tree, k, v, "override")
+            set_dotted(tree, k, v, "override")
+        layers.append(("override", [k for k, _ in items]))
         tree.update({k: v for k, v in top.items() if v is not None})
-        return build_run_config(tree, str(self.path))
+        cfg = build_run_config(tree, str(self.path))
+        check_options(cfg, layers)
+        return cfg
+
+
+def check_options(cfg: RunConfig, layers: list[tuple[str, list[str]]]) -> None:
+    """An option set for a model or dataset that does not take it (MODEL_OPTIONS, DATASET_OPTIONS) is an error
+    naming the option, the model and the options it takes.
+
+    layers: [(where, dotted keys set there)] in the order they were applied (params file, preset, overrides).
+    Only the keys set by the layer that chose the model (the last to set model.name) and by the layers after it
+    are checked: a params file that configures the encoder-decoder and a preset that switches to STID leave the
+    file's encoder-decoder options unused, not wrong. Likewise for data.name and the data options.
+    """
+    for section in ("model", "data"):
+        chosen = max((i for i, (_, keys) in enumerate(layers) if f"{section}.name" in keys), default=0)
+        for where, keys in layers[chosen:]:
+            options = [k.partition(".")[2] for k in keys if k.partition(".")[0] == section]
+            check_applies(section, getattr(cfg, section).name, options, where)
+
+
+def options_of(section: str, name: str) -> tuple[str, ...] | None:
+    """The options model `name` (section "model") or dataset `name` ("data") takes; None for a name none knows."""
+    if section == "model":
+        return MODEL_OPTIONS.get(name)
+    kind = dataset_kind(name)
+    return DATASET_OPTIONS[kind] if kind else None
+
+
+def check_applies(section: str, name: str, options, where: str) -> None:
+    """Each of `options` (field names of `section`) must be one that model or dataset `name` takes."""
+    takes = options_of(section, name)
+    if takes is None:
+        return  # an unknown name: building the model or loading the dataset says so
+    for option in options:
+        if option != "name" and option not in takes:
+            what = "model" if section == "model" else "dataset"
+            its = f"its options are: {', '.join(takes)}" if takes else "it takes no options"
+            raise ConfigError(f"{where}: {section}.{option} does not apply to {what} {name}; {its}")
 
 
 def build_run_config(tree: dict, where: str = "config") -> RunConfig:
@@ -454,7 +534,7 @@ def build_run_config(tree: dict, where: str = "config") -> RunConfig:
     for key in tree:
         if key not in (*SECTIONS, *TOP_SCALARS):
             raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), [*SECTIONS, *TOP_SCALARS])}")
-    sections = {name: _build(cls, tree.get(name) or {}, f"{where}: {name}") for name, cls in SECTIONS.items()}
+    sections = {name: build_section(cls, tree.get(name) or {}, f"{where}: {name}") for name, cls in SECTIONS.items()}
     top = {k: _scalar(tree[k], str, f"{where}: {k}") for k in TOP_SCALARS if tree.get(k) is not None}
     return RunConfig(**top, **sections)
 
@@ -517,5 +597,7 @@ def replace(cfg: RunConfig, **dotted) -> RunConfig:
     """A copy of cfg with dotted overrides applied, validated (``replace(cfg, **{"train.lr": 1e-3})``)."""
     tree = cfg.to_dict()
     for k, v in dotted.items():
-        _set_dotted(tree, k, v, "override")
-    return build_run_config(tree)
+        set_dotted(tree, k, v, "override")
+    out = build_run_config(tree)
+    check_options(out, [("override", list(dotted))])
+    return out

@@ -36,8 +36,8 @@ LEDGER_TEXT = ("run_id", "stage", "name", "profile", "model", "dataset", "device
 
 
 TEMP_SUFFIX = ".tmp"
-_UMASK = os.umask(0o022)  # read the process umask (it can only be read by setting it) ...
-os.umask(_UMASK)  # ... and put it back: written files get the usual 0o666 & ~umask, not mkstemp's 0o600
+UMASK = os.umask(0o022)  # read the process umask (it can only be read by setting it) ...
+os.umask(UMASK)  # ... and put it back: written files get the usual 0o666 & ~umask, not mkstemp's 0o600
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -49,7 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(fd, 0o666 & ~_UMASK)
+            os.fchmod(fd, 0o666 & ~UMASK)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -144,7 +144,7 @@ def test_failed_rename_leaves_nothing(tmp_path, monkeypatch):
 
 def test_written_files_follow_the_umask(tmp_path):
     records.atomic_write_text(tmp_path / "a.txt", "x")
-    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~records._UMASK
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~records.UMASK
 
 
 def test_ledger_keeps_one_row_per_run(tmp_path):

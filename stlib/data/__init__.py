@@ -7,41 +7,43 @@ Names: "synthetic" (embedded default), "pems08-tail" (the benchmark protocol), "
 
 from __future__ import annotations
 
+from ..config import DATASET_OPTIONS, LABEL_OPTIONS, check_applies, dataset_kind
 from .batches import DeviceWindows, WindowDataset, make_batches
 from .core import Dataset, chronological_splits
 from .sources import (DCRNN_NAMES, PEMS_NAMES, download, load_dcrnn, load_file, load_pems, load_pems08_tail,
                       load_synthetic)
 
 DATASETS = ("synthetic", "pems08-tail", *PEMS_NAMES, *DCRNN_NAMES, "file")
-LABELS = ("value_name", "unit")  # options that only relabel the target, for every dataset
 
 
 def load_dataset(name: str = "synthetic", **options) -> Dataset:
-    """Load a dataset by name; options as in DataConfig (num_sensors, seed, path, edges, split, ...)."""
-    labels = {k: options.pop(k) for k in LABELS if options.get(k) is not None}
-    ds = _load(name, **options)
+    """Load a dataset by name with the DataConfig options its kind takes (config.DATASET_OPTIONS); another
+    option is an error naming it."""
+    kind = dataset_kind(name)
+    if kind is None:
+        raise ValueError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+    check_applies("data", name, options, "load_dataset")
+    labels = {k: options.pop(k) for k in LABEL_OPTIONS if k in options}
+    if kind == "synthetic":
+        ds = load_synthetic(**options)
+    elif kind == "pems08-tail":
+        ds = load_pems08_tail(**options)
+    elif kind == "PEMS":
+        ds = load_pems(name.upper(), **options)
+    elif kind == "DCRNN":
+        ds = load_dcrnn(name.upper(), **options)
+    else:
+        ds = load_file(**options)
     for key, value in labels.items():
-        setattr(ds, key, value)
+        if value is not None:
+            setattr(ds, key, value)
     return ds
 
 
-def _load(name: str, **options) -> Dataset:
-    if name == "synthetic":
-        return load_synthetic(**options)
-    if name == "pems08-tail":
-        return load_pems08_tail(**options)
-    if name.upper() in PEMS_NAMES:
-        return load_pems(name.upper(), **options)
-    if name.upper() in DCRNN_NAMES:
-        return load_dcrnn(name.upper(), **options)
-    if name == "file":
-        return load_file(**options)
-    raise ValueError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
-
-
 def from_config(cfg) -> Dataset:
-    """Load the dataset a DataConfig describes."""
-    opts = {k: v for k, v in vars(cfg).items() if k != "name"}
+    """Load the dataset a DataConfig describes, with the options its kind takes."""
+    kind = dataset_kind(cfg.name)
+    opts = {k: getattr(cfg, k) for k in DATASET_OPTIONS[kind]} if kind else {}
     return load_dataset(cfg.name, **opts)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..config import ConfigError, DataConfig, _build, parse_override
+from ..config import ConfigError, DataConfig, build_section, check_applies, parse_override
 from . import from_config
 from .sources import download
 
@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "info":
             opts = dict(parse_override(o) for o in args.opt)
-            cfg = _build(DataConfig, {"name": args.name, **opts}, "data")
+            cfg = build_section(DataConfig, {"name": args.name, **opts}, "data")
+            check_applies("data", args.name, opts, "--opt")
             print(json.dumps(from_config(cfg).summary(), indent=2))
         else:
             print(download(args.name))

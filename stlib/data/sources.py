@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import DCRNN_NAMES, PEMS_NAMES
 from ..paths import data_dir
 from .core import Dataset, chronological_splits
 from .files import SeriesFile, clean_values, read_npz, read_series, regular_times
 from .graphs import empty_edges, read_graph
 
-PEMS_NAMES = ("PEMS03", "PEMS04", "PEMS07", "PEMS08")
 PEMS_START = {  # first timestamp of each public file
     "PEMS03": "2018-09-01 00:00",
     "PEMS04": "2018-01-01 00:00",
@@ -47,7 +47,6 @@ DCRNN_FILES = {
     "METR-LA": ("metr-la.h5", ("adj_mx.pkl", "distances_la_2012.csv")),
     "PEMS-BAY": ("pems-bay.h5", ("adj_mx_bay.pkl", "adj_mx.pkl", "distances_bay_2017.csv")),
 }
-DCRNN_NAMES = tuple(DCRNN_FILES)
 # (time steps, sensors) of the public files: a file of another shape is another (or a truncated) file
 DCRNN_SHAPES = {"METR-LA": (34272, 207), "PEMS-BAY": (52116, 325)}
 DCRNN_SOURCE = "the DCRNN distribution (github.com/liyaguang/DCRNN: the data files are linked from its README)"
@@ -81,7 +80,7 @@ def flow_unit(interval_minutes: int) -> str:
 
 
 def load_synthetic(num_sensors=48, num_days=21, seed=0, interval_minutes=5, in_steps=12, out_steps=12,
-                   split=DEFAULT_SPLIT, start_time=None, **_) -> Dataset:
+                   split=DEFAULT_SPLIT, start_time=None) -> Dataset:
     from .synthetic import generate
 
     kw = {"start_time": start_time} if start_time else {}
@@ -93,7 +92,7 @@ def load_synthetic(num_sensors=48, num_days=21, seed=0, interval_minutes=5, in_s
                    value_name="flow", unit=flow_unit(interval_minutes))
 
 
-def load_pems(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None, **_) -> Dataset:
+def load_pems(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None) -> Dataset:
     folder = data_dir() / name
     npz, dist = folder / f"{name}.npz", folder / "distance.csv"
     for p in (npz, dist):
@@ -113,7 +112,7 @@ def load_pems(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing
                    source=str(npz), sensor_ids=ids, value_name="flow", unit=flow_unit(5), marked_missing=marked)
 
 
-def load_pems08_tail(in_steps=12, out_steps=12, **_) -> Dataset:
+def load_pems08_tail(in_steps=12, out_steps=12) -> Dataset:
     """The pems08-tail protocol: real PEMS08 flow rows 10700..17855 with the exact standard windows."""
     if (in_steps, out_steps) != (12, 12):
         raise ValueError("pems08-tail is defined for 12 input and 12 output steps (data.in_steps, data.out_steps)")
@@ -142,7 +141,7 @@ def load_pems08_tail(in_steps=12, out_steps=12, **_) -> Dataset:
                    extra={"global_start_index": TAIL_START_INDEX}, value_name="flow", unit=flow_unit(5))
 
 
-def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None, **_) -> Dataset:
+def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None) -> Dataset:
     """METR-LA / PEMS-BAY in DCRNN's layout: a pandas HDF5 table (DatetimeIndex, a column per sensor id, missing
     readings 0) and adj_mx.pkl or the distances CSV; DCRNN's 7:1:2 split unless `split` is set otherwise."""
     table, graphs = DCRNN_FILES[name]
@@ -184,7 +183,7 @@ def dcrnn_splits(num_steps: int, window: int) -> dict[str, np.ndarray]:
 
 
 def load_file(path=None, edges=None, interval_minutes=DEFAULT_INTERVAL, start_time=None, split=DEFAULT_SPLIT,
-              in_steps=12, out_steps=12, missing_value=None, edges_by="auto", **_) -> Dataset:
+              in_steps=12, out_steps=12, missing_value=None, edges_by="auto") -> Dataset:
     """Your own data: a CSV (rows = time, columns = sensors), a (T, N[, C]) .npz/.npy or a pandas HDF5 table,
     with an optional graph (edge list by sensor id or position, dense matrix, adj_mx.pkl)."""
     if not path:

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ..config import MODEL_OPTIONS
+from .alternating import AlternatingEncoderDecoder
 from .baselines import STID, HistoricalAverage, LastValue
 from .encdec import EncoderDecoder
 
 
 def build_model(cfg, ds) -> nn.Module:
-    """The model a ModelConfig names, sized for the dataset."""
+    """The model a ModelConfig names, sized for the dataset, given the options it takes (config.MODEL_OPTIONS)."""
     dims = dict(num_sensors=ds.num_sensors, in_steps=ds.in_steps, out_steps=ds.out_steps,
                 steps_per_day=ds.steps_per_day)
+    if cfg.name not in MODEL_OPTIONS:
+        raise ValueError(f"unknown model '{cfg.name}' (known: {', '.join(MODEL_OPTIONS)})")
+    kw = {k: getattr(cfg, k) for k in MODEL_OPTIONS[cfg.name]}
     if cfg.name == "last_value":
         return LastValue(ds.out_steps)
     if cfg.name == "historical_average":
-        return HistoricalAverage(ds, cfg.by_weekday)
+        return HistoricalAverage(ds, **kw)
     if cfg.name == "stid":
-        return STID(**dims, embed_dim=cfg.embed_dim, num_layers=cfg.num_layers, dropout=cfg.dropout)
-    kw = {k: v for k, v in vars(cfg).items() if k not in ("name", "graph_hops")}
-    if cfg.graph_hops:
-        kw["transitions"] = transitions(ds.edges, ds.num_sensors, cfg.graph_hops)
-    if cfg.name == "encdec":
-        return EncoderDecoder(**dims, null_z=float(ds.normalize(0.0)), **{**kw, "adaptive_dim": 0})
-    if cfg.name == "alternating":
-        from .alternating import AlternatingEncoderDecoder
-
-        return AlternatingEncoderDecoder(**dims, null_z=float(ds.normalize(0.0)), **kw)
-    raise ValueError(f"unknown model '{cfg.name}'")
+        return STID(**dims, **kw)
+    # the transformers: the road graph's hops become transition matrices; the trainer weighs the denoising loss
+    hops = kw.pop("graph_hops")
+    kw.pop("denoise_weight")
+    kw["transitions"] = transitions(ds.edges, ds.num_sensors, hops) if hops else None
+    model = EncoderDecoder if cfg.name == "encdec" else AlternatingEncoderDecoder
+    return model(**dims, null_z=float(ds.normalize(0.0)), **kw)
 
 
 def transitions(edges, n: int, hops: int):
@@ -52,4 +53,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["build_model", "count_parameters", "LastValue", "HistoricalAverage", "STID", "EncoderDecoder"]
+__all__ = ["build_model", "count_parameters", "LastValue", "HistoricalAverage", "STID", "EncoderDecoder",
+           "AlternatingEncoderDecoder"]

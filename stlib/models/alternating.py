@@ -34,10 +34,10 @@ def block_axes(pattern: str, depth: int) -> list[int]:
 class AlternatingEncoderDecoder(EncoderDecoder):
     """Encoder-decoder whose blocks attend over time or over sensors as `pattern` says."""
 
-    def __init__(self, *args, pattern: str = "alternating", encoder_depth: int = 4, decoder_depth: int = 2, **kw):
-        kw.pop("encoder_axes", None)
-        kw.pop("decoder_axes", None)
-        super().__init__(*args, encoder_depth=encoder_depth, decoder_depth=decoder_depth,
+    def __init__(self, *args, pattern: str = "alternating", encoder_depth: int = 4, decoder_depth: int = 2,
+                 adaptive_dim: int = 0, **encdec):
+        """EncoderDecoder's arguments (encdec: all but the block axes, which `pattern` sets) plus pattern."""
+        super().__init__(*args, encoder_depth=encoder_depth, decoder_depth=decoder_depth, adaptive_dim=adaptive_dim,
                          encoder_axes=block_axes(pattern, encoder_depth),
-                         decoder_axes=block_axes(pattern, decoder_depth), **kw)
+                         decoder_axes=block_axes(pattern, decoder_depth), **encdec)
         self.pattern = pattern

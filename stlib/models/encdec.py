@@ -171,7 +171,7 @@ class EncoderDecoder(nn.Module):
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
                  adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, patch=1, head="decoder",
                  series_embedding=False, embedding="sum", embed_dim=32, stem_layers=2, transitions=None,
-                 day_embedding="week", stid_head=False, **_):
+                 day_embedding="week", stid_head=False):
         super().__init__()
         if head not in ("decoder", "linear"):
             raise ValueError(f"model.head must be decoder or linear, got {head!r}")

@@ -1,0 +1,141 @@
+"""Explicit interfaces: each model and dataset takes its own options, and an option set for one that does not take
+it is a config error naming the option, the model (or dataset) and the options it takes."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from stlib import data
+from stlib.config import (DATASET_OPTIONS, MODEL_NAMES, MODEL_OPTIONS, ConfigError, ModelConfig, load_profile,
+                          replace)
+from stlib.data import sources
+from stlib.models import STID, AlternatingEncoderDecoder, EncoderDecoder, HistoricalAverage, build_model
+from stlib.paths import REPO_ROOT
+
+PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
+DEFAULT = REPO_ROOT / "params" / "default.yaml"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# the tables agree with what the constructors and loaders take
+
+
+def params(fn, skip=()) -> set[str]:
+    return {p for p in inspect.signature(fn).parameters if p not in skip and p != "self"}
+
+
+def test_model_options_are_the_constructor_arguments():
+    dims = {"num_sensors", "in_steps", "out_steps", "steps_per_day"}
+    assert set(MODEL_OPTIONS) == set(MODEL_NAMES)
+    assert MODEL_OPTIONS["last_value"] == ()
+    assert set(MODEL_OPTIONS["historical_average"]) == params(HistoricalAverage, {"ds"})
+    assert set(MODEL_OPTIONS["stid"]) == params(STID, dims)
+    # the builder turns graph_hops into transitions; the trainer reads denoise_weight; alternating sets the axes
+    built = {"null_z", "transitions", "encoder_axes", "decoder_axes", "adaptive_dim"}
+    assert set(MODEL_OPTIONS["encdec"]) == params(EncoderDecoder, dims | built) | {"graph_hops", "denoise_weight"}
+    assert set(MODEL_OPTIONS["alternating"]) == set(MODEL_OPTIONS["encdec"]) | {"pattern", "adaptive_dim"}
+    assert params(AlternatingEncoderDecoder) >= {"pattern", "adaptive_dim"}
+    every = {f for opts in MODEL_OPTIONS.values() for f in opts}
+    assert every == set(vars(ModelConfig())) - {"name"}  # no option that no model takes
+
+
+def test_dataset_options_are_the_loader_arguments():
+    labels = {"value_name", "unit"}
+    assert set(DATASET_OPTIONS["synthetic"]) == params(sources.load_synthetic) | labels
+    assert set(DATASET_OPTIONS["pems08-tail"]) == params(sources.load_pems08_tail) | labels
+    assert set(DATASET_OPTIONS["PEMS"]) == params(sources.load_pems, {"name"}) | labels
+    assert set(DATASET_OPTIONS["DCRNN"]) == params(sources.load_dcrnn, {"name"}) | labels
+    assert set(DATASET_OPTIONS["file"]) == params(sources.load_file) | labels
+    assert set(sources.DCRNN_FILES) == set(sources.DCRNN_NAMES)
+
+
+def test_no_catch_all_arguments():
+    for fn in (STID, HistoricalAverage, EncoderDecoder, sources.load_synthetic, sources.load_pems,
+               sources.load_pems08_tail, sources.load_dcrnn, sources.load_file):
+        kinds = {p.kind for p in inspect.signature(fn).parameters.values()}
+        assert inspect.Parameter.VAR_KEYWORD not in kinds, fn
+
+
+# ---------------------------------------------------------------------------------------------
+# an option the chosen model or dataset does not take is an error
+
+
+@pytest.mark.parametrize("preset, overrides, option, model", [
+    ("stid", ["model.patch=2"], "model.patch", "stid"),  # an override after the preset chose STID
+    (None, ["model.name=stid", "model.d_model=16"], "model.d_model", "stid"),  # set with the choice
+    (None, ["model.adaptive_dim=8"], "model.adaptive_dim", "encdec"),  # once silently 0 for encdec
+    ("last_value", ["model.by_weekday=false"], "model.by_weekday", "last_value"),
+    ("historical_average", ["model.dropout=0.2"], "model.dropout", "historical_average"),
+])
+def test_option_the_model_does_not_take_is_an_error(preset, overrides, option, model):
+    with pytest.raises(ConfigError) as e:
+        load_profile(DEFAULT).run_config(preset=preset, overrides=overrides)
+    msg = str(e.value)
+    assert f"{option} does not apply to model {model}" in msg
+    if MODEL_OPTIONS[model]:
+        assert "its options are: " + ", ".join(MODEL_OPTIONS[model]) in msg
+    else:
+        assert "it takes no options" in msg
+
+
+def test_option_in_a_preset_or_the_params_file_is_an_error(tmp_path):
+    bad_preset = write(tmp_path, "model: {name: encdec}\npresets:\n  s: {model.name: stid, model.patch: 2}\n")
+    with pytest.raises(ConfigError, match=r"presets\.s: model\.patch does not apply to model stid"):
+        load_profile(bad_preset)  # every preset is validated when the file loads
+    bad_base = write(tmp_path, "model: {name: stid, n_heads: 2}\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: model\.n_heads does not apply to model stid"):
+        load_profile(bad_base)
+
+
+def test_options_of_the_model_a_preset_replaces_are_not_errors():
+    # default.yaml configures the encoder-decoder (patch, head, d_model, ...); its stid preset switches the model:
+    # the file's encoder-decoder options are unused by STID, not wrong
+    cfg = load_profile(DEFAULT).run_config(preset="stid")
+    assert cfg.model.name == "stid" and cfg.model.patch == 6  # kept as it was (the record is unchanged)
+
+
+def test_replace_checks_the_options_it_sets():
+    stid = load_profile(DEFAULT).run_config(preset="stid")
+    with pytest.raises(ConfigError, match="model.attn_short does not apply to model stid"):
+        replace(stid, **{"model.attn_short": 32})
+    assert replace(stid, **{"model.name": "encdec", "model.attn_short": 32}).model.attn_short == 32
+
+
+def test_option_the_dataset_does_not_take_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.num_sensors does not apply to dataset pems08-tail; its options "
+                                          r"are: in_steps, out_steps, value_name, unit"):
+        load_profile(DEFAULT).run_config(overrides=["data.name=pems08-tail", "data.num_sensors=5"])
+    with pytest.raises(ConfigError, match=r"data\.path does not apply to dataset synthetic"):
+        load_profile(DEFAULT).run_config(overrides=["data.path=x.csv"])
+    # the params file's synthetic options are not the PEMS08 file's, and not an error when an override switches
+    assert load_profile(DEFAULT).run_config(overrides=["data.name=PEMS08"]).data.num_sensors == 24
+    with pytest.raises(ValueError, match="data.num_days does not apply to dataset PEMS08"):
+        data.load_dataset("PEMS08", num_days=3)
+
+
+def test_data_info_command_rejects_an_option_the_dataset_does_not_take(capsys):
+    from stlib.data.__main__ import main
+
+    assert main(["info", "pems08-tail", "--opt", "num_sensors=5"]) == 2
+    assert "data.num_sensors does not apply to dataset pems08-tail" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# every shipped configuration still builds
+
+
+@pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
+def test_every_preset_builds_its_model(path, tiny):
+    profile = load_profile(path)
+    for preset in [None, *profile.presets]:
+        cfg = profile.run_config(preset=preset)
+        model = build_model(cfg.model, tiny)
+        assert model is not None, preset
