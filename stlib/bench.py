@@ -73,6 +73,11 @@ def ladder(device: torch.device, compile_mode: str = "default", workers: int | N
     return rungs
 
 
+def ladder_compile_mode(cfg: RunConfig) -> str:
+    """The torch.compile mode of the ladder's compile rung: the config's own, or default when it compiles nothing."""
+    return cfg.train.compile if cfg.train.compile != "off" else "default"
+
+
 def subset(ds: Dataset, train_windows: int, val_windows: int) -> Dataset:
     """The same dataset with the first `train_windows` / `val_windows` windows of each split."""
     splits = {"train": ds.splits["train"][:train_windows], "val": ds.splits["val"][:val_windows],
@@ -161,7 +166,7 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     small = subset(ds, train_windows, val_windows)
     n_train, n_val = len(ds.splits["train"]), len(ds.splits["val"])
     scale_train, scale_val = n_train / len(small.splits["train"]), n_val / len(small.splits["val"])
-    compile_mode = cfg.train.compile if cfg.train.compile != "off" else "default"
+    compile_mode = ladder_compile_mode(cfg)
     rungs = rungs or ladder(device, compile_mode, lr=cfg.train.lr)
     # phases timed with a device sync at each boundary (every rung alike), so the split is real on a GPU too
     base = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
@@ -266,7 +271,7 @@ def op_profile(cfg: RunConfig, ds: Dataset | None = None, rung: str | None = Non
 
     device = pick_device(cfg.train.device)
     ds = ds if ds is not None else from_config(cfg.data)
-    rungs = ladder(device, cfg.train.compile if cfg.train.compile != "off" else "default", lr=cfg.train.lr)
+    rungs = ladder(device, ladder_compile_mode(cfg), lr=cfg.train.lr)
     named = dict(rungs)
     if rung is None:
         rung = [n for n, o in rungs if o.get("train.compile") != "reduce-overhead"][-1]
@@ -426,17 +431,11 @@ def say_plan(cfg: RunConfig, args) -> None:
 # accuracy guard and peer comparison (full data)
 
 
-def fastest_overrides(rungs=None, device=None) -> dict:
-    """The cumulative overrides of the last rung (every optimisation on)."""
-    return (rungs or ladder(device or torch.device("cpu")))[-1][1]
-
-
 def accuracy_guard(cfg: RunConfig, ds: Dataset, epochs: int, out_root: Path | None = None) -> pd.DataFrame:
     """Validation MAE of the naive and the fastest rung after the same number of full epochs."""
     from .train import fit, pick_device
 
-    rungs = ladder(pick_device(cfg.train.device), cfg.train.compile if cfg.train.compile != "off" else "default",
-                   lr=cfg.train.lr)
+    rungs = ladder(pick_device(cfg.train.device), ladder_compile_mode(cfg), lr=cfg.train.lr)
     rows = []
     for name, overrides in (rungs[0], rungs[-1]):
         rcfg = replace(cfg, **{**overrides, "train.epochs": epochs, "train.quiet": True, "stage": "02",
@@ -451,7 +450,7 @@ def accuracy_guard(cfg: RunConfig, ds: Dataset, epochs: int, out_root: Path | No
     return table
 
 
-def epoch_seconds(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path | None = None) -> dict:
+def time_epochs(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path | None = None) -> dict:
     """Median seconds per full training epoch (first epoch excluded) and per validation of a config."""
     from .train import fit
 
@@ -478,7 +477,7 @@ def attention_ab(cfg: RunConfig, ds: Dataset | None = None, shorts=(0, 32), repe
     seen = {s: [] for s in shorts}
     for rep in range(repeats):
         for s in shorts:
-            r = epoch_seconds(replace(cfg, **{"model.attn_short": s}), ds, epochs=epochs)
+            r = time_epochs(replace(cfg, **{"model.attn_short": s}), ds, epochs=epochs)
             seen[s].append(r["train_s_per_epoch"])
             progress(f"repeat {rep + 1}/{repeats}  attn_short {s:>3d}: {seen[s][-1]:.3f} s per {train_windows} windows")
     m = cfg.model
@@ -515,7 +514,7 @@ def peer_comparison(profile, ds: Dataset, repeats: int = 2, epochs: int = 4, run
     last = {}
     for rep in range(repeats):
         for label, extra in runners.items():
-            last[label] = epoch_seconds(replace(stid, **extra), ds, epochs=epochs)
+            last[label] = time_epochs(replace(stid, **extra), ds, epochs=epochs)
             seen[label].append(last[label]["train_s_per_epoch"])
             progress(f"repeat {rep + 1}/{repeats}  {label:<38s} {seen[label][-1]:.3f} s per training epoch")
     rows = [{"runner": label, "train_s_per_epoch": float(np.median(v)), "repeats_s": [round(x, 3) for x in v],

@@ -35,9 +35,9 @@ class ConfigError(ValueError):
     """A params file or override that does not validate."""
 
 
-def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc=""):
+def _f(default, *, choices=None, lo=None, hi=None, lo_open=False):
     """A dataclass field with validation metadata."""
-    meta = {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "doc": doc}
+    meta = {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -68,7 +68,7 @@ def dataset_kind(name: str) -> str | None:
 
 @dataclass
 class DataConfig:
-    name: str = _f("synthetic", doc="synthetic | pems08-tail | PEMS03/04/07/08 | METR-LA | PEMS-BAY | file")
+    name: str = _f("synthetic")  # synthetic | pems08-tail | PEMS03/04/07/08 | METR-LA | PEMS-BAY | file
     in_steps: int = _f(12, lo=1)
     out_steps: int = _f(12, lo=1)
     # synthetic generator
@@ -76,19 +76,21 @@ class DataConfig:
     num_days: int = _f(21, lo=2)
     seed: int = _f(0, lo=0)
     # "file": your own data
-    path: str | None = _f(None, doc=".csv (rows = time, columns = sensor ids, optional time column), .npz/.npy "
-                          "(T, N[, C]) or .h5 (pandas table, DCRNN's layout)")
-    edges: str | None = _f(None, doc="edge list CSV from,to[,cost], dense N x N matrix (.csv/.npy/.npz) or adj_mx.pkl")
-    edges_by: str = _f("auto", choices=("auto", "id", "position"),
-                       doc="how an edge list names sensors: by the data's sensor ids, by position 0..N-1, or auto")
-    interval_minutes: int = _f(5, lo=1, doc="for files without timestamps (a time column sets it)")
-    start_time: str | None = _f(None, doc="for files without timestamps (a time column sets it)")
+    # .csv (rows = time, columns = sensor ids, optional time column), .npz/.npy (T, N[, C]) or .h5 (pandas
+    # table, DCRNN's layout)
+    path: str | None = _f(None)
+    edges: str | None = _f(None)  # edge list CSV from,to[,cost], dense N x N matrix (.csv/.npy/.npz) or adj_mx.pkl
+    # how an edge list names sensors: by the data's sensor ids, by position 0..N-1, or auto
+    edges_by: str = _f("auto", choices=("auto", "id", "position"))
+    interval_minutes: int = _f(5, lo=1)  # for files without timestamps (a time column sets it)
+    start_time: str | None = _f(None)  # for files without timestamps (a time column sets it)
     split: list[float] = _f([0.6, 0.2, 0.2])
-    missing_value: float | None = _f(None, doc="a value that marks a missing reading (besides empty cells and NaN): "
-                                     "such cells are stored as 0 and masked in the loss and the metrics")
+    # a value that marks a missing reading (besides empty cells and NaN): such cells are stored as 0 and masked
+    # in the loss and the metrics
+    missing_value: float | None = _f(None)
     # labels of the target (any dataset): plots and forecasts say "speed (mph)" instead of "flow"
-    value_name: str | None = _f(None, doc="what the target measures (default: the dataset's own: flow, speed, value)")
-    unit: str | None = _f(None, doc="its unit (default: the dataset's own: vehicles/5 min, mph, none)")
+    value_name: str | None = _f(None)  # what the target measures (default: the dataset's own: flow, speed, value)
+    unit: str | None = _f(None)  # its unit (default: the dataset's own: vehicles/5 min, mph, none)
 
 
 # The ModelConfig fields each model takes. build_model passes a model exactly these; a field set in a params file,
@@ -127,28 +129,32 @@ class ModelConfig:
     # pad a 12-step sequence to a 64- or 128-row tile; for GPUs (slower on CPU). 0 = always the fused kernels
     attn_short: int = _f(0, lo=0)
     # transformer input and output (encdec, alternating)
-    patch: int = _f(1, lo=1, doc="time steps per token: the T input steps become T / patch tokens (T must "
-                    "divide), each embedding its patch's values; cuts the tokens and the attention cost by patch")
-    head: str = _f("decoder", choices=("decoder", "linear"),
-                   doc="decoder: horizon queries attend to each other and to the encoder memory (the roadmap's "
-                   "encoder-decoder); linear: each sensor's encoder tokens, flattened, map to the horizon by one "
-                   "linear layer (STAEformer's output projection; no decoder blocks)")
-    series_embedding: bool = _f(False, doc="add STID's series encoding (one linear map of the sensor's whole input "
-                                "window) to every token, so each token sees the full window from the first layer")
-    embedding: str = _f("sum", choices=("sum", "stid"),
-                        doc="sum: value, node, time and position embeddings summed at d_model; stid: STID's "
-                        "encoding per token (value patch, whole window, node, time of day, day of week, embed_dim "
-                        "each, concatenated, then stem_layers residual MLPs), with every block's residual branch "
-                        "starting at zero, so the model starts as STID and attention refines it")
-    graph_hops: int = _f(0, lo=0, doc="embedding stid: also encode the windows of the sensors 1..graph_hops "
-                         "hops downstream and upstream on the road graph (averaged), as DCRNN's diffusion; 0 = off")
-    day_embedding: str = _f("week", choices=("week", "weekend", "none"),
-                            doc="embedding stid: one day-of-week vector per day (week), one for Monday-Friday and "
-                            "one for the weekend (weekend: each class is seen on more training days), or none")
-    stem_layers: int = _f(2, lo=0, doc="embedding stid: STID's residual MLP layers before the blocks")
-    stid_head: bool = _f(False, doc="embedding stid, head linear: STID's regression head on each sensor's STID "
-                         "state, with the blocks' linear head (starting at zero) added to it, so the model starts "
-                         "as STID exactly and the attention blocks learn a correction to STID's forecast")
+    # time steps per token: the T input steps become T / patch tokens (T must divide), each embedding its
+    # patch's values; cuts the tokens and the attention cost by patch
+    patch: int = _f(1, lo=1)
+    # decoder: horizon queries attend to each other and to the encoder memory (the roadmap's encoder-decoder);
+    # linear: each sensor's encoder tokens, flattened, map to the horizon by one linear layer (STAEformer's
+    # output projection; no decoder blocks)
+    head: str = _f("decoder", choices=("decoder", "linear"))
+    # add STID's series encoding (one linear map of the sensor's whole input window) to every token, so each
+    # token sees the full window from the first layer
+    series_embedding: bool = _f(False)
+    # sum: value, node, time and position embeddings summed at d_model; stid: STID's encoding per token (value
+    # patch, whole window, node, time of day, day of week, embed_dim each, concatenated, then stem_layers
+    # residual MLPs), with every block's residual branch starting at zero, so the model starts as STID and
+    # attention refines it
+    embedding: str = _f("sum", choices=("sum", "stid"))
+    # embedding stid: also encode the windows of the sensors 1..graph_hops hops downstream and upstream on the
+    # road graph (averaged), as DCRNN's diffusion; 0 = off
+    graph_hops: int = _f(0, lo=0)
+    # embedding stid: one day-of-week vector per day (week), one for Monday-Friday and one for the weekend
+    # (weekend: each class is seen on more training days), or none
+    day_embedding: str = _f("week", choices=("week", "weekend", "none"))
+    stem_layers: int = _f(2, lo=0)  # embedding stid: STID's residual MLP layers before the blocks
+    # embedding stid, head linear: STID's regression head on each sensor's STID state, with the blocks' linear
+    # head (starting at zero) added to it, so the model starts as STID exactly and the attention blocks learn a
+    # correction to STID's forecast
+    stid_head: bool = _f(False)
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
     adaptive_dim: int = _f(0, lo=0)
@@ -167,13 +173,13 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(10, lo=0, doc=">= 1 for a model with weights; last_value and historical_average ignore it")
+    epochs: int = _f(10, lo=0)  # >= 1 for a model with weights; last_value and historical_average ignore it
     batch_size: int = _f(64, lo=1)
     eval_batch_size: int = _f(256, lo=1)
     accumulation_steps: int = _f(1, lo=1)
     lr: float = _f(1e-3, lo=0.0, lo_open=True)
     weight_decay: float = _f(1e-4, lo=0.0)
-    grad_clip: float = _f(5.0, lo=0.0, doc="0 = off")
+    grad_clip: float = _f(5.0, lo=0.0)  # 0 = off
     loss: str = _f("masked_mae", choices=("masked_mae", "huber"))
     huber_delta: float = _f(1.0, lo=0.0, lo_open=True)
     amp: str = _f("off", choices=("off", "bf16", "fp16", "auto"))
@@ -187,26 +193,28 @@ class TrainConfig:
     # torch.compile its odd size costs a recompile with a dynamic batch dimension
     drop_last: bool = _f(False)
     scheduler: str = _f("none", choices=("none", "plateau", "multistep", "cosine"))
-    patience: int = _f(10, lo=1, doc="plateau: validations without improvement before a cut")
+    patience: int = _f(10, lo=1)  # plateau: validations without improvement before a cut
     factor: float = _f(0.5, lo=0.0, hi=1.0, lo_open=True)
-    milestones: list[int] = _f([], doc="multistep: epochs at which lr *= gamma")
+    milestones: list[int] = _f([])  # multistep: epochs at which lr *= gamma
     gamma: float = _f(0.5, lo=0.0, hi=1.0, lo_open=True)
     min_lr: float = _f(0.0, lo=0.0)
-    warmup_steps: int = _f(0, lo=0, doc="linear warmup over this many optimizer steps")
-    noise_std: float = _f(0.0, lo=0.0, doc="Gaussian input augmentation, normalised units")
-    ema: float = _f(0.0, lo=0.0, hi=0.99999, doc="exponential moving average of the weights, this decay per "
-                    "optimizer step (0 = off); validation, the best checkpoint and the test use the average")
-    early_stop_patience: int = _f(0, lo=0, doc="validations without improvement; 0 = off")
-    time_budget_s: float = _f(0.0, lo=0.0, doc="stop at the first epoch end past this many training seconds "
-                              "(0 = off); the cosine schedule then anneals over the budget")
+    warmup_steps: int = _f(0, lo=0)  # linear warmup over this many optimizer steps
+    noise_std: float = _f(0.0, lo=0.0)  # Gaussian input augmentation, normalised units
+    # exponential moving average of the weights, this decay per optimizer step (0 = off); validation, the best
+    # checkpoint and the test use the average
+    ema: float = _f(0.0, lo=0.0, hi=0.99999)
+    early_stop_patience: int = _f(0, lo=0)  # validations without improvement; 0 = off
+    # stop at the first epoch end past this many training seconds (0 = off); the cosine schedule then anneals
+    # over the budget
+    time_budget_s: float = _f(0.0, lo=0.0)
     seed: int = _f(0, lo=0)
-    device: str = _f("auto", doc="auto | cpu | cuda | cuda:N | mps")
-    threads: int = _f(0, lo=0, doc="torch CPU threads; 0 = leave as is")
-    time_phases: bool = _f(True, doc="split step time into data/forward/backward/optimizer (syncs the GPU)")
-    quiet: bool = _f(False, doc="no progress output at all (no bar, no epoch lines)")
-    tensorboard: bool = _f(False, doc="also log losses, validation MAE, learning rate and the final test metrics "
-                           "for TensorBoard under <run_dir>/tensorboard/ (needs the tensorboard package; "
-                           "view with `tensorboard --logdir outputs/runs`)")
+    device: str = _f("auto")  # auto | cpu | cuda | cuda:N | mps
+    threads: int = _f(0, lo=0)  # torch CPU threads; 0 = leave as is
+    time_phases: bool = _f(True)  # split step time into data/forward/backward/optimizer (syncs the GPU)
+    quiet: bool = _f(False)  # no progress output at all (no bar, no epoch lines)
+    # also log losses, validation MAE, learning rate and the final test metrics for TensorBoard under
+    # <run_dir>/tensorboard/ (needs the tensorboard package; view with `tensorboard --logdir outputs/runs`)
+    tensorboard: bool = _f(False)
     save_checkpoint: bool = _f(True)
 
 

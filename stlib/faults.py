@@ -57,8 +57,8 @@ SAME_COLUMNS = ("epoch", "train_loss", "val_mae", "lr", "skipped_steps")  # hist
 # helpers
 
 
-def write_params(folder: Path, **sections) -> Path:
-    """A params file: TINY with some sections' keys replaced (write_params(d, train={"epochs": 1}))."""
+def tiny_params(folder: Path, **sections) -> Path:
+    """A params file: TINY with some sections' keys replaced (tiny_params(d, train={"epochs": 1}))."""
     tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
     for name, values in sections.items():
         tree[name].update(values)
@@ -203,7 +203,7 @@ def child(argv: list) -> int:
 def kill_and_resume(tmp: Path, stall_write: int = 0) -> str:
     """Start a run in a subprocess, SIGKILL it mid-epoch (or mid-write), resume it, compare with a clean run."""
     tmp = Path(tmp)
-    params, outputs = write_params(tmp), tmp / "outputs"
+    params, outputs = tiny_params(tmp), tmp / "outputs"
     env = {**os.environ, "STLIB_OUTPUT_DIR": str(outputs), "PYTHONPATH": str(REPO_ROOT)}
     cmd = [sys.executable, "-m", "stlib.faults", "_child", "--step-delay", str(STEP_DELAY),
            "--stall-write", str(stall_write), "--", "--params", str(params), "--quiet",
@@ -263,7 +263,7 @@ def _kill_mid_write(tmp: Path) -> str:
 
 @case("nan_loss", "NaN loss in epoch 2")
 def _nan_loss(tmp: Path) -> str:
-    params, outputs = write_params(tmp), tmp / "outputs"
+    params, outputs = tiny_params(tmp), tmp / "outputs"
     calls, loss = [0], loop.compute_loss
 
     def nan_on_call_40(*a, **kw):  # epoch 2 (32 batches per epoch), batch 8
@@ -288,7 +288,7 @@ def _nan_loss(tmp: Path) -> str:
 @case("fp16_overflow", "fp16 overflow (inf gradients) under GradScaler")
 def _fp16_overflow(tmp: Path) -> str:
     fast = {"amp": "fp16", "epochs": 2, "batch_size": 32, "accumulation_steps": 1, "save_checkpoint": False}
-    cfg = load_profile(write_params(tmp, train=fast)).run_config()
+    cfg = load_profile(tiny_params(tmp, train=fast)).run_config()
     ds = from_config(cfg.data)
     plain = train.fit(cfg, dataset=ds, out_root=tmp / "plain")
     build, calls = loop.build_model, [0]
@@ -325,7 +325,7 @@ def _file_case(tmp: Path, series=None, key="data", raw: bytes | None = None, edg
         (data / "edges.csv").write_text(edges)
         opts["edges"] = str(data / "edges.csv")
     outputs = tmp / "outputs"
-    code, _, err = cli(["--params", write_params(tmp, data=opts)], outputs)
+    code, _, err = cli(["--params", tiny_params(tmp, data=opts)], outputs)
     return code, err, outputs
 
 
@@ -386,7 +386,7 @@ def _unknown_sensors(tmp):
 def _missing_files(tmp):
     outputs, empty = tmp / "outputs", tmp / "empty-data"
     empty.mkdir(parents=True)
-    code, _, err = cli(["--params", write_params(tmp, data={"name": "PEMS08"})], outputs, data=empty)
+    code, _, err = cli(["--params", tiny_params(tmp, data={"name": "PEMS08"})], outputs, data=empty)
     msg = expect_error(code, err, 2, "missing file", "download PEMS08")
     nothing_left(outputs)
     return f"exit 2: {short(msg, tmp)}"
@@ -394,7 +394,7 @@ def _missing_files(tmp):
 
 def _bad_config(tmp: Path, argv: list, *words) -> str:
     outputs = tmp / "outputs"
-    code, _, err = cli(["--params", write_params(tmp), *argv], outputs)
+    code, _, err = cli(["--params", tiny_params(tmp), *argv], outputs)
     msg = expect_error(code, err, 2, *words)
     nothing_left(outputs)
     return f"exit 2: {short(msg, tmp)}"
@@ -403,7 +403,7 @@ def _bad_config(tmp: Path, argv: list, *words) -> str:
 @case("params_typo", "params typo (train.lrr, model.d_modle)")
 def _typo(tmp):
     _bad_config(tmp, ["--set", "train.lrr=0.1"], "did you mean 'train.lr'")
-    outputs, params = tmp / "outputs", write_params(tmp)
+    outputs, params = tmp / "outputs", tiny_params(tmp)
     params.write_text(params.read_text().replace("d_model:", "d_modle:"))
     code, _, err = cli(["--params", params], outputs)
     msg = expect_error(code, err, 2, "unknown key 'd_modle'", "did you mean 'd_model'")
@@ -430,7 +430,7 @@ def _accumulation_zero(tmp):
 def _unwritable(tmp):
     blocker = tmp / "blocker"
     blocker.write_text("a file where the outputs directory should be")
-    code, _, err = cli(["--params", write_params(tmp)], blocker / "outputs")
+    code, _, err = cli(["--params", tiny_params(tmp)], blocker / "outputs")
     msg = expect_error(code, err, 4, "cannot create the run directory")
     assert blocker.read_text().startswith("a file"), "the blocking file was changed"
     done = "a file in the way"
@@ -439,7 +439,7 @@ def _unwritable(tmp):
         locked.mkdir()
         locked.chmod(0o555)
         try:
-            code, _, err = cli(["--params", write_params(tmp)], locked)
+            code, _, err = cli(["--params", tiny_params(tmp)], locked)
             expect_error(code, err, 4, "cannot create the run directory")
             done += " and a read-only directory"
         finally:
@@ -449,7 +449,7 @@ def _unwritable(tmp):
 
 @case("full_disk", "disk full while checkpointing, then --resume")
 def _full_disk(tmp: Path) -> str:
-    params, outputs = write_params(tmp), tmp / "outputs"
+    params, outputs = tiny_params(tmp), tmp / "outputs"
     save, fsync, full = records.save_torch, os.fsync, [False]
 
     def save_then_fill(path, obj):  # the disk fills up right after the second last.pt
@@ -479,7 +479,7 @@ def _full_disk(tmp: Path) -> str:
 @case("corrupt_checkpoint", "--resume with a truncated last.pt or a wrong directory")
 def _corrupt_checkpoint(tmp: Path) -> str:
     outputs = tmp / "outputs"
-    code, _, err = cli(["--params", write_params(tmp, train={"epochs": 1}), "--checkpoint-every", 0], outputs)
+    code, _, err = cli(["--params", tiny_params(tmp, train={"epochs": 1}), "--checkpoint-every", 0], outputs)
     assert code == 0, err
     (run_dir,) = run_dirs(outputs)
     last = run_dir / "last.pt"
@@ -495,7 +495,7 @@ def _corrupt_checkpoint(tmp: Path) -> str:
 @case("resume_live_run", "--resume of a run another process is still training")
 def _resume_live_run(tmp: Path) -> str:
     outputs = tmp / "outputs"
-    code, _, err = cli(["--params", write_params(tmp, train={"epochs": 1})], outputs)
+    code, _, err = cli(["--params", tiny_params(tmp, train={"epochs": 1})], outputs)
     assert code == 0, err
     (run_dir,) = run_dirs(outputs)
     before = (run_dir / "last.pt").read_bytes()

@@ -2,7 +2,7 @@
 
 The BasicTS / STAEformer convention: an element counts only where its target is not `null_val`
 (0 for PeMS flow). Averages are over all counted elements; with nothing counted the result is 0,
-never NaN. MAPE is returned as a fraction by `masked_mape` and reported in percent by `evaluate`.
+never NaN. MAPE is returned as a fraction by `masked_mape` and reported in percent by `forecast_metrics`.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class MetricSums:
         return out
 
 
-def evaluate(pred: torch.Tensor, target: torch.Tensor, null_val: float = 0.0, report=(3, 6, 12)) -> dict:
+def forecast_metrics(pred: torch.Tensor, target: torch.Tensor, null_val: float = 0.0, report=(3, 6, 12)) -> dict:
     """Metrics of a whole (B, H, N, C) prediction: averaged over horizons and at `report` horizons."""
     sums = MetricSums(pred.shape[1])
     sums.update(torch.as_tensor(pred), torch.as_tensor(target), null_val)

@@ -189,28 +189,24 @@ def write_config(path: Path, cfg_dict: dict) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
-    with open(path.with_suffix(".lock"), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+def file_lock(path: Path, busy: str | None = None):
+    """Hold an exclusive lock on the file at path: wait for it, or with `busy`, raise ValueError(busy) at once
+    when another process holds it."""
+    with open(path, "a+") as f:
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """Hold run_dir/.lock while this process trains the run: a second one (resuming a live run) is refused."""
-    with open(Path(run_dir) / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy else 0))
         except BlockingIOError:
-            raise ValueError(f"{run_dir} is in use by another process (is it still running?): resume it once that "
-                             "process has stopped") from None
+            raise ValueError(busy) from None
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_lock(run_dir: Path):
+    """Hold run_dir/.lock while this process trains the run: a second one (resuming a live run) is refused."""
+    return file_lock(Path(run_dir) / ".lock", busy=f"{run_dir} is in use by another process (is it still "
+                     "running?): resume it once that process has stopped")
 
 
 def read_ledger(path: Path) -> pd.DataFrame:
@@ -232,7 +228,7 @@ def append_ledger(row: dict, root: Path | None = None) -> Path:
     is listed once); read, add, write temp, rename, under a file lock."""
     path = (root or output_dir()) / "ledger.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with file_lock(path.with_suffix(".lock")):
         old = read_ledger(path)
         if "run_id" in old and row.get("run_id") is not None:
             old = old[old["run_id"] != row["run_id"]]

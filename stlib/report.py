@@ -216,7 +216,7 @@ def gates(table: pd.DataFrame, baseline: float | None, peer_mae: float | None = 
           committed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each decision gate of the roadmap (and the issue's peer target), computed from the route.
 
-    committed: the committed stage-2 runs (gpu_runs); with peer_mae (pems08-tail), their best result is
+    committed: the committed stage-2 runs (budgeted_runs); with peer_mae (pems08-tail), their best result is
     held to the same targets, and each CPU batch (stage2_cpu*.csv) to STAEformer's 55 CPU minutes.
     """
     by = table.set_index("stage")["MAE"] if len(table) else pd.Series(dtype=float)
@@ -261,7 +261,7 @@ def speed(bench_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def gpu_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
+def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
     """Committed time-budgeted runs of a study (<study>_<device>.csv, exported with python -m stlib.results
     from the run records of scripts/gpu_session.sh on a lent GPU, or of a CPU batch): one row per batch and
     config.
@@ -368,7 +368,7 @@ def plot_time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame, ax=None, peer_
 
 
 def cpu_batches(committed: pd.DataFrame) -> pd.DataFrame:
-    """The rows of gpu_runs that came from this CPU (stage2_cpu*.csv) rather than a lent GPU."""
+    """The rows of budgeted_runs that came from this CPU (stage2_cpu*.csv) rather than a lent GPU."""
     return committed[committed["file"].str.startswith("stage2_cpu")]
 
 

@@ -44,14 +44,6 @@ def histories(run_dirs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def summarize(df: pd.DataFrame, by="name", metrics=("test_mae", "mae_h12", "test_rmse", "test_mape")) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per group, with the number of seeds."""
-    agg = df.groupby(by)[list(metrics)].agg(["mean", "std"])
-    agg.columns = [f"{m}_{s}" for m, s in agg.columns]
-    agg.insert(0, "seeds", df.groupby(by).size())
-    return agg.reset_index()
-
-
 def export(roots: dict[str, Path], stage: str, rename: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per run, every run's history) of the runs of `stage` under several outputs roots.
 

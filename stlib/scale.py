@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,29 +29,6 @@ import torch
 from .paths import REPO_ROOT
 
 SIZES = (170, 1000, 4000, 8600)  # PEMS08, a city, a large district, LargeST California
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-resident counter (VmHWM) so the peak is the step's, not the imports'."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _inputs(batch: int, steps: int, n: int, spd: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +46,7 @@ def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, en
                  device: str = "auto") -> dict:
     """One process, one N: median seconds of a training step and the peak memory it needs."""
     from .models.alternating import AlternatingEncoderDecoder
-    from .train import amp_dtype, pick_device
+    from .training.device import amp_dtype, peak_resident_mb, pick_device, reset_peak_resident, resident_mb
 
     dev = pick_device(device)
     dt = amp_dtype(amp, dev)
@@ -84,8 +60,8 @@ def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, en
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev) / 2**20
     else:
-        base = _rss_mb()
-        if not _reset_peak_rss():
+        base = resident_mb()
+        if not reset_peak_resident():
             raise RuntimeError("cannot reset the peak-memory counter (/proc/self/clear_refs): CPU peak memory "
                                "would include the imports")
     times = []
@@ -102,7 +78,7 @@ def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, en
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20 - base
     else:
-        peak = _peak_rss_mb() - base
+        peak = peak_resident_mb() - base
     return {"N": n, "batch": batch, "d_model": d_model, "pattern": pattern, "device": str(dev),
             "dtype": str(dt or torch.float32).replace("torch.", ""), "step_s": float(np.median(times[1:])),
             "warmup_s": times[0], "peak_mb": float(peak), "params": sum(p.numel() for p in model.parameters())}

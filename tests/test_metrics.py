@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stlib.metrics import MetricSums, evaluate, masked_huber, masked_mae, masked_mape, masked_rmse
+from stlib.metrics import MetricSums, forecast_metrics, masked_huber, masked_mae, masked_mape, masked_rmse
 
 # (B=1, H=2, N=3, C=1); the target's zeros are missing values
 TARGET = torch.tensor([[[[2.0], [0.0], [4.0]],
@@ -80,7 +80,7 @@ def test_one_horizon_all_masked():
     target = TARGET.clone()
     target[:, 1] = 0
     assert close(masked_mae(PRED, target, dim=DIMS), [1.5, 0.0])
-    res = evaluate(PRED, target, report=(1, 2))
+    res = forecast_metrics(PRED, target, report=(1, 2))
     assert res["by_horizon"]["2"] == {"mae": 0.0, "rmse": 0.0, "mape": 0.0}
     assert res["mae"] == pytest.approx(1.5)
 
@@ -102,11 +102,11 @@ def test_masked_losses_have_finite_gradients_with_missing_targets():
 
 
 # ---------------------------------------------------------------------------------------------
-# evaluate / MetricSums
+# forecast_metrics / MetricSums
 
 
-def test_evaluate_hand_computed_percent_mape():
-    res = evaluate(PRED, TARGET, report=(1, 2))
+def test_forecast_metrics_hand_computed_percent_mape():
+    res = forecast_metrics(PRED, TARGET, report=(1, 2))
     assert res["mae"] == pytest.approx(4 / 3)
     assert res["rmse"] == pytest.approx(math.sqrt(2.0))
     assert res["mape"] == pytest.approx(100 * 1.2 / 3)  # percent
@@ -115,12 +115,12 @@ def test_evaluate_hand_computed_percent_mape():
     assert res["mae_per_step"] == pytest.approx([1.5, 1.0])
 
 
-def test_evaluate_matches_masked_functions():
+def test_forecast_metrics_matches_masked_functions():
     g = torch.Generator().manual_seed(0)
     target = torch.rand(5, 12, 7, 1, generator=g) * 100
     target[target < 20] = 0  # ~20 % missing
     pred = target + torch.randn(5, 12, 7, 1, generator=g) * 5
-    res = evaluate(pred, target)
+    res = forecast_metrics(pred, target)
     assert set(res["by_horizon"]) == {"3", "6", "12"}
     assert res["mae"] == pytest.approx(masked_mae(pred, target).item(), rel=1e-5)
     assert res["rmse"] == pytest.approx(masked_rmse(pred, target).item(), rel=1e-5)
@@ -135,19 +135,19 @@ def test_evaluate_matches_masked_functions():
     assert res["mae_per_step"] == pytest.approx(per_h.tolist(), rel=1e-5)
 
 
-def test_evaluate_short_horizon_reports_only_existing():
-    res = evaluate(torch.ones(2, 6, 3, 1), torch.full((2, 6, 3, 1), 2.0))
+def test_forecast_metrics_short_horizon_reports_only_existing():
+    res = forecast_metrics(torch.ones(2, 6, 3, 1), torch.full((2, 6, 3, 1), 2.0))
     assert set(res["by_horizon"]) == {"3", "6"}
     assert res["mae"] == 1.0 and res["mape"] == pytest.approx(50.0)
 
 
-def test_evaluate_accepts_numpy():
-    res = evaluate(PRED.numpy(), TARGET.numpy(), report=(1,))
+def test_forecast_metrics_accepts_numpy():
+    res = forecast_metrics(PRED.numpy(), TARGET.numpy(), report=(1,))
     assert res["mae"] == pytest.approx(4 / 3)
 
 
-def test_evaluate_all_zero_target_is_zero_not_nan():
-    res = evaluate(torch.randn(3, 12, 4, 1), torch.zeros(3, 12, 4, 1))
+def test_forecast_metrics_all_zero_target_is_zero_not_nan():
+    res = forecast_metrics(torch.randn(3, 12, 4, 1), torch.zeros(3, 12, 4, 1))
     values = [res["mae"], res["rmse"], res["mape"], *res["mae_per_step"]]
     values += [v for h in res["by_horizon"].values() for v in h.values()]
     assert all(v == 0.0 and not math.isnan(v) for v in values)
@@ -164,7 +164,7 @@ def test_metric_sums_empty_and_all_masked_result():
     assert all(not math.isnan(v) for h in res["by_horizon"].values() for v in h.values())
 
 
-def test_metric_sums_over_batches_equals_evaluate_on_concatenation():
+def test_metric_sums_over_batches_equals_forecast_metrics_on_concatenation():
     g = torch.Generator().manual_seed(1)
     preds, targets = [], []
     sums = MetricSums(12)
@@ -176,7 +176,7 @@ def test_metric_sums_over_batches_equals_evaluate_on_concatenation():
         preds.append(p)
         targets.append(t)
     batched = sums.result()
-    whole = evaluate(torch.cat(preds), torch.cat(targets))
+    whole = forecast_metrics(torch.cat(preds), torch.cat(targets))
     assert batched.keys() == whole.keys()
     for k in ("mae", "rmse", "mape"):
         assert batched[k] == pytest.approx(whole[k], rel=1e-12)
@@ -184,7 +184,7 @@ def test_metric_sums_over_batches_equals_evaluate_on_concatenation():
         assert batched["by_horizon"][h] == pytest.approx(whole["by_horizon"][h], rel=1e-12)
     np.testing.assert_allclose(batched["mae_per_step"], whole["mae_per_step"], rtol=1e-12)
     # ... and neither is the mean of per-batch means (the batches weigh by their counted elements)
-    mean_of_means = np.mean([evaluate(p, t)["mae"] for p, t in zip(preds, targets)])
+    mean_of_means = np.mean([forecast_metrics(p, t)["mae"] for p, t in zip(preds, targets)])
     assert batched["mae"] != pytest.approx(mean_of_means, rel=1e-6)
 
 

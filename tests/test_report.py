@@ -66,7 +66,7 @@ def test_speed_reads_benchmark_files_and_markdown(tmp_path):
     assert path.read_text() == text
 
 
-def _fake_gpu_runs(root, names_mae: dict, budget=100.0):
+def _fake_budgeted_runs(root, names_mae: dict, budget=100.0):
     """Run records as fit() writes them (config.yaml, metrics.json, history.csv, env.json) for results.export."""
     import yaml
 
@@ -92,15 +92,15 @@ def _fake_gpu_runs(root, names_mae: dict, budget=100.0):
 def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
     from stlib import results, runplots
 
-    _fake_gpu_runs(tmp_path / "a", {"stage 1 (temporal only)": [19.0, 19.2, 19.1], "+ alternation (T S T S)": [18.0, 18.1, 18.2]})
-    _fake_gpu_runs(tmp_path / "b", {"+ alternation (T S T S)": [17.0, 17.05, 17.1]}, budget=50.0)
+    _fake_budgeted_runs(tmp_path / "a", {"stage 1 (temporal only)": [19.0, 19.2, 19.1], "+ alternation (T S T S)": [18.0, 18.1, 18.2]})
+    _fake_budgeted_runs(tmp_path / "b", {"+ alternation (T S T S)": [17.0, 17.05, 17.1]}, budget=50.0)
     assert results.main(["--stage", "04", "--root", f"twelve={tmp_path / 'a'}", "--root", f"three={tmp_path / 'b'}",
                          "--out", str(tmp_path / "bench" / "stage2_fake.csv"),
                          "--histories", str(tmp_path / "bench" / "stage2_fake_history.csv")]) == 0
     runs = pd.read_csv(tmp_path / "bench" / "stage2_fake.csv")
     assert len(runs) == 9 and set(runs["stopped_by"]) == {"time budget"} and set(runs["device"]) == {"Fake GPU"}
     assert runs.groupby("batch")["concurrent_runs"].first().to_dict() == {"three": 3, "twelve": 6}
-    s = report.gpu_runs(tmp_path / "bench")  # the _history file is not a runs file
+    s = report.budgeted_runs(tmp_path / "bench")  # the _history file is not a runs file
     assert len(s) == 3 and s["seeds"].tolist() == [3, 3, 3]
     twelve = s[s["batch"] == "twelve"].set_index("name")
     assert twelve.loc["+ alternation (T S T S)", "MAE"] == pytest.approx(18.1)
@@ -112,9 +112,9 @@ def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
     assert len(hist) == 36 and {"batch", "name", "seed", "epoch", "val_mae"} <= set(hist.columns)
     ax = runplots.budget_curves(hist[hist["batch"] == "twelve"])
     assert len(ax.get_lines()) == 2
-    assert report.gpu_runs(tmp_path / "bench", "stage1").empty  # another study's files are not read
+    assert report.budgeted_runs(tmp_path / "bench", "stage1").empty  # another study's files are not read
     (tmp_path / "bench" / "stage1_fake.csv").write_text((tmp_path / "bench" / "stage2_fake.csv").read_text())
-    assert len(report.gpu_runs(tmp_path / "bench", "stage1")) == 3
+    assert len(report.budgeted_runs(tmp_path / "bench", "stage1")) == 3
     assert "Stage 2, committed time-budgeted runs" in report.markdown("p", "d", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), s)
 
 
@@ -129,7 +129,7 @@ def test_results_export_names_an_empty_root(tmp_path, capsys):
 def test_results_export_renames_runs_and_refuses_an_unknown_name(tmp_path, capsys):
     from stlib import results
 
-    _fake_gpu_runs(tmp_path / "a", {"tt": [19.0, 19.2], "ts": [18.0, 18.1]})
+    _fake_budgeted_runs(tmp_path / "a", {"tt": [19.0, 19.2], "ts": [18.0, 18.1]})
     out = tmp_path / "o.csv"
     assert results.main(["--stage", "04", "--root", f"x={tmp_path / 'a'}", "--out", str(out), "--histories",
                          str(tmp_path / "h.csv"), "--rename", "ts=T S on STID"]) == 0

@@ -26,7 +26,7 @@ def tiny_run(tmp_path_factory):
     """(params file, dataset, uninterrupted run directory) of faults.TINY: dropout, denoising, noise,
     accumulation and the plateau schedule, so every piece of saved state matters."""
     tmp = tmp_path_factory.mktemp("resume")
-    params = faults.write_params(tmp)
+    params = faults.tiny_params(tmp)
     cfg = load_profile(params).run_config()
     ds = from_config(cfg.data)
     return params, ds, fit(cfg, dataset=ds, out_root=tmp / "reference").dir
@@ -164,7 +164,7 @@ def test_remove_temp_files(tmp_path):
 
 def test_dataloader_path_resumes_exactly(tmp_path, monkeypatch):
     """A DataLoader draws its base seed from torch's generator when an epoch starts: a resumed epoch must not."""
-    cfg = load_profile(faults.write_params(tmp_path, train={"loader": "dataloader", "epochs": 2})).run_config()
+    cfg = load_profile(faults.tiny_params(tmp_path, train={"loader": "dataloader", "epochs": 2})).run_config()
     ds = from_config(cfg.data)
     ref = fit(cfg, dataset=ds, out_root=tmp_path / "reference")
     with monkeypatch.context() as m:

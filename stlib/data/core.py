@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -29,7 +29,6 @@ class Dataset:
     out_steps: int = 12
     target_channel: int = 0
     source: str = "generated"
-    extra: dict = field(default_factory=dict)
     sensor_ids: list[str] | None = None  # (N,) ids when the data names its sensors, else positions
     value_name: str = "flow"  # what the target measures, for labels: flow, speed, ...
     unit: str = ""  # its unit: "vehicles/5 min", "mph", ... ("" = unknown)

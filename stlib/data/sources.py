@@ -138,7 +138,7 @@ def load_pems08_tail(in_steps=12, out_steps=12) -> Dataset:
     splits = {k: np.arange(a, b + 1) for k, (a, b) in TAIL_SPLITS.items()}
     start = pd.Timestamp(PEMS_START["PEMS08"]) + pd.Timedelta(minutes=5 * TAIL_START_INDEX)
     return Dataset("pems08-tail", series, start, 5, edges, splits, 12, 12, source=source,
-                   extra={"global_start_index": TAIL_START_INDEX}, value_name="flow", unit=flow_unit(5))
+                   value_name="flow", unit=flow_unit(5))
 
 
 def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None) -> Dataset:
@@ -167,7 +167,7 @@ def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missin
     splits = (dcrnn_splits(series.shape[0], window) if tuple(split) == DEFAULT_SPLIT
               else chronological_splits(series.shape[0], window, split))
     return Dataset(name, series, start, interval, edges, splits, in_steps, out_steps, source=str(h5),
-                   extra={"graph": str(graph)}, sensor_ids=sf.sensors, value_name="speed", unit="mph",
+                   sensor_ids=sf.sensors, value_name="speed", unit="mph",
                    times=sf.times if gaps else None, marked_missing=marked)
 
 
