@@ -36,7 +36,8 @@ nbval: setup
 unit: setup
 	$(PY) -m pytest -q tests
 
-## quick: the unit tests without the slow ones (torchrun, papermill, kills, compile); make test runs them all
+## quick: the unit tests without the slow ones (torchrun, papermill, kills, compile, subprocesses and worker processes);
+## make test runs them all
 quick: setup
 	$(PY) -m pytest -q -m "not slow" tests
 

@@ -51,6 +51,7 @@ def test_run_ablation_tidy_table_and_resume(profile, tiny, capsys):
     assert "4 of 6 runs already recorded; training 2" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_run_ablation_in_worker_processes(profile, tiny, capsys):
     variants = [Variant("start"), Variant("+warm", {"train.warmup_steps": 3})]
     runs, table = ablation.run_ablation(profile, variants, seeds=[0], stage="03", dataset=tiny, jobs=2)

@@ -123,6 +123,7 @@ def test_bad_run_dir_is_one_line_exit_2_nothing_written(run_dir, tmp_path, capsy
     assert _listing(tmp_path) == before
 
 
+@pytest.mark.slow  # a python subprocess
 def test_bad_out_suffix_and_module_entry_point(run_dir, tmp_path):
     assert main([str(run_dir), "--out", str(tmp_path / "f.xlsx")]) == 2
     assert main([str(run_dir), "--out", str(tmp_path / "nowhere" / "f.csv")]) == 2

@@ -19,6 +19,7 @@ def test_measure_step_reports_time_and_memory():
     assert r["dtype"] == "float32" and r["pattern"] == "alternating"
 
 
+@pytest.mark.slow  # a python process per size
 def test_measure_runs_each_size_in_its_own_process():
     t = scale.measure([30, 600], **SMALL)
     assert t["N"].tolist() == [30, 600] and t["step_s"].gt(0).all()
@@ -26,6 +27,7 @@ def test_measure_runs_each_size_in_its_own_process():
     assert 0 < t.loc[0, "peak_mb"] < t.loc[1, "peak_mb"]
 
 
+@pytest.mark.slow  # a python process per size
 def test_measure_reports_a_failing_size_instead_of_raising():
     t = scale.measure([30], **{**SMALL, "pattern": "diagonal"})
     assert "pattern" in t.loc[0, "error"]
