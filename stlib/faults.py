@@ -58,9 +58,12 @@ SAME_COLUMNS = ("epoch", "train_loss", "val_mae", "lr", "skipped_steps")  # hist
 
 
 def tiny_params(folder: Path, **sections) -> Path:
-    """A params file: TINY with some sections' keys replaced (tiny_params(d, train={"epochs": 1}))."""
+    """A params file: TINY with some sections' keys replaced (tiny_params(d, train={"epochs": 1})); a section
+    that names another dataset or model replaces TINY's (whose options are the synthetic data's, the encdec's)."""
     tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
     for name, values in sections.items():
+        if "name" in values:
+            tree[name] = {}
         tree[name].update(values)
     path = Path(folder) / "params.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
