@@ -100,25 +100,25 @@ fi
     [ -n "${STAGE2_JOBS:-}" ] && STAGE2+=(--jobs "$STAGE2_JOBS")
     if [ -n "${STAGE1_VARIANTS:-}" ]; then IFS=',' read -r -a picked <<<"$STAGE1_VARIANTS"; STAGE1+=(--variants "${picked[@]}"); fi
     [ -n "${STAGE1_JOBS:-}" ] && STAGE1+=(--jobs "$STAGE1_JOBS")
-    [[ " $PHASES " == *" ladder "* ]] && phase ladder 300 $PY -m stlib.bench "${LADDER[@]}" --out "$OUT"
-    [[ " $PHASES " == *" scale "* ]] && phase scale 100 $PY -m stlib.scale --sizes "${SIZES[@]}" --batch 2 --d-model "$D_MODEL" --out "$OUT"
+    [[ " $PHASES " == *" ladder "* ]] && phase ladder 300 $PY -m stlib.studies.bench "${LADDER[@]}" --out "$OUT"
+    [[ " $PHASES " == *" scale "* ]] && phase scale 100 $PY -m stlib.studies.scale --sizes "${SIZES[@]}" --batch 2 --d-model "$D_MODEL" --out "$OUT"
 
     if [[ " $PHASES " == *" stage1 "* ]]; then
         if [[ " $PHASES " == *" stage2 "* ]]; then share=$(( ($(left) - 2 * RESERVE) / 2 )); else share=$(($(left) - RESERVE)); fi
-        phase stage1 $((share + RESERVE - 5)) $PY -m stlib.ablation --study stage1 "${STAGE1[@]}" \
+        phase stage1 $((share + RESERVE - 5)) $PY -m stlib.studies.ablation --study stage1 "${STAGE1[@]}" \
             --set train.time_budget_s="$share" --stage 03 --out "$OUT"
     fi
 
     short=0
     if [[ " $PHASES " == *" attn "* ]]; then
         # the stage-2 model (alternating, encoder 6, adaptive embedding) and the ladder's model, eager
-        phase attn-stage2 100 $PY -m stlib.bench --attn-ab --short 32 --params "$PARAMS" "${ATTN[@]}" "${S2SET[@]}" \
+        phase attn-stage2 100 $PY -m stlib.studies.bench --attn-ab --short 32 --params "$PARAMS" "${ATTN[@]}" "${S2SET[@]}" \
             --set model.name=alternating --set model.pattern=alternating --set model.encoder_depth=6 \
             --set model.adaptive_dim=80 --set train.compile=off --out "$OUT" 2>&1 | tee "$OUT/attn.log"
         picked=$(grep -o 'best model.attn_short=[0-9]*' "$OUT/attn.log" | tail -1 | cut -d= -f2)
         short=${picked:-0}
         echo "=== attention path for the best phase: model.attn_short=$short"
-        phase attn-ladder 80 $PY -m stlib.bench --attn-ab --short 32 --params "$PARAMS" "${ATTN[@]}" \
+        phase attn-ladder 80 $PY -m stlib.studies.bench --attn-ab --short 32 --params "$PARAMS" "${ATTN[@]}" \
             --set train.amp=auto --set train.batch_size=128 --set train.loader=device --set train.compile=off \
             --out "$OUT"
     fi
@@ -128,7 +128,7 @@ fi
         for kv in ${BEST_SET:-}; do extra+=(--set "$kv"); done
         # BEST_BUDGET_S longer than this loan: the runs are stopped at the deadline with their last.pt, which
         # KEEP_CHECKPOINTS=1 brings back and PHASES=resume continues in a later loan, on the same schedule
-        phase best $((budget + RESERVE - 20)) $PY -m stlib.ablation --study stage2 "${BEST[@]}" \
+        phase best $((budget + RESERVE - 20)) $PY -m stlib.studies.ablation --study stage2 "${BEST[@]}" \
             --variants "+ adaptive embedding" --set model.attn_short="$short" --set train.compile="${BEST_COMPILE:-default}" \
             --set train.time_budget_s="${BEST_BUDGET_S:-$budget}" ${extra[@]+"${extra[@]}"} --stage 04 --out "$OUT/best"
     fi
@@ -156,7 +156,7 @@ fi
     if [[ " $PHASES " != *" stage2 "* ]]; then
         echo "=== stage2: not asked for"
     elif [ "$budget" -ge 30 ]; then
-        phase stage2 $((budget + RESERVE - 5)) $PY -m stlib.ablation --study stage2 "${STAGE2[@]}" \
+        phase stage2 $((budget + RESERVE - 5)) $PY -m stlib.studies.ablation --study stage2 "${STAGE2[@]}" \
             --set train.time_budget_s="$budget" --stage 04 --out "$OUT"
     else
         echo "=== stage2: skipped, only $(left) s left"

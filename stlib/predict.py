@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import records
+from .reporting import records
 from .config import ConfigError
 
 TABLE_SUFFIXES = (".csv", ".parquet")

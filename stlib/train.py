@@ -5,7 +5,7 @@
     torchrun --nproc_per_node=K -m stlib.train --params ...            # K processes, one model (DDP)
 
 A run trains on the train split, validates every `validate_every` epochs, keeps the best validation
-weights, scores them on test and writes a run record (stlib.records). With train.save_checkpoint the
+weights, scores them on test and writes a run record (stlib.reporting.records). With train.save_checkpoint the
 record also holds last.pt, the whole training state, written at every epoch end and every
 `checkpoint_every` optimizer steps: a run killed at any moment resumes and ends with the same numbers.
 While it trains a run shows a bar over each epoch's batches on a terminal, or one line per epoch at most

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from stlib import ablation, results
-from stlib.ablation import Variant
+from stlib.studies import ablation
+from stlib.reporting import results
+from stlib.studies.ablation import Variant
 from stlib.config import load_profile
 
 PROFILE = {
@@ -154,7 +155,7 @@ def test_runs_of_a_derived_params_file_are_recorded_under_the_profile(profile, t
 
 def test_a_record_from_before_a_new_config_field_still_matches():
     from stlib.config import RunConfig
-    from stlib.experiments import same_run
+    from stlib.studies.experiments import same_run
 
     now = RunConfig().to_dict()
     old = RunConfig().to_dict()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from stlib import bench
+from stlib.studies import bench
 
 from conftest import tiny_config
 

@@ -16,7 +16,7 @@ import pytest
 import torch.distributed as td
 import yaml
 
-from stlib import results
+from stlib.reporting import results
 from stlib.config import load_profile
 from stlib.data.synthetic import generate
 from stlib.paths import REPO_ROOT

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stlib import faults
+import faults
 
 FAST = [name for name, (_, _, fast) in faults.CASES.items() if fast]  # the kill -9 cases: tests/test_resume.py
 

@@ -14,7 +14,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 
-from stlib import figstyle, plots, report, runplots, scale  # noqa: E402
+from stlib.reporting import figstyle, plots, report, runplots  # noqa: E402
+from stlib.studies import scale  # noqa: E402
 
 from test_units import speed_dataset  # noqa: E402  (a small speed dataset, 15-minute steps)
 
@@ -203,7 +204,7 @@ def test_config_bars_without_a_no_op_marks_nothing():
 def test_config_bars_draw_no_result_for_what_cannot_act():
     from matplotlib.collections import PathCollection
 
-    from stlib import ablation
+    from stlib.studies import ablation
 
     assert runplots.CANNOT_ACT == ablation.CANNOT_ACT and runplots.NO_EFFECT == ablation.NO_EFFECT
     s = summary_table().drop("+ warmup")

@@ -1,4 +1,4 @@
-"""Tests for stlib.plots: the pure graph/series helpers and a smoke test of every figure."""
+"""Tests for stlib.reporting.plots: the pure graph/series helpers and a smoke test of every figure."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from stlib import plots  # noqa: E402
+from stlib.reporting import plots  # noqa: E402
 from stlib.data.core import Dataset, chronological_splits  # noqa: E402
 
 HOURLY = 60  # interval in minutes: 24 steps per day keeps the test datasets tiny

@@ -44,7 +44,7 @@ def test_without_tqdm_a_stand_in_shows_lines(monkeypatch, capsys):
     bare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bare)
     assert not bare.HAVE_TQDM and bare.pick_mode("bar", quiet=False) == "lines"
-    bar = bare.tqdm(total=3, desc="speed ladder")  # as stlib.bench uses it
+    bar = bare.tqdm(total=3, desc="speed ladder")  # as stlib.studies.bench uses it
     bar.update(1), bar.set_postfix_str("x"), bar.close()
     assert list(bare.tqdm([1, 2])) == [1, 2]
     bare.tqdm.write("one line")

@@ -8,7 +8,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from stlib import records, results
+from stlib.reporting import records, results
 from stlib.train import fit
 
 from conftest import tiny_config

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from stlib import report
+from stlib.reporting import report
 
 
 def _write_summaries(out):
@@ -90,7 +90,7 @@ def _fake_budgeted_runs(root, names_mae: dict, budget=100.0):
 
 
 def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
-    from stlib import results, runplots
+    from stlib.reporting import results, runplots
 
     _fake_budgeted_runs(tmp_path / "a", {"stage 1 (temporal only)": [19.0, 19.2, 19.1], "+ alternation (T S T S)": [18.0, 18.1, 18.2]})
     _fake_budgeted_runs(tmp_path / "b", {"+ alternation (T S T S)": [17.0, 17.05, 17.1]}, budget=50.0)
@@ -119,7 +119,7 @@ def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
 
 
 def test_results_export_names_an_empty_root(tmp_path, capsys):
-    from stlib import results
+    from stlib.reporting import results
 
     assert results.main(["--stage", "04", "--root", f"x={tmp_path}", "--out", str(tmp_path / "o.csv")]) == 2
     assert "no finished runs of stage 04" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
@@ -127,7 +127,7 @@ def test_results_export_names_an_empty_root(tmp_path, capsys):
 
 
 def test_results_export_renames_runs_and_refuses_an_unknown_name(tmp_path, capsys):
-    from stlib import results
+    from stlib.reporting import results
 
     _fake_budgeted_runs(tmp_path / "a", {"tt": [19.0, 19.2], "ts": [18.0, 18.1]})
     out = tmp_path / "o.csv"
@@ -162,7 +162,7 @@ def test_gates_hold_committed_stage2_runs_to_the_targets():
 
 
 def _export(path, name_seed_mae, seconds_per_epoch=2.0, epochs=3):
-    """A run export (python -m stlib.results) and its histories, as the committed files are."""
+    """A run export (python -m stlib.reporting.results) and its histories, as the committed files are."""
     runs, hist = [], []
     for i, (name, seed, mae) in enumerate(name_seed_mae):
         run = f"run{i}-{name}"
@@ -213,7 +213,7 @@ def test_committed_route_and_time_to_accuracy(tmp_path):
 
 
 def test_table_from_export_feeds_the_ablation_summary(tmp_path):
-    from stlib import ablation
+    from stlib.studies import ablation
 
     _export(tmp_path / "s1.csv", [("start", 0, 16.0), ("start", 1, 16.4), ("+noise", 0, 15.0), ("+noise", 1, 15.2),
                                   ("other", 0, 1.0)])

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from stlib import faults, records, results
+import faults
+from stlib.reporting import records, results
 from stlib.config import ConfigError, load_profile
 from stlib.data import from_config
 from stlib.train import fit, main

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from stlib import scale
+from stlib.studies import scale
 from stlib.models.layers import AxisAttention
 
 SMALL = dict(batch=1, d_model=8, n_heads=2, encoder_depth=2, decoder_depth=1, steps=1, amp="off", device="cpu")

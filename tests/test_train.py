@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from stlib import results
+from stlib.reporting import results
 from stlib.config import ConfigError, load
 from stlib.data import make_batches
 from stlib.models import build_model

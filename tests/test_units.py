@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from stlib import plots, runplots  # noqa: E402
+from stlib.reporting import plots, runplots  # noqa: E402
 from stlib.data import Dataset, chronological_splits, load_dataset  # noqa: E402
 
 

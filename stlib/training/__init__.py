@@ -16,7 +16,7 @@ in this order:
 - progress    what a run shows while it trains (a bar, epoch lines, TensorBoard)
 - run         Run (a finished run, also read back from its record) and the files that close a run
 
-It writes run records through stlib.records and never reads the reporting side (stlib.results).
+It writes run records through stlib.reporting.records and never reads the reporting side (stlib.reporting.results).
 """
 
 from .checkpoint import CHECKPOINT_EVERY, RESUMABLE_CHANGES, Progress, resume_config

@@ -20,7 +20,7 @@ import torch
 import yaml
 from torch.optim.swa_utils import AveragedModel
 
-from .. import records
+from ..reporting import records
 from ..config import ConfigError, RunConfig, build_run_config
 from ..paths import output_dir
 from .distributed import Dist, broadcast_object, gather_objects, sum_over_ranks

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import records
+from ..reporting import records
 from ..config import ConfigError, RunConfig
 from ..data import Dataset, from_config, make_batches
 from ..models import build_model, count_parameters
@@ -37,7 +37,7 @@ from .timing import Budget, Timer
 
 def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: Path | None = None, *,
         resume: str | Path | None = None, checkpoint_every: int | None = None, progress: str = "auto") -> Run:
-    """Train, keep the best-validation weights, score them on test, write the run record (stlib.records).
+    """Train, keep the best-validation weights, score them on test, write the run record (stlib.reporting.records).
 
     resume: a run directory to continue from its last.pt (cfg may then be None: the saved config is used).
     checkpoint_every: optimizer steps between mid-epoch checkpoints (default CHECKPOINT_EVERY; 0 = epoch ends).

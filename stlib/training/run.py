@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import records
+from ..reporting import records
 from ..config import RunConfig, build_run_config
 from ..data import Dataset, from_config, make_batches
 from ..models import build_model

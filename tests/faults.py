@@ -1,8 +1,10 @@
 """Fault injection: every way a run can fail must say what happened and lose nothing.
 
-    python -m stlib.faults            # every case, about a minute on 2 CPU cores
-    python -m stlib.faults --fast     # the in-process cases only (no kill -9 subprocesses)
-    python -m stlib.faults --only nan_loss,full_disk
+    python tests/faults.py            # every case, about a minute on 2 CPU cores
+    python tests/faults.py --fast     # the in-process cases only (no kill -9 subprocesses)
+    python tests/faults.py --only nan_loss,full_disk
+
+A test harness, not library code: tests/test_faults.py and tests/test_resume.py run its cases under pytest.
 
 Each case runs a tiny synthetic config in its own temp directory: kill -9 mid-epoch (and mid-write)
 then `--resume` and compare with an uninterrupted run, a NaN loss, an fp16 overflow, bad inputs
@@ -31,11 +33,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import records, train
-from .training import loop  # the loop module: where a fault is injected into a step
-from .config import load_profile
-from .data import from_config
-from .paths import REPO_ROOT
+if __name__ == "__main__":  # run as a script: the stlib of this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stlib import train  # noqa: E402
+from stlib.config import load_profile  # noqa: E402
+from stlib.data import from_config  # noqa: E402
+from stlib.paths import REPO_ROOT  # noqa: E402
+from stlib.reporting import records  # noqa: E402
+from stlib.training import loop  # noqa: E402  (the loop module: where a fault is injected into a step)
 
 # a tiny run that still exercises every piece of state a resume restores: dropout, denoising and
 # input noise (random generators), accumulation groups, the plateau schedule and the optimizer
@@ -170,12 +176,12 @@ def ledger_rows(outputs: Path, run_id: str) -> int:
 
 
 def child(argv: list) -> int:
-    """`python -m stlib.faults _child [--step-delay S] [--stall-write K] -- TRAIN ARGS`: stlib.train, slowed.
+    """`python tests/faults.py _child [--step-delay S] [--stall-write K] -- TRAIN ARGS`: stlib.train, slowed.
 
     --step-delay sleeps before each step (so a kill lands mid-epoch); --stall-write K writes half of the
     K-th last.pt to its temp file and hangs there (so a kill lands mid-write).
     """
-    ap = argparse.ArgumentParser(prog="stlib.faults _child")
+    ap = argparse.ArgumentParser(prog="tests/faults.py _child")
     ap.add_argument("--step-delay", type=float, default=0.0)
     ap.add_argument("--stall-write", type=int, default=0)
     ap.add_argument("rest", nargs=argparse.REMAINDER)
@@ -208,7 +214,7 @@ def kill_and_resume(tmp: Path, stall_write: int = 0) -> str:
     tmp = Path(tmp)
     params, outputs = tiny_params(tmp), tmp / "outputs"
     env = {**os.environ, "STLIB_OUTPUT_DIR": str(outputs), "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "stlib.faults", "_child", "--step-delay", str(STEP_DELAY),
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_child", "--step-delay", str(STEP_DELAY),
            "--stall-write", str(stall_write), "--", "--params", str(params), "--quiet",
            "--checkpoint-every", str(CHECKPOINT_EVERY)]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -538,7 +544,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["_child"]:
         return child(argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m stlib.faults", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python tests/faults.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fast", action="store_true", help="skip the cases that kill subprocesses")
     ap.add_argument("--only", help="comma-separated case names")

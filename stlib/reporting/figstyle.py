@@ -73,7 +73,7 @@ def joined(values) -> str | None:
 
 
 def export_context(path) -> dict:
-    """{'dataset', 'device'} of a committed run export (python -m stlib.results), read from its runs file:
+    """{'dataset', 'device'} of a committed run export (python -m stlib.reporting.results), read from its runs file:
     a history file (F_history.csv) names the runs file F.csv beside it. Missing pieces are None."""
     path = Path(path)
     runs = path.with_name(path.stem.removesuffix("_history") + ".csv")
@@ -88,7 +88,7 @@ def unit_of(data, interval_minutes: int = 5) -> str | None:
     """The target's unit of a dataset known by name or by its DataConfig (without loading it): the config's
     `unit` when set, else the dataset's own (vehicles/5 min for PEMS flow, mph for METR-LA / PEMS-BAY); None
     when the name says nothing (your own file)."""
-    from .data.sources import DCRNN_NAMES, PEMS_NAMES, flow_unit
+    from ..data.sources import DCRNN_NAMES, PEMS_NAMES, flow_unit
 
     if hasattr(data, "name"):
         if getattr(data, "unit", None):

@@ -24,13 +24,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .config import Profile, RunConfig
-from .data import Dataset
+from ..config import Profile, RunConfig
+from ..data import Dataset
 from .experiments import find_run, metrics_table
-from .paths import output_dir
-from .records import atomic_write_text
-from .reference import ROADMAP
-from .train import Run, fit
+from ..paths import output_dir
+from ..reporting.records import atomic_write_text
+from ..reporting.reference import ROADMAP
+from ..training import Run, fit
 
 # the roadmap author's run, as far as the note tells (ROADMAP.md): 100 epochs; their data is full
 # PEMS08 (about 10700 training windows); batch 64 is the ladder's naive rung and assumed here
@@ -247,7 +247,7 @@ def _fit_in_worker(profile_path: str, cfg_dict: dict, out_root: str) -> str:
     """
     import torch
 
-    from .config import build_run_config
+    from ..config import build_run_config
 
     torch.set_num_threads(1)
     cfg = build_run_config(cfg_dict, profile_path)
@@ -293,7 +293,7 @@ def tidy(runs: dict[tuple[str, int], Run], kinds: dict[str, str] | None = None) 
 
 
 def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None) -> pd.DataFrame:
-    """Committed runs (a python -m stlib.results export: one row per run) as tidy()'s table, so a notebook can
+    """Committed runs (a python -m stlib.reporting.results export: one row per run) as tidy()'s table, so a notebook can
     summarise long runs trained outside it exactly as the ones it trains. With variants, only their names are
     kept, in their order, each with its kind; a variant with no committed run is an error naming it."""
     cols = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6",
@@ -301,7 +301,7 @@ def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None)
             "epochs_run": "epochs", "seconds_per_epoch": "s/epoch", "params": "params", "train_seconds": "seconds", "run_dir": "run"}
     missing = [c for c in cols if c not in runs]
     if missing:
-        raise ValueError(f"not a run export (python -m stlib.results): columns {missing} are missing")
+        raise ValueError(f"not a run export (python -m stlib.reporting.results): columns {missing} are missing")
     table = runs[list(cols)].rename(columns=cols)
     if variants is not None:
         absent = [v.name for v in variants if v.name not in set(table["config"])]
@@ -420,7 +420,7 @@ def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Pa
     profile's runs in the ledger and its outputs go to outputs/<profile>/ (a file outputs/default/stage1.yaml
     is profile default, not "stage1").
     """
-    from .config import load_profile, set_dotted
+    from ..config import load_profile, set_dotted
 
     tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.base.items()}
     for k, v in overrides.items():
@@ -428,7 +428,7 @@ def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Pa
     path = Path(path)
     tree["profile"] = profile.name  # derived from the profile: its runs stay that profile's
     doc = {**tree, "presets": profile.presets, "notebooks": profile.notebooks}
-    text = f"# {note}\n# written by stlib.ablation.write_params from {profile.path.name}\n"
+    text = f"# {note}\n# written by stlib.studies.ablation.write_params from {profile.path.name}\n"
     text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
     atomic_write_text(path, text)
     load_profile(path)  # the file must read back as a valid profile
@@ -445,12 +445,12 @@ def default_jobs() -> int:
 
 
 def main(argv=None) -> int:
-    """python -m stlib.ablation --params P --study stage1|stage2 [--seeds 0 1 2] [--jobs K] [--set k=v ...]"""
-    from .config import ConfigError, load_profile, parse_override
-    from .data import from_config
-    from .paths import resolve_params
+    """python -m stlib.studies.ablation --params P --study stage1|stage2 [--seeds 0 1 2] [--jobs K] [--set k=v ...]"""
+    from ..config import ConfigError, load_profile, parse_override
+    from ..data import from_config
+    from ..paths import resolve_params
 
-    ap = argparse.ArgumentParser(prog="python -m stlib.ablation", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m stlib.studies.ablation", description=main.__doc__)
     ap.add_argument("--params", required=True, help="params profile (YAML)")
     ap.add_argument("--study", choices=("stage1", "stage2"), required=True)
     ap.add_argument("--variants", nargs="*", default=[], help="variant names (default: all)")

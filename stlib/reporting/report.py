@@ -262,7 +262,7 @@ def speed(bench_dir: Path) -> pd.DataFrame:
 
 
 def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
-    """Committed time-budgeted runs of a study (<study>_<device>.csv, exported with python -m stlib.results
+    """Committed time-budgeted runs of a study (<study>_<device>.csv, exported with python -m stlib.reporting.results
     from the run records of scripts/gpu_session.sh on a lent GPU, or of a CPU batch): one row per batch and
     config.
 
@@ -285,7 +285,7 @@ def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
 
 
 def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, stacked histories) of committed run exports (python -m stlib.results --out F --histories F_history).
+    """(runs, stacked histories) of committed run exports (python -m stlib.reporting.results --out F --histories F_history).
 
     files: file names (or glob patterns) under bench_dir of the run tables; each run keeps its `file`. A missing
     history file is an error naming it.
@@ -297,7 +297,7 @@ def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
     for f in paths:
         h = f.with_name(f.stem + "_history.csv")
         if not h.exists():
-            raise FileNotFoundError(f"{h}: the histories of {f.name} are missing (python -m stlib.results --histories)")
+            raise FileNotFoundError(f"{h}: the histories of {f.name} are missing (python -m stlib.reporting.results --histories)")
         runs.append(pd.read_csv(f).assign(file=f.name))
         hists.append(pd.read_csv(h).assign(file=f.name))
     return pd.concat(runs, ignore_index=True), pd.concat(hists, ignore_index=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import output_dir
+from ..paths import output_dir
 from .records import read_run
 
 
@@ -78,11 +78,11 @@ def export(roots: dict[str, Path], stage: str, rename: dict[str, str] | None = N
 
 
 def main(argv=None) -> int:
-    """python -m stlib.results --stage 04 --root LABEL=DIR [--root ...] --out runs.csv [--histories h.csv]"""
+    """python -m stlib.reporting.results --stage 04 --root LABEL=DIR [--root ...] --out runs.csv [--histories h.csv]"""
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m stlib.results", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m stlib.reporting.results", description=main.__doc__)
     ap.add_argument("--stage", required=True)
     ap.add_argument("--root", action="append", required=True, metavar="LABEL=DIR",
                     help="an outputs root (holding runs/ and ledger.csv) and its label")

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .paths import REPO_ROOT, output_dir
+from ..paths import REPO_ROOT, output_dir
 
 LEDGER_COLUMNS = ["run_id", "stage", "name", "profile", "model", "dataset", "seed", "params", "best_epoch",
                   "epochs_run", "train_seconds", "seconds_per_epoch", "val_mae", "test_mae", "test_rmse",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .config import ConfigError, Profile, RunConfig, build_run_config
-from .data import Dataset
-from .paths import output_dir
-from .train import Run, fit
+from ..config import ConfigError, Profile, RunConfig, build_run_config
+from ..data import Dataset
+from ..paths import output_dir
+from ..training import Run, fit
 
 
 def same_run(a: dict, b: dict) -> bool:

@@ -1,6 +1,6 @@
 """Cost of the alternating model against the number of sensors N: step time and peak memory.
 
-    python -m stlib.scale --sizes 170 1000 4000 --out outputs/benchmarks
+    python -m stlib.studies.scale --sizes 170 1000 4000 --out outputs/benchmarks
 
 Each N is measured in a fresh process (a clean peak-memory counter): one training step
 (forward, backward, optimizer) of the alternating spatio-temporal model on random inputs shaped
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
 
 SIZES = (170, 1000, 4000, 8600)  # PEMS08, a city, a large district, LargeST California
 
@@ -45,8 +45,8 @@ def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, en
                  decoder_depth: int = 2, pattern: str = "alternating", amp: str = "auto", steps: int = 3,
                  device: str = "auto") -> dict:
     """One process, one N: median seconds of a training step and the peak memory it needs."""
-    from .models.alternating import AlternatingEncoderDecoder
-    from .training.device import amp_dtype, peak_resident_mb, pick_device, reset_peak_resident, resident_mb
+    from ..models.alternating import AlternatingEncoderDecoder
+    from ..training.device import amp_dtype, peak_resident_mb, pick_device, reset_peak_resident, resident_mb
 
     dev = pick_device(device)
     dt = amp_dtype(amp, dev)
@@ -89,7 +89,7 @@ def measure(sizes=SIZES, timeout: float = 600, **kw) -> pd.DataFrame:
     rows = []
     for n in sizes:
         args = json.dumps({"n": int(n), **kw})
-        code = f"import json; from stlib.scale import measure_step; print(json.dumps(measure_step(**json.loads({args!r}))))"
+        code = f"import json; from stlib.studies.scale import measure_step; print(json.dumps(measure_step(**json.loads({args!r}))))"
         try:
             p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                                cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
@@ -137,7 +137,7 @@ def plot(table: pd.DataFrame, axes=None, *, device=None):
     """
     import matplotlib.pyplot as plt
 
-    from .figstyle import device_label, joined, legend_outside, stamp
+    from ..reporting.figstyle import device_label, joined, legend_outside, stamp
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
@@ -171,7 +171,7 @@ def plot(table: pd.DataFrame, axes=None, *, device=None):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stlib.scale", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m stlib.studies.scale", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--batch", type=int, default=2)

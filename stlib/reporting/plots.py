@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 
-from .data.core import Dataset
+from ..data.core import Dataset
 from .figstyle import legend_outside, stamp
 
 UNCONNECTED = "unconnected"

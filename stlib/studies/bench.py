@@ -1,7 +1,7 @@
 """The speed ladder: the roadmap's speed-ups measured side by side on the same model, data and process.
 
-    python -m stlib.bench --profile cpu|gpu|default [--out DIR] [--repeats 3]
-    python -m stlib.bench --attn-ab --params P [--set model.name=alternating ...]   # short-sequence attention A/B
+    python -m stlib.studies.bench --profile cpu|gpu|default [--out DIR] [--repeats 3]
+    python -m stlib.studies.bench --attn-ab --params P [--set model.name=alternating ...]   # short-sequence attention A/B
 
 Each rung adds one optimisation to the one before (naive -> AMP -> batch 128 -> DataLoader workers ->
 device-resident windows -> torch.compile -> validate every 5 [-> CUDA graphs, on a GPU]). Every rung trains with the real
@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import ConfigError, RunConfig, load_profile, parse_override, replace
-from .data import Dataset, from_config, make_batches
-from .models import build_model
-from .paths import REPO_ROOT
-from .training.progress import duration, on_terminal, tqdm
+from ..config import ConfigError, RunConfig, load_profile, parse_override, replace
+from ..data import Dataset, from_config, make_batches
+from ..models import build_model
+from ..paths import REPO_ROOT
+from ..training.progress import duration, on_terminal, tqdm
 
 PROFILES = {"cpu": "params/pems08_tail_cpu.yaml", "gpu": "params/pems08_tail_gpu.yaml",
             "default": "params/default.yaml"}
@@ -159,7 +159,7 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     progress: gets one line per fit, with the time left estimated from the fits so far; bar: also show a
     bar over the fits (for a terminal; write the lines with tqdm.write then).
     """
-    from .train import amp_dtype, fit, pick_device
+    from ..training import amp_dtype, fit, pick_device
 
     device = pick_device(cfg.train.device)
     ds = ds if ds is not None else from_config(cfg.data)
@@ -267,7 +267,7 @@ def op_profile(cfg: RunConfig, ds: Dataset | None = None, rung: str | None = Non
     """
     from torch.profiler import ProfilerActivity, profile
 
-    from .train import fit, pick_device
+    from ..training import fit, pick_device
 
     device = pick_device(cfg.train.device)
     ds = ds if ds is not None else from_config(cfg.data)
@@ -349,7 +349,7 @@ def save(result: dict, out: Path) -> tuple[Path, Path]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stlib.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m stlib.studies.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     ap.add_argument("--params", help="params file (overrides --profile)")
@@ -415,7 +415,7 @@ def main(argv=None) -> int:
 
 def say_plan(cfg: RunConfig, args) -> None:
     """Print what the ladder will run and, from a ladder saved in --out before, about how long it takes."""
-    from .train import pick_device
+    from ..training import pick_device
 
     device = pick_device(cfg.train.device)
     n_rungs = len(ladder(device, lr=cfg.train.lr))
@@ -433,7 +433,7 @@ def say_plan(cfg: RunConfig, args) -> None:
 
 def accuracy_guard(cfg: RunConfig, ds: Dataset, epochs: int, out_root: Path | None = None) -> pd.DataFrame:
     """Validation MAE of the naive and the fastest rung after the same number of full epochs."""
-    from .train import fit, pick_device
+    from ..training import fit, pick_device
 
     rungs = ladder(pick_device(cfg.train.device), ladder_compile_mode(cfg), lr=cfg.train.lr)
     rows = []
@@ -452,7 +452,7 @@ def accuracy_guard(cfg: RunConfig, ds: Dataset, epochs: int, out_root: Path | No
 
 def time_epochs(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path | None = None) -> dict:
     """Median seconds per full training epoch (first epoch excluded) and per validation of a config."""
-    from .train import fit
+    from ..training import fit
 
     rcfg = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
                            "stage": "bench"})
@@ -471,7 +471,7 @@ def attention_ab(cfg: RunConfig, ds: Dataset | None = None, shorts=(0, 32), repe
 
     Seconds are for `train_windows` windows (a subset, as the ladder's), so only the ratio is the point.
     """
-    from .train import pick_device
+    from ..training import pick_device
 
     ds = subset(ds or from_config(cfg.data), train_windows, val_windows)
     seen = {s: [] for s in shorts}
@@ -506,7 +506,7 @@ def peer_comparison(profile, ds: Dataset, repeats: int = 2, epochs: int = 4, run
     table has the median training seconds per epoch, every repeat's figure, and the ratio to the
     peer's (BENCHMARK.md), which only means something on pems08-tail on the 2-core CPU class.
     """
-    from .reference import PEER, PROTOCOL
+    from ..reporting.reference import PEER, PROTOCOL
 
     stid = replace(profile.run_config(preset="stid"), **{"train.batch_size": 64})
     runners = runners or PEER_RUNNERS

@@ -1,7 +1,7 @@
 """Plots of training runs: learning curves, error by horizon, forecasts against the truth, speed and ablation bars.
 
 Every figure names its dataset, device and unit in a footer and keeps its legend beside the axes
-(stlib.figstyle); seed spreads are mean +- 1 sd (seaborn draws the bands where it has the per-seed rows).
+(stlib.reporting.figstyle); seed spreads are mean +- 1 sd (seaborn draws the bands where it has the per-seed rows).
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def budget_curves(history: pd.DataFrame, ax=None, by: str = "name", *, dataset=N
                   unit: str | None = None):
     """Validation MAE against epoch, mean over seeds with a +-1 sd band, one line per configuration.
 
-    history: stacked run histories with `by`, `seed`, `epoch` and `val_mae` columns (as stlib.results.export);
+    history: stacked run histories with `by`, `seed`, `epoch` and `val_mae` columns (as stlib.reporting.results.export);
     dataset, device: named in the footer (else the history's `dataset` / `device` columns when it has them);
     unit: the MAE's unit (else the dataset's when it is a Dataset).
     """
