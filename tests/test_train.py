@@ -282,3 +282,44 @@ def test_ema_state_resumes_exactly(tiny, tmp_path):
     torch.save(last, part.dir / "last.pt")
     resumed = fit(dataset=tiny, resume=part.dir)
     assert resumed.metrics["test"]["mae"] == pytest.approx(ref.metrics["test"]["mae"], rel=1e-6)
+
+
+def stid_head_config(**dotted):
+    return tiny_config(model__name="alternating", model__embedding="stid", model__patch=3, model__head="linear",
+                       model__encoder_depth=2, model__stid_head=True, **dotted)
+
+
+def test_stem_epochs_train_stids_path_alone_then_the_blocks(tiny, monkeypatch):
+    """train.stem_epochs: the blocks run in no training step of the first epochs, then in every one."""
+    from stlib.models.encdec import EncoderDecoder
+
+    calls = []  # (epoch-independent) one entry per training forward: did the blocks run?
+    encode = EncoderDecoder.encode
+
+    def spy(self, *args, **kw):
+        calls.append(self.training)
+        return encode(self, *args, **kw)
+
+    monkeypatch.setattr(EncoderDecoder, "encode", spy)
+    per_epoch = len(make_batches(tiny, "train", 64))
+    run = fit(stid_head_config(train__epochs=3, train__stem_epochs=2), dataset=tiny)
+    assert sum(calls) == per_epoch  # training forwards through the blocks: the third epoch's only
+    assert run.model.head.weight.abs().max() > 0  # the blocks' head moved once they joined
+    calls.clear()
+    fit(stid_head_config(train__epochs=3), dataset=tiny)
+    assert sum(calls) == 3 * per_epoch
+
+
+def test_stem_epochs_with_ema_skip_the_blocks_in_the_average_too(tiny):
+    run = fit(stid_head_config(train__epochs=2, train__stem_epochs=1, train__ema=0.9), dataset=tiny)
+    assert math.isfinite(run.metrics["test"]["mae"])
+    assert run.model.stem_only is False  # the last epoch trained the whole model
+
+
+def test_stem_epochs_config_errors():
+    with pytest.raises(ConfigError, match="stem_epochs.*stid_head"):
+        tiny_config(train__stem_epochs=1, train__epochs=3)  # encdec without STID's head
+    with pytest.raises(ConfigError, match="stem_epochs.*model.name is stid"):
+        tiny_config(model__name="stid", train__stem_epochs=1, train__epochs=3)
+    with pytest.raises(ConfigError, match="must be below train.epochs"):
+        stid_head_config(train__stem_epochs=2, train__epochs=2)
