@@ -323,3 +323,21 @@ def test_stem_epochs_config_errors():
         tiny_config(model__name="stid", train__stem_epochs=1, train__epochs=3)
     with pytest.raises(ConfigError, match="must be below train.epochs"):
         stid_head_config(train__stem_epochs=2, train__epochs=2)
+
+
+def test_ema_copies_integer_buffers_instead_of_averaging_them(tiny):
+    """The weight average must not average an index table: STID's day classes (a long buffer) stay exact, so the
+    averaged model validates as the same weights loaded into a fresh model score."""
+    from stlib.training.scoring import ema_model
+
+    cfg = stid_head_config()
+    model = build_model(cfg.model, tiny)
+    ema = ema_model(model, 0.999)
+    for _ in range(300):  # many updates: a float average of the table would have drifted below an integer
+        ema.update_parameters(model)
+    assert torch.equal(ema.module.embed.day_class, torch.arange(7))
+    fresh = build_model(cfg.model, tiny)
+    fresh.load_state_dict(ema.module.state_dict())
+    x, _ = next(iter(make_batches(tiny, "val", 64)))
+    ema.module.eval(), fresh.eval()
+    assert torch.equal(ema.module(x), fresh(x))
