@@ -28,7 +28,7 @@ from .config import Profile, RunConfig
 from .data import Dataset
 from .experiments import find_run, metrics_table
 from .paths import output_dir
-from .records import atomic_write_text
+from .records import atomic_write_text, joined
 from .reference import ROADMAP
 from .train import Run, fit
 
@@ -302,7 +302,7 @@ def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None)
     missing = [c for c in cols if c not in runs]
     if missing:
         raise ValueError(f"not a run export (python -m stlib.results): columns {missing} are missing")
-    table = runs[list(cols)].rename(columns=cols)
+    table = runs[list(cols) + (["device"] if "device" in runs else [])].rename(columns=cols)
     if variants is not None:
         absent = [v.name for v in variants if v.name not in set(table["config"])]
         if absent:
@@ -330,6 +330,8 @@ def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, refere
     out.insert(0, "seeds", g.size())
     if "kind" in table:
         out.insert(0, "kind", g["kind"].first())
+    if "device" in table:  # the devices its seeds trained on, in words
+        out["device"] = g["device"].agg(joined)
     acts = pd.Series(True, index=out.index)
     note = pd.Series("", index=out.index, dtype=object)
     if check is not None:
