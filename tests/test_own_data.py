@@ -1,5 +1,5 @@
 """params/own_data_example.yaml: pems08_tail_cpu's model and training, a `file` data block that reads the
-README's formats (files generated here, none shipped)."""
+formats of docs/data.md (files generated here, none shipped)."""
 
 from __future__ import annotations
 
