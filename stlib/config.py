@@ -203,6 +203,9 @@ class TrainConfig:
     # exponential moving average of the weights, this decay per optimizer step (0 = off); validation, the best
     # checkpoint and the test use the average
     ema: float = _f(0.0, lo=0.0, hi=0.99999)
+    # model.stid_head: the first this many epochs train STID's path alone (the attention blocks skipped, at
+    # STID's cost per epoch); the blocks then join for the rest
+    stem_epochs: int = _f(0, lo=0)
     early_stop_patience: int = _f(0, lo=0)  # validations without improvement; 0 = off
     # stop at the first epoch end past this many training seconds (0 = off); the cosine schedule then anneals
     # over the budget
@@ -235,6 +238,14 @@ class RunConfig:
                               "train no epochs")
         if m.name in ("encdec", "alternating") and self.data.in_steps % m.patch:
             raise ConfigError(f"model.patch ({m.patch}) must divide data.in_steps ({self.data.in_steps})")
+        stem = self.train.stem_epochs
+        if stem and not (m.name in ("encdec", "alternating") and m.stid_head):
+            raise ConfigError(f"train.stem_epochs ({stem}) needs a model with STID's head to train alone first "
+                              f"(model.name encdec or alternating with model.stid_head: true); model.name is {m.name}"
+                              f"{'' if m.name not in ('encdec', 'alternating') else ' without model.stid_head'}")
+        if stem and stem >= self.train.epochs:
+            raise ConfigError(f"train.stem_epochs ({stem}) must be below train.epochs ({self.train.epochs}): "
+                              "the attention blocks would never train")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

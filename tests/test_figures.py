@@ -206,7 +206,7 @@ def test_config_bars_draw_no_result_for_what_cannot_act():
 
     from stlib.studies import ablation
 
-    assert runplots.CANNOT_ACT == ablation.CANNOT_ACT and runplots.NO_EFFECT == ablation.NO_EFFECT
+    assert runplots.CANNOT_ACT == ablation.CANNOT_ACT
     s = summary_table().drop("+ warmup")
     s["acts"] = [True, True, False]
     s["note"] = ["", "", "cannot act at this budget: scheduler: plateau patience 1 needs 3 validations"]

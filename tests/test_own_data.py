@@ -1,5 +1,5 @@
 """params/own_data_example.yaml: pems08_tail_cpu's model and training, a `file` data block that reads the
-README's formats (files generated here, none shipped)."""
+formats of docs/data.md (files generated here, none shipped)."""
 
 from __future__ import annotations
 
@@ -55,10 +55,13 @@ def test_the_cpu_route_presets_train_unchanged_on_other_data(tmp_path):
 
     profile = load_profile(CPU)
     data = ["data.name=synthetic", "data.num_sensors=6", "data.num_days=3"]
-    for preset in ("stage1_cpu_start", "stage1_cpu", "stage2_cpu", "stage2_stid", "stage2_stid_temporal"):
-        cfg = profile.run_config(preset=preset, overrides=[*data, "train.epochs=1", "train.quiet=true",
-                                                          "train.save_checkpoint=false"])
+    for preset in ("stage1_cpu_start", "stage1_cpu", "stage2_cpu", "stage2_stid", "stage2_stid_temporal",
+                   "stid_converged", "stage2_converged", "stage2_converged_temporal"):
         full = profile.run_config(preset=preset)
+        # one epoch; a preset that trains STID's path alone first gets one such epoch and one of the whole model
+        epochs = ["train.epochs=2", "train.stem_epochs=1"] if full.train.stem_epochs else ["train.epochs=1"]
+        cfg = profile.run_config(preset=preset, overrides=[*data, *epochs, "train.quiet=true",
+                                                          "train.save_checkpoint=false"])
         assert cfg.model == full.model  # the model settings travel unchanged
         run = fit(cfg, out_root=tmp_path)
         assert np.isfinite(run.metrics["test"]["mae"]) and run.metrics["dataset"] == "synthetic"

@@ -59,3 +59,12 @@ def test_env_json_names_the_commit(tiny):
     env = json.loads((run.dir / "env.json").read_text())
     assert {"git_commit", "git_dirty"} <= set(env)
     assert env["git_commit"] == records.git_state()["git_commit"]  # this checkout's, or None outside git
+    assert env["cpu_model"] == records.cpu_model() and records.run_device(run.dir) == f"CPU ({env['cpu_model']})"
+
+
+def test_recorded_device_in_words(tmp_path):
+    assert records.recorded_device({"device": "cpu", "device_name": "x86_64", "cpu_model": "AMD EPYC"}) == "CPU (AMD EPYC)"
+    # a record from before env.json kept the CPU model: its architecture
+    assert records.recorded_device({"device": "cpu", "device_name": "x86_64"}) == "CPU (x86_64)"
+    assert records.recorded_device({"device": "cuda:0", "device_name": "NVIDIA H200"}) == "NVIDIA H200"
+    assert records.recorded_device({}) is None and records.run_device(tmp_path) is None  # no env.json

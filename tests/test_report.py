@@ -213,7 +213,7 @@ def test_committed_route_and_time_to_accuracy(tmp_path):
 
 
 def test_table_from_export_feeds_the_ablation_summary(tmp_path):
-    from stlib.studies import ablation
+    from stlib.studies import ablation, experiments
 
     _export(tmp_path / "s1.csv", [("start", 0, 16.0), ("start", 1, 16.4), ("+noise", 0, 15.0), ("+noise", 1, 15.2),
                                   ("other", 0, 1.0)])
@@ -223,6 +223,11 @@ def test_table_from_export_feeds_the_ablation_summary(tmp_path):
     assert table["config"].tolist() == ["start", "start", "+noise", "+noise"]  # only the variants, in their order
     s = ablation.summarize(table, variants)
     assert s.loc["+noise", "gain"] == pytest.approx(1.1) and s.loc["+noise", "expected gain"] == "0.3-0.5"
+    assert "device" not in s  # an export without a device column: none invented
+    # with one, each summary carries the devices its seeds trained on (notebook 05's route reads them)
+    table = ablation.table_from_export(runs.assign(device="CPU (AMD EPYC)"), variants)
+    assert ablation.summarize(table, variants)["device"].tolist() == ["CPU (AMD EPYC)"] * 2
+    assert experiments.seed_summary(table.rename(columns={"config": "model"}))["device"].tolist() == ["CPU (AMD EPYC)"] * 2
     with pytest.raises(ValueError, match=r"no committed runs of \['\+depth'\]"):
         ablation.table_from_export(runs, [*variants, ablation.Variant("+depth")])
     with pytest.raises(ValueError, match="not a run export"):
@@ -302,3 +307,23 @@ def test_story_title_and_report_say_the_budget_and_the_verdict(tmp_path):
     assert f"## In short\n\n{text}" in md and "![route](figures/05_route.png)" in md
     differ = t.assign(epochs=[100, 50, 50, 50])
     assert report.route_title(differ).startswith("Test MAE per stage (epochs differ: under each stage)")
+
+
+def test_route_names_the_device_the_stages_trained_on(tmp_path):
+    from stlib.reporting import figstyle
+
+    out = tmp_path / "p"
+    _write_summaries(out)
+    for name in ("01_summary.csv", "03_ablation_summary.csv", "04_summary.csv"):
+        pd.read_csv(out / name, index_col=0).assign(device="CPU (AMD EPYC)").to_csv(out / name)
+    table, _ = report.route(out)
+    assert set(table["device"]) == {"CPU (AMD EPYC)"}
+    ax = report.plot_route(table, dataset="synthetic")
+    assert "Device: CPU (AMD EPYC)" in figstyle.footer_text(ax.figure)
+    ax = report.plot_stage_cost(table, dataset="synthetic")
+    assert "Device: CPU (AMD EPYC)" in figstyle.footer_text(ax.figure)
+    # summaries written before they kept the device: not recorded, not guessed
+    _write_summaries(tmp_path / "old")
+    table, _ = report.route(tmp_path / "old")
+    assert table["device"].isna().all()
+    assert "Device: not recorded" in figstyle.footer_text(report.plot_route(table).figure)

@@ -282,3 +282,62 @@ def test_ema_state_resumes_exactly(tiny, tmp_path):
     torch.save(last, part.dir / "last.pt")
     resumed = fit(dataset=tiny, resume=part.dir)
     assert resumed.metrics["test"]["mae"] == pytest.approx(ref.metrics["test"]["mae"], rel=1e-6)
+
+
+def stid_head_config(**dotted):
+    return tiny_config(model__name="alternating", model__embedding="stid", model__patch=3, model__head="linear",
+                       model__encoder_depth=2, model__stid_head=True, **dotted)
+
+
+def test_stem_epochs_train_stids_path_alone_then_the_blocks(tiny, monkeypatch):
+    """train.stem_epochs: the blocks run in no training step of the first epochs, then in every one."""
+    from stlib.models.encdec import EncoderDecoder
+
+    calls = []  # (epoch-independent) one entry per training forward: did the blocks run?
+    encode = EncoderDecoder.encode
+
+    def spy(self, *args, **kw):
+        calls.append(self.training)
+        return encode(self, *args, **kw)
+
+    monkeypatch.setattr(EncoderDecoder, "encode", spy)
+    per_epoch = len(make_batches(tiny, "train", 64))
+    run = fit(stid_head_config(train__epochs=3, train__stem_epochs=2), dataset=tiny)
+    assert sum(calls) == per_epoch  # training forwards through the blocks: the third epoch's only
+    assert run.model.head.weight.abs().max() > 0  # the blocks' head moved once they joined
+    calls.clear()
+    fit(stid_head_config(train__epochs=3), dataset=tiny)
+    assert sum(calls) == 3 * per_epoch
+
+
+def test_stem_epochs_with_ema_skip_the_blocks_in_the_average_too(tiny):
+    run = fit(stid_head_config(train__epochs=2, train__stem_epochs=1, train__ema=0.9), dataset=tiny)
+    assert math.isfinite(run.metrics["test"]["mae"])
+    assert run.model.stem_only is False  # the last epoch trained the whole model
+
+
+def test_stem_epochs_config_errors():
+    with pytest.raises(ConfigError, match="stem_epochs.*stid_head"):
+        tiny_config(train__stem_epochs=1, train__epochs=3)  # encdec without STID's head
+    with pytest.raises(ConfigError, match="stem_epochs.*model.name is stid"):
+        tiny_config(model__name="stid", train__stem_epochs=1, train__epochs=3)
+    with pytest.raises(ConfigError, match="must be below train.epochs"):
+        stid_head_config(train__stem_epochs=2, train__epochs=2)
+
+
+def test_ema_copies_integer_buffers_instead_of_averaging_them(tiny):
+    """The weight average must not average an index table: STID's day classes (a long buffer) stay exact, so the
+    averaged model validates as the same weights loaded into a fresh model score."""
+    from stlib.training.scoring import ema_model
+
+    cfg = stid_head_config()
+    model = build_model(cfg.model, tiny)
+    ema = ema_model(model, 0.999)
+    for _ in range(300):  # many updates: a float average of the table would have drifted below an integer
+        ema.update_parameters(model)
+    assert torch.equal(ema.module.embed.day_class, torch.arange(7))
+    fresh = build_model(cfg.model, tiny)
+    fresh.load_state_dict(ema.module.state_dict())
+    x, _ = next(iter(make_batches(tiny, "val", 64)))
+    ema.module.eval(), fresh.eval()
+    assert torch.equal(ema.module(x), fresh(x))

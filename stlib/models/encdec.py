@@ -211,6 +211,7 @@ class EncoderDecoder(nn.Module):
         # stid_head: STID's own regression head on the sensor state, the blocks' head added to it from zero:
         # the model starts as STID exactly (not STID squeezed through the tokens) and attention is a correction
         self.stid_head = None
+        self.stem_only = False  # set by the trainer (train.stem_epochs): STID's path alone, the blocks skipped
         if stid_head:
             self.stid_head = nn.Linear(self.embed.state_dim, out_steps)
             nn.init.zeros_(self.head.weight)
@@ -247,6 +248,8 @@ class EncoderDecoder(nn.Module):
         denoise = self.training and self.use_denoising
         seen = self.corrupt(value) if denoise else value
         state = self.embed.state(x, seen) if self.stid_head is not None else None  # (B, N, H)
+        if self.stem_only:  # STID's forecast alone: the blocks (and the denoising reconstruction) wait their turn
+            return self.stid_head(state).transpose(1, 2).unsqueeze(-1)  # (B, out, N, 1)
         memory = self.encode(x, seen, state)  # (B, P, N, D)
         pred = self.decode(x, memory)  # (B, out, N, 1)
         if state is not None:  # STID's forecast plus the blocks' correction

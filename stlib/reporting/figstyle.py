@@ -10,8 +10,6 @@ savefig(bbox_inches="tight"), which the notebooks use (stlib.nb.Context.save).
 
 from __future__ import annotations
 
-import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +17,12 @@ import pandas as pd
 from matplotlib.text import Annotation
 from matplotlib.transforms import Bbox
 
+from .records import cpu_model, joined
+from .records import run_device as record_device
+
 FOOTER_GID = "stlib-footer"
 NOT_RECORDED = "not recorded"
 ARCHITECTURES = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "ppc64le", "s390x"}
-
-
-def cpu_model() -> str:
-    """This machine's CPU model ('AMD EPYC 7B13'), from /proc/cpuinfo, else platform's processor or architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def device_label(device=None) -> str:
@@ -57,19 +47,13 @@ def device_label(device=None) -> str:
 
 
 def run_device(run) -> str | None:
-    """The device a run trained on: its record's env.json (device_name), else the run's own device, else None."""
+    """The device a run trained on, in words: its record's env.json (records.recorded_device), else the run's own
+    device, else None."""
     folder = getattr(run, "dir", None)
     if folder is not None and (Path(folder) / "env.json").exists():
-        rec = json.loads((Path(folder) / "env.json").read_text())
-        return rec.get("device_name") or rec.get("device")
+        return record_device(folder)
     dev = getattr(run, "device", None)
     return str(dev) if dev is not None else None
-
-
-def joined(values) -> str | None:
-    """The distinct non-empty values of a column, as one label ('a, b'); None when there are none."""
-    seen = [str(v) for v in dict.fromkeys(values) if v is not None and not (isinstance(v, float) and np.isnan(v))]
-    return ", ".join(seen) or None
 
 
 def export_context(path) -> dict:

@@ -150,6 +150,17 @@ def git_state(repo: Path = REPO_ROOT) -> dict:
     return {"git_commit": commit, "git_dirty": dirty}
 
 
+def cpu_model() -> str:
+    """This machine's CPU model ('AMD EPYC 7B13'), from /proc/cpuinfo, else platform's processor or architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def environment(device: torch.device) -> dict:
     """What ran the run: the code's git commit (and whether the tree had changes), versions, device, threads."""
     env = {
@@ -158,6 +169,7 @@ def environment(device: torch.device) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "device": str(device),
         "device_name": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -167,6 +179,29 @@ def environment(device: torch.device) -> dict:
         env["device_name"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
     return env
+
+
+def recorded_device(env: dict) -> str | None:
+    """The device an env.json names, in words: a GPU's name; a CPU as 'CPU (its model)' (a record written before
+    env.json kept the model: 'CPU (x86_64)', its architecture); None when the record names no device."""
+    kind = str(env.get("device") or "").split(":")[0].strip().lower()
+    if kind == "cpu":
+        return f"CPU ({env.get('cpu_model') or env.get('device_name') or env.get('processor') or 'model not recorded'})"
+    if kind == "mps":
+        return "Apple GPU (mps)"
+    return env.get("device_name") or env.get("device") or None
+
+
+def run_device(run_dir: str | Path) -> str | None:
+    """The device a run trained on, in words (recorded_device), from its env.json; None without one."""
+    path = Path(run_dir) / "env.json"
+    return recorded_device(json.loads(path.read_text())) if path.exists() else None
+
+
+def joined(values) -> str | None:
+    """The distinct non-empty values of a column, as one label ('a, b'); None when there are none."""
+    seen = [str(v) for v in dict.fromkeys(values) if v is not None and not (isinstance(v, float) and v != v)]
+    return ", ".join(seen) or None
 
 
 def new_run_dir(stage: str, label: str, root: Path | None = None) -> tuple[str, Path]:

@@ -1,4 +1,4 @@
-"""Reference figures on the pems08-tail protocol (../shared/docs/BENCHMARK.md), as data.
+"""Reference figures on the pems08-tail protocol (docs/results.md, "The peer"), as data.
 
 Measured by the project's peer on exactly this protocol; ours must beat them under the same one.
 """
@@ -21,7 +21,7 @@ PEER = {
                                                       "seconds_per_epoch": 567.0},
 }
 STID_PEER_MAE = PEER["BasicTS STID (100 epochs, 3 seeds)"]["mae"]
-STID_PEER_MINUTES = 7.0  # its 100 epochs on this 2-core CPU (3.70 s an epoch + validation), BENCHMARK.md
+STID_PEER_MINUTES = 7.0  # its 100 epochs on this 2-core CPU (3.70 s an epoch + validation), docs/results.md
 # time-to-accuracy on the 2-core CPU: STAEformer's own code, its best checkpoint within 55 minutes
 STAEFORMER_CPU = {"mae": PEER["STAEformer own code (5 epochs in 55 min, CPU)"]["mae"], "minutes": 55}
 

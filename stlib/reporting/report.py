@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figstyle import device_label, joined, legend_outside, stamp, unit_of
+from .figstyle import NOT_RECORDED, device_label, joined, legend_outside, stamp, unit_of
 from .records import atomic_write_text
 from .reference import ROADMAP, STAEFORMER_CPU
 
@@ -51,12 +51,19 @@ def _stage2_pick(s: pd.DataFrame) -> str:
     return (with_space if len(with_space) else s)["MAE"].idxmin()
 
 
+def _device(recorded) -> str | None:
+    """A summary's device cell in words ('x86_64' -> 'CPU (x86_64)'); None when it has none."""
+    words = device_label(recorded)
+    return None if words == NOT_RECORDED else words
+
+
 def route(out: Path) -> tuple[pd.DataFrame, float | None]:
     """(one row per stage reached, baseline MAE) from the stage summaries in `out`.
 
     Stage 1 appears twice: its start and the configuration notebook 03 chose for stage 2 (the start itself when no
     item beat the seed spread). Stage 2 is its best configuration with spatial attention. `epochs` is each stage's
-    training budget.
+    training budget; `device` what its runs trained on, in words, as the stage notebooks recorded it (None where a
+    summary has no device column).
     """
     rows, baseline = [], None
     s01 = _read(out / "01_summary.csv")
@@ -79,7 +86,8 @@ def route(out: Path) -> tuple[pd.DataFrame, float | None]:
     table = pd.DataFrame([{"stage": stage, "configuration": cfg, "MAE": float(r["MAE"]),
                            "MAE sd": float(r.get("MAE sd", float("nan"))), "seeds": int(r.get("seeds", 1)),
                            "epochs": float(r.get("epochs", float("nan"))),
-                           "s/epoch": float(r.get("s/epoch", float("nan")))} for stage, cfg, r in rows])
+                           "s/epoch": float(r.get("s/epoch", float("nan"))), "device": _device(r.get("device"))}
+                          for stage, cfg, r in rows])
     if baseline is not None and len(table):
         ranges = [scaled_range(s, baseline) if s in ROADMAP_RANGES else (float("nan"),) * 2 for s in table["stage"]]
         table["roadmap low"], table["roadmap high"] = zip(*ranges)

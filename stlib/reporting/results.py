@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import output_dir
-from .records import read_run
+from .records import read_run, recorded_device
 
 
 def ledger(root: Path | None = None) -> pd.DataFrame:
@@ -33,7 +33,7 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
                "seconds_per_epoch": m["seconds_per_epoch"], "train_seconds": m["train_seconds"],
                "params": m["params"], "time_budget_s": cfg["train"].get("time_budget_s", 0.0),
                "stopped_by": m.get("stopped_by", ""),
-               "device": run["env"].get("device_name", run["env"].get("device", ""))}
+               "device": recorded_device(run["env"]) or ""}
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -19,7 +19,7 @@ KIND_COLOURS = {"start": "0.55", "alone": "tab:blue", "cumulative": "tab:green",
                 "component": "tab:purple", "baseline": "tab:gray"}
 KIND_WORDS = {"start": "starting point", "alone": "one item alone", "cumulative": "items cumulated",
               "extra": "extra check", "component": "one component added", "baseline": "baseline"}
-NO_EFFECT = "no effect at this budget"
+NO_EFFECT = "did not act at this budget"
 CANNOT_ACT = "cannot act at this budget"
 LINE_STYLES = ("-", "--", "-.", ":")
 
@@ -211,7 +211,7 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
 
     summary: index = configuration, columns "MAE", "MAE sd" (and optionally "kind" for colours);
     reference: a configuration drawn as a dashed line, the others labelled with their difference to it; a
-    configuration equal to it to the last digit is hatched and marked "no effect at this budget"; with summarize's
+    configuration equal to it to the last digit is hatched and marked "did not act at this budget"; with summarize's
     `acts` and `note` columns, one that cannot act at this budget gets no bar, error bar or seed dots, only the
     reason in words (it is not a result);
     lines: {label: MAE} drawn as dotted lines; seeds: the per-seed table (columns "config", "MAE"), drawn as

@@ -28,7 +28,7 @@ from ..config import Profile, RunConfig
 from ..data import Dataset
 from .experiments import find_run, metrics_table
 from ..paths import output_dir
-from ..reporting.records import atomic_write_text
+from ..reporting.records import atomic_write_text, joined
 from ..reporting.reference import ROADMAP
 from ..training import Run, fit
 
@@ -107,7 +107,6 @@ def stage1_variants(scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: fl
 ITEM_FIELDS = {"scheduler": ("scheduler", "patience", "factor", "min_lr", "milestones", "gamma"),
                "warmup": ("warmup_steps",), "noise": ("noise_std",)}
 CANNOT_ACT = "cannot act at this budget"
-NO_EFFECT = "no effect at this budget"
 
 
 def validation_epochs(epochs: int, validate_every: int = 1) -> list[int]:
@@ -302,7 +301,7 @@ def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None)
     missing = [c for c in cols if c not in runs]
     if missing:
         raise ValueError(f"not a run export (python -m stlib.reporting.results): columns {missing} are missing")
-    table = runs[list(cols)].rename(columns=cols)
+    table = runs[list(cols) + (["device"] if "device" in runs else [])].rename(columns=cols)
     if variants is not None:
         absent = [v.name for v in variants if v.name not in set(table["config"])]
         if absent:
@@ -320,8 +319,9 @@ def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, refere
     `gain sd` is the sd of the difference of two means, sqrt(sd_ref^2/n_ref + sd^2/n). A gain is
     `clear` when it exceeds both configs' seed sd added (their +-1 sd bands do not overlap).
     `acts` and `note`: whether the configuration is a result at this budget. It is not when budget_check (`check`)
-    says none of its changes can act, or when it scored exactly the reference's MAE on every seed (it did nothing);
-    such a configuration is never `clear`.
+    says none of its changes can act, or when it scored exactly the reference's MAE on every seed (its change never
+    reached the tested model, e.g. a plateau scheduler that never lowered the learning rate): the note then says it
+    cannot act at this budget. Such a configuration is never `clear`.
     """
     g = table.groupby("config", sort=False)
     out = g[[c for c in ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds",
@@ -330,6 +330,8 @@ def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, refere
     out.insert(0, "seeds", g.size())
     if "kind" in table:
         out.insert(0, "kind", g["kind"].first())
+    if "device" in table:  # the devices its seeds trained on, in words
+        out["device"] = g["device"].agg(joined)
     acts = pd.Series(True, index=out.index)
     note = pd.Series("", index=out.index, dtype=object)
     if check is not None:
@@ -340,7 +342,7 @@ def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, refere
         for name in out.index:
             if acts[name] and same_in_every_seed(table, name, reference):
                 acts[name] = False
-                note[name] = f"{NO_EFFECT}: the same test MAE as {reference} on every seed"
+                note[name] = f"{CANNOT_ACT}: the same test MAE as {reference} on every seed, it trained {reference} again"
     out["acts"], out["note"] = acts, note
     if reference in out.index:
         ref = out.loc[reference]

@@ -504,7 +504,7 @@ def peer_comparison(profile, ds: Dataset, repeats: int = 2, epochs: int = 4, run
 
     Each runner trains `epochs` full epochs (the first is warm-up), `repeats` times interleaved; the
     table has the median training seconds per epoch, every repeat's figure, and the ratio to the
-    peer's (BENCHMARK.md), which only means something on pems08-tail on the 2-core CPU class.
+    peer's (docs/results.md), which only means something on pems08-tail on the 2-core CPU class.
     """
     from ..reporting.reference import PEER, PROTOCOL
 

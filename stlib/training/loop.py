@@ -131,6 +131,9 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
         raise ConfigError("train.time_budget_s with train.scheduler cosine follows each process's own clock, so "
                           "under torchrun the ranks' learning rates would drift apart: use another scheduler, "
                           "or the budget in one process")
+    if dist.world > 1 and tc.stem_epochs:
+        raise ConfigError("train.stem_epochs leaves the attention blocks without gradients in its first epochs, which "
+                          "DistributedDataParallel does not allow: train in one process, or set train.stem_epochs=0")
     if tc.tensorboard:
         require_tensorboard()  # missing package: a clear error before the run has a record
     seed_everything(tc.seed)
@@ -163,6 +166,7 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
 def train_and_validate(t: Training, epoch: int) -> bool:
     """One epoch, its validation when due, its history row and checkpoint; False when training ends early."""
     tc, p = t.cfg.train, t.p
+    set_stem_phase(t, epoch)
     timer, train_seconds = train_epoch(t, epoch)
     out_of_time = any_rank(t.clock.over(), t.dist, t.device) if tc.time_budget_s else False
     val_mae, val_seconds = float("nan"), 0.0
@@ -186,6 +190,15 @@ def train_and_validate(t: Training, epoch: int) -> bool:
                      "validations" if early_stop else
                      f"{t.show.label}: time budget ({tc.time_budget_s:.0f} s) spent at epoch {epoch} of {t.epochs}")
     return not (early_stop or out_of_time)
+
+
+def set_stem_phase(t: Training, epoch: int) -> None:
+    """train.stem_epochs: STID's path alone through that epoch (as trained, so validated), the whole model after."""
+    if t.cfg.train.stem_epochs:
+        stem_only = epoch <= t.cfg.train.stem_epochs
+        for model in (t.model, t.ema.module if t.ema is not None else None):
+            if model is not None:
+                model.stem_only = stem_only
 
 
 def train_epoch(t: Training, epoch: int) -> tuple[Timer, float]:

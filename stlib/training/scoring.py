@@ -58,6 +58,8 @@ def ema_model(model: nn.Module, decay: float) -> AveragedModel:
     random initial weights within tens of steps instead of the 1 / (1 - decay) a fixed decay would need.
     """
     def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        if not averaged.is_floating_point():  # an index table (e.g. STID's day classes) is copied, never averaged:
+            return current  # 6 * d + 6 * (1 - d) can round to 5.999..., which the integer copy truncates to 5
         d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
         return averaged * d + current * (1.0 - d)
 
