@@ -248,12 +248,13 @@ class EncoderDecoder(nn.Module):
         denoise = self.training and self.use_denoising
         seen = self.corrupt(value) if denoise else value
         state = self.embed.state(x, seen) if self.stid_head is not None else None  # (B, N, H)
+        stid = self.stid_head(state).transpose(1, 2).unsqueeze(-1) if state is not None else None  # (B, out, N, 1)
         if self.stem_only:  # STID's forecast alone: the blocks (and the denoising reconstruction) wait their turn
-            return self.stid_head(state).transpose(1, 2).unsqueeze(-1)  # (B, out, N, 1)
+            return stid
         memory = self.encode(x, seen, state)  # (B, P, N, D)
         pred = self.decode(x, memory)  # (B, out, N, 1)
-        if state is not None:  # STID's forecast plus the blocks' correction
-            pred = pred + self.stid_head(state).transpose(1, 2).unsqueeze(-1).to(pred.dtype)
+        if stid is not None:  # STID's forecast plus the blocks' correction
+            pred = pred + stid.to(pred.dtype)
         if not denoise:
             return pred
         recon = from_patches(self.recon(memory))  # (B, T, N, 1) reconstruct the clean input
