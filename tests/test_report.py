@@ -327,3 +327,27 @@ def test_route_names_the_device_the_stages_trained_on(tmp_path):
     table, _ = report.route(tmp_path / "old")
     assert table["device"].isna().all()
     assert "Device: not recorded" in figstyle.footer_text(report.plot_route(table).figure)
+
+
+def test_route_figure_lists_each_device_once_and_wraps_long_stage_names():
+    from stlib.reporting import figstyle
+
+    t = _route(base=("stid", 14.1, 0.01), start=("start", 15.5, 0.1), tuned=("tuned", 15.4, 0.1),
+               s2=("+ alternation (T S T S)", 14.2, 0.02))
+    t["device"] = ["CPU (x86_64)", "CPU (x86_64), CPU (AMD EPYC)", "CPU (AMD EPYC)", "CPU (x86_64)"]
+    t.loc[len(t) - 1, "stage"] = "04 stage 2 on the STID head, STID's recipe (T S)"
+    ax = report.plot_route(t, dataset="synthetic")
+    assert "Device: CPU (x86_64), CPU (AMD EPYC) " in figstyle.footer_text(ax.figure) + " "
+    lines = [line for label in ax.get_xticklabels() for line in label.get_text().split("\n")]
+    assert max(len(line) for line in lines) <= 16 and "04 stage 2 on" in lines
+    assert ax.figure.get_figwidth() >= 1.35 * len(t) + 3
+
+
+def test_budgeted_runs_name_the_device_in_words(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    pd.DataFrame({"batch": "b", "name": "ts", "seed": [0, 1], "test_mae": [14.1, 14.2], "mae_h12": 15.0,
+                  "test_rmse": 23.0, "epochs_run": 300, "time_budget_s": 0.0, "train_seconds": [2000.0, 2100.0],
+                  "device": ["x86_64", "CPU (AMD EPYC)"]}).to_csv(bench / "stage2_cpu_x.csv", index=False)
+    s = report.budgeted_runs(bench)
+    assert s["device"].tolist() == ["CPU (x86_64), CPU (AMD EPYC)"]

@@ -9,6 +9,7 @@ are scaled by our baseline's MAE on the same protocol (a ratio carries over, a n
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -288,7 +289,7 @@ def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
     out["epochs"] = g["epochs_run"].mean()
     out["budget s"] = g["time_budget_s"].first()
     out["longest run s"] = g["train_seconds"].max()  # training wall clock of the slowest seed
-    out["device"] = g["device"].first()
+    out["device"] = g["device"].agg(lambda d: joined(device_label(x) for x in d))
     return out.reset_index()
 
 
@@ -418,24 +419,25 @@ def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, d
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
     t = table.reset_index(drop=True)
+    ax.figure.set_figwidth(max(ax.figure.get_figwidth(), 1.35 * len(t) + 3))  # room for each stage's wrapped name
     ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, color="tab:blue",
                 label="measured (mean ± 1 sd over seeds)")
-    for i, r in t.iterrows():
-        if "roadmap low" in t and pd.notna(r["roadmap low"]):
-            ax.fill_between([i - 0.3, i + 0.3], r["roadmap low"], max(r["roadmap high"], r["roadmap low"] + 0.05),
-                            color="tab:orange", alpha=0.3,
-                            label="roadmap's range (scaled)" if i == t.index[-1] else None)
+    ranged = t.index[t["roadmap low"].notna()] if "roadmap low" in t else []
+    for i in ranged:
+        low, high = t.loc[i, "roadmap low"], t.loc[i, "roadmap high"]
+        ax.fill_between([i - 0.3, i + 0.3], low, max(high, low + 0.05), color="tab:orange", alpha=0.3,
+                        label="roadmap's range (scaled)" if i == ranged[0] else None)
     if peer_mae is not None:
         ax.axhline(peer_mae, color="tab:red", ls=":", label=f"peer STID (BasicTS): {peer_mae}")
     unit = unit or (unit_of(dataset) if dataset else None) or "original units"
-    ticks = [s.replace(" (", "\n(") for s in t["stage"]]
+    ticks = [textwrap.fill(s, 16, break_on_hyphens=False) for s in t["stage"]]
     if "epochs" in t:  # each stage's budget under its name
         ticks = [k if pd.isna(e) or e <= 0 else f"{k}\n{_num(e)} epochs" for k, e in zip(ticks, t["epochs"])]
     ax.set_xticks(t.index, ticks, fontsize=8)
     ax.set(ylabel=f"test MAE ({unit})", title=route_title(t))
     legend_outside(ax)
-    if device is None and "device" in t:
-        device = joined(t["device"])
+    if device is None and "device" in t:  # each stage's devices are already joined ("a, b")
+        device = joined(d for v in t["device"].dropna() for d in str(v).split(", "))
     stamp(ax.figure, dataset, device, unit)
     return ax
 
