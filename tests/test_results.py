@@ -63,6 +63,7 @@ def test_from_export_has_metrics_tables_columns():
     rows = results.from_export(export, keep=("batch",))
     assert rows.columns.tolist() == ["config", "seed", "MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %",
                                      "best epoch", "epochs", "s/epoch", "params", "seconds", "run", "device", "batch"]
+    assert results.from_export(export[["name", "seed", "test_mae"]]).columns.tolist() == ["config", "seed", "MAE"]
     with pytest.raises(ValueError, match=r"not a run export.*test_mae"):
         results.from_export(export.drop(columns=["test_mae"]))
 

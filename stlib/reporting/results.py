@@ -73,13 +73,14 @@ def metrics_table(runs: dict, kinds: dict[str, str] | None = None) -> pd.DataFra
 
 
 def from_export(export: pd.DataFrame, keep=()) -> pd.DataFrame:
-    """Committed runs (a python -m stlib.reporting.results export: one row per run) in metrics_table's columns, with
-    the export's `device` and the `keep` columns as they are."""
-    missing = [c for c in EXPORT_COLUMNS if c not in export]
+    """Committed runs (a python -m stlib.reporting.results export: one row per run) in metrics_table's columns (those
+    of EXPORT_COLUMNS it has; name, seed and test_mae at least), with the export's `device` and the `keep` columns
+    as they are."""
+    missing = [c for c in ("name", "seed", "test_mae") if c not in export]
     if missing:
         raise ValueError(f"not a run export (python -m stlib.reporting.results): columns {missing} are missing")
-    extra = [c for c in ("device", *keep) if c in export]
-    return export[list(EXPORT_COLUMNS) + extra].rename(columns=EXPORT_COLUMNS)
+    cols = [c for c in (*EXPORT_COLUMNS, "device", *keep) if c in export]
+    return export[cols].rename(columns=EXPORT_COLUMNS)
 
 
 def seed_summary(rows: pd.DataFrame, by="config", columns=METRICS) -> pd.DataFrame:
