@@ -14,8 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 
-from stlib.reporting import figstyle, plots, report, runplots  # noqa: E402
-from stlib.studies import scale  # noqa: E402
+from stlib.reporting import figstyle, plots, reportplots, runplots  # noqa: E402
 
 from test_units import speed_dataset  # noqa: E402  (a small speed dataset, 15-minute steps)
 
@@ -242,11 +241,11 @@ def route_table():
 
 
 def test_route_and_stage_cost_figures():
-    ax = report.plot_route(route_table(), peer_mae=14.645, dataset="pems08-tail")
+    ax = reportplots.plot_route(route_table(), peer_mae=14.645, dataset="pems08-tail")
     assert_legend_outside(ax)
     assert_footer(ax.figure, "pems08-tail", "CPU (x86_64)", GPU, "vehicles/5 min")
     assert ax.get_ylabel() == "test MAE (vehicles/5 min)"
-    ax = report.plot_stage_cost(route_table(), dataset="pems08-tail")
+    ax = reportplots.plot_stage_cost(route_table(), dataset="pems08-tail")
     assert ax.get_xlim()[0] == 0
     assert [t.get_text() for t in ax.get_yticklabels()][0].endswith(f"({GPU})")  # seconds on two devices: each named
     assert_footer(ax.figure, "pems08-tail", "seconds per epoch")
@@ -259,7 +258,7 @@ def test_time_to_accuracy_figure_names_dataset_and_device():
                          "val_mae": [20.0, 20.5], "test_mae": [19.0, 19.4], "mae_h12": [22.0, 22.0]})
     hist = pd.DataFrame({"file": ["f.csv"] * 4, "name": ["a"] * 4, "run_dir": ["r0", "r0", "r1", "r1"],
                          "epoch": [1, 2, 1, 2], "val_mae": [25.0, 20.0, 26.0, 20.5], "seconds": [60.0] * 4})
-    ax = report.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
+    ax = reportplots.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
     assert ax.get_title() == "Accuracy against training time on pems08-tail"
     assert_legend_outside(ax)
     assert_footer(ax.figure, "pems08-tail", "CPU (x86_64)", "vehicles/5 min")
@@ -268,7 +267,7 @@ def test_time_to_accuracy_figure_names_dataset_and_device():
 def test_scale_ticks_at_the_measured_n_and_a_shared_legend():
     t = pd.DataFrame({"N": [170, 1000, 4000, 8600], "batch": 2, "device": "cuda", "dtype": "bfloat16",
                       "step_s": [0.022, 0.023, 0.040, 0.10], "peak_mb": [224.0, 944.0, 3436.0, 7182.0]})
-    axes = scale.plot(t)
+    axes = reportplots.plot_scale(t)
     axes[0].figure.canvas.draw()
     for ax in axes:
         assert list(ax.get_xticks()) == [170, 1000, 4000, 8600]
@@ -280,6 +279,12 @@ def test_scale_ticks_at_the_measured_n_and_a_shared_legend():
     assert len(axes[1].get_legend().get_texts()) == 4  # both measured series, linear and quadratic
     assert_footer(axes[0].figure, "random inputs (batch 2", "bfloat16", "seconds per training step")
     assert axes[0].get_title() == "Step time grows as N^0.35"
+
+
+def test_scale_plot_labels_the_fitted_exponents():
+    t = pd.DataFrame({"N": [100, 1000], "step_s": [0.1, 1.0], "peak_mb": [10.0, 100.0]})
+    axes = reportplots.plot_scale(t)
+    assert len(axes) == 2 and "N^1.00" in axes[0].get_legend_handles_labels()[1][0]
 
 
 # ---- data figures ------------------------------------------------------------------------------

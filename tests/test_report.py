@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from stlib.reporting import report
+from stlib.reporting import report, reportplots
 
 
 def _write_summaries(out):
@@ -118,6 +118,37 @@ def test_gpu_stage2_runs_export_summarize_and_verdict(tmp_path):
     assert "Stage 2, committed time-budgeted runs" in report.markdown("p", "d", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), s)
 
 
+def test_stage2_verdicts_per_batch_cpu_and_target(tmp_path):
+    from stlib.reporting import reference, results
+    from stlib.studies import ablation
+
+    _fake_budgeted_runs(tmp_path / "a", {ablation.STAGE2_START: [19.0, 19.2, 19.1], ablation.ALTERNATION: [18.0, 18.1, 18.2]})
+    _fake_budgeted_runs(tmp_path / "b", {ablation.ALTERNATION: [13.0, 13.05, 13.1]}, budget=600.0)
+    for label, root, name in (("twelve", "a", "stage2_fake.csv"), ("cpu", "b", "stage2_cpu_fake.csv")):
+        assert results.main(["--stage", "04", "--root", f"{label}={tmp_path / root}",
+                             "--out", str(tmp_path / "bench" / name)]) == 0
+    s = report.budgeted_runs(tmp_path / "bench")
+    lines = report.stage2_verdicts(s, ablation.STAGE2_BATCH_QUESTIONS).splitlines()
+    assert lines[0] == "stage2_cpu_fake.csv [cpu]" and lines[1] == "stage2_fake.csv [twelve]"  # nothing to compare
+    assert lines[2].startswith(f"   {ablation.ALTERNATION} beats {ablation.STAGE2_START}: 18.100 vs 19.100")
+    assert len(lines) == 5  # of the batch questions, only (alternation, start) has both configurations
+    assert lines[3].startswith(f"CPU, '{ablation.ALTERNATION}': MAE 13.050 +- 0.050 after 10 min")
+    assert lines[4].startswith(f"best committed stage-2 result: '{ablation.ALTERNATION}' [cpu], MAE 13.050")
+    assert lines[4].endswith(f"<= {0.95 * reference.STID_PEER_MAE:.2f} -> MET")
+    assert report.peer_target(reference.STID_PEER_MAE).endswith("NOT met")
+
+
+def test_against_baseline_puts_the_baseline_beside_every_configuration():
+    summary = pd.DataFrame({"MAE": [15.0, 16.5], "MAE sd": [0.1, 0.2], "MAE h12": [17.0, 18.0], "seeds": [3, 3],
+                            "RMSE": [25.0, 26.0]}, index=["a", "b"])
+    base = pd.Series({"MAE": 15.0, "MAE sd": 0.05, "MAE h12": 16.0, "seeds": 2, "RMSE": 24.0})
+    t = report.against_baseline(summary, base, "STID", peer_mae=16.5)
+    assert t.index.tolist() == ["a", "b", "STID"] and "RMSE" not in t
+    assert t["vs STID-style %"].tolist() == pytest.approx([0.0, 10.0, 0.0])
+    assert t.loc["b", "vs peer STID %"] == pytest.approx(0.0) and t.loc["STID", "seeds"] == 2
+    assert "vs peer STID %" not in report.against_baseline(summary, base, "STID")
+
+
 def test_results_export_names_an_empty_root(tmp_path, capsys):
     from stlib.reporting import results
 
@@ -204,7 +235,7 @@ def test_committed_route_and_time_to_accuracy(tmp_path):
     assert t.loc["alt", "train minutes"] == pytest.approx(3.0)  # 3 epochs x 60 s
     assert t.loc["alt", "minutes to best"] == pytest.approx(2.0)  # the best validation came at epoch 2
     assert t.loc["alt", "test MAE"] == pytest.approx(14.1)
-    ax = report.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
+    ax = reportplots.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("STAEformer" in s for s in labels) and any("peer STID" in s for s in labels)
     (tmp_path / "stid_cpu_history.csv").unlink()
@@ -213,7 +244,8 @@ def test_committed_route_and_time_to_accuracy(tmp_path):
 
 
 def test_table_from_export_feeds_the_ablation_summary(tmp_path):
-    from stlib.studies import ablation, experiments
+    from stlib.reporting import results
+    from stlib.studies import ablation
 
     _export(tmp_path / "s1.csv", [("start", 0, 16.0), ("start", 1, 16.4), ("+noise", 0, 15.0), ("+noise", 1, 15.2),
                                   ("other", 0, 1.0)])
@@ -227,7 +259,7 @@ def test_table_from_export_feeds_the_ablation_summary(tmp_path):
     # with one, each summary carries the devices its seeds trained on (notebook 05's route reads them)
     table = ablation.table_from_export(runs.assign(device="CPU (AMD EPYC)"), variants)
     assert ablation.summarize(table, variants)["device"].tolist() == ["CPU (AMD EPYC)"] * 2
-    assert experiments.seed_summary(table.rename(columns={"config": "model"}))["device"].tolist() == ["CPU (AMD EPYC)"] * 2
+    assert results.seed_summary(table)["device"].tolist() == ["CPU (AMD EPYC)"] * 2
     with pytest.raises(ValueError, match=r"no committed runs of \['\+depth'\]"):
         ablation.table_from_export(runs, [*variants, ablation.Variant("+depth")])
     with pytest.raises(ValueError, match="not a run export"):
@@ -300,7 +332,7 @@ def test_story_title_and_report_say_the_budget_and_the_verdict(tmp_path):
     assert "the roadmap's ordering does not hold" in text and "not the roadmap's route" in text
     title = report.route_title(t)
     assert title == "Test MAE per stage, 10 epochs each\nthe roadmap's ordering does not hold at this budget"
-    ax = report.plot_route(t, dataset="synthetic")
+    ax = reportplots.plot_route(t, dataset="synthetic")
     assert ax.get_title() == title
     assert all(label.get_text().endswith("10 epochs") for label in ax.get_xticklabels())
     md = report.markdown("default", "synthetic", t, pd.DataFrame(), pd.DataFrame(), summary=text)
@@ -318,16 +350,16 @@ def test_route_names_the_device_the_stages_trained_on(tmp_path):
         pd.read_csv(out / name, index_col=0).assign(device="CPU (AMD EPYC)").to_csv(out / name)
     table, _ = report.route(out)
     assert set(table["device"]) == {"CPU (AMD EPYC)"}
-    ax = report.plot_route(table, dataset="synthetic")
+    ax = reportplots.plot_route(table, dataset="synthetic")
     assert "Device: CPU (AMD EPYC)" in figstyle.footer_text(ax.figure)
-    ax = report.plot_stage_cost(table, dataset="synthetic")
+    ax = reportplots.plot_stage_cost(table, dataset="synthetic")
     assert "Device: CPU (AMD EPYC)" in figstyle.footer_text(ax.figure)
     # summaries written before they kept the device: not recorded, not guessed
     _write_summaries(tmp_path / "old")
     table, _ = report.route(tmp_path / "old")
     assert table["device"].isna().all()
-    assert "Device: not recorded" in figstyle.footer_text(report.plot_route(table).figure)
-
+    assert "Device: not recorded" in figstyle.footer_text(reportplots.plot_route(table).figure)
+    
 
 def test_route_figure_lists_each_device_once_and_wraps_long_stage_names():
     from stlib.reporting import figstyle
@@ -336,7 +368,7 @@ def test_route_figure_lists_each_device_once_and_wraps_long_stage_names():
                s2=("+ alternation (T S T S)", 14.2, 0.02))
     t["device"] = ["CPU (x86_64)", "CPU (x86_64), CPU (AMD EPYC)", "CPU (AMD EPYC)", "CPU (x86_64)"]
     t.loc[len(t) - 1, "stage"] = "04 stage 2 on the STID head, STID's recipe (T S)"
-    ax = report.plot_route(t, dataset="synthetic")
+    ax = reportplots.plot_route(t, dataset="synthetic")
     assert "Device: CPU (x86_64), CPU (AMD EPYC) " in figstyle.footer_text(ax.figure) + " "
     lines = [line for label in ax.get_xticklabels() for line in label.get_text().split("\n")]
     assert max(len(line) for line in lines) <= 16 and "04 stage 2 on" in lines

@@ -1,8 +1,7 @@
-"""Scale benchmark: step/memory measurement per N, growth fit, no N x N score matrix on the fused path."""
+"""Scale benchmark: step/memory measurement per N through the trainer, no N x N score matrix on the fused path."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -19,6 +18,32 @@ def test_measure_step_reports_time_and_memory():
     assert r["dtype"] == "float32" and r["pattern"] == "alternating"
 
 
+def test_measure_step_builds_through_the_registry_and_steps_through_the_trainer(monkeypatch):
+    from stlib.models import AlternatingEncoderDecoder, build_model
+    from stlib.training import loop
+
+    built, steps = [], []
+    monkeypatch.setattr(loop, "build_model", lambda cfg, ds: built.append(build_model(cfg, ds)) or built[-1])
+    train_step = loop.train_step
+    monkeypatch.setattr(loop, "train_step", lambda *args: steps.append(args) or train_step(*args))
+    r = scale.measure_step(60, **SMALL)
+    assert len(built) == 1 and isinstance(built[0], AlternatingEncoderDecoder)
+    assert r["params"] == sum(p.numel() for p in built[0].parameters())
+    assert len(steps) == SMALL["steps"] + 1  # the warm-up step and the timed ones
+
+
+def test_scale_config_is_the_registry_model_on_random_readings():
+    from stlib.models import build_model
+
+    cfg = scale.scale_config(batch=3, d_model=8, n_heads=2, encoder_depth=3, decoder_depth=1, pattern="stacked")
+    ds = scale.random_dataset(50, 3)
+    assert (ds.num_sensors, len(ds.splits["train"]), ds.in_steps, ds.out_steps) == (50, 3, 12, 12)
+    assert (ds.target > 0).all()  # no reading counts as missing
+    model = build_model(cfg.model, ds)
+    assert model.pattern == "stacked" and model.null_z == pytest.approx(float(ds.normalize(0.0)))
+    assert cfg.model.dropout == 0.0 and not cfg.model.use_denoising and cfg.train.grad_clip == 0.0
+
+
 @pytest.mark.slow  # a python process per size
 def test_measure_runs_each_size_in_its_own_process():
     t = scale.measure([30, 600], **SMALL)
@@ -33,14 +58,6 @@ def test_measure_reports_a_failing_size_instead_of_raising():
     assert "pattern" in t.loc[0, "error"]
 
 
-def test_fit_growth_exponent():
-    n = pd.Series([100, 1000, 4000])
-    assert scale.fit_growth(pd.DataFrame({"N": n, "m": 3.0 * n}), "m") == pytest.approx(1.0)
-    assert scale.fit_growth(pd.DataFrame({"N": n, "m": 0.5 * n**2}), "m") == pytest.approx(2.0)
-    assert scale.fit_growth(pd.DataFrame({"N": [100], "m": [1.0]}), "m") != scale.fit_growth(
-        pd.DataFrame({"N": [100], "m": [1.0]}), "m")  # NaN with one point
-
-
 def _largest_allocation(n: int, heads: int) -> int:
     attn = AxisAttention(16, heads).eval()
     x = torch.randn(1, 1, n, 16)  # (B, T, N, D): one step over N sensors
@@ -53,11 +70,3 @@ def test_spatial_attention_never_holds_an_n_by_n_score_matrix():
     n, heads = 2048, 4
     scores = n * n * heads * 4  # bytes of one fp32 score matrix per head, 64 MiB
     assert _largest_allocation(n, heads) < scores / 16
-
-
-def test_plot_draws_both_panels():
-    import matplotlib
-    matplotlib.use("Agg")
-    t = pd.DataFrame({"N": [100, 1000], "step_s": [0.1, 1.0], "peak_mb": [10.0, 100.0]})
-    axes = scale.plot(t)
-    assert len(axes) == 2 and "N^1.00" in axes[0].get_legend_handles_labels()[1][0]

@@ -80,7 +80,8 @@ class STID(nn.Module):
         tod, dow = time_indices(x[:, -1], self.spd)  # (B, N) each, of the last input step
         series = self.series(x[..., 0].transpose(1, 2))  # (B, N, E) from the N series of T steps
         # the tables follow the series' dtype (bf16 under autocast), so the hidden stream keeps one dtype:
-        # a float32 stream would cast before every layer and add mixed dtypes after it (~40 % of a CPU step)
+        # a float32 stream would cast before every layer and add mixed dtypes after it, a large share of a CPU
+        # step (docs/benchmarks.md)
         dt = series.dtype
         h = torch.cat([
             series,

@@ -15,9 +15,10 @@ def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     """Bernoulli(1 - p) keep mask shaped like x (CPU), 16 random bits per element; p exact to 2^-16.
 
     torch's CPU generators draw one Mersenne-twister call per element (bernoulli_) or per int64
-    (random_): ~30 % of an STID step on 2 cores. Here torch's generator draws one seed, and numpy's
-    PCG64 expands it into the bits (~4x faster), so torch's RNG state stays the one source of truth:
-    manual_seed reproduces the masks and an exact resume restores them.
+    (random_), which makes the masks a large share of a small model's step on CPU. Here torch's
+    generator draws one seed, and numpy's PCG64, far cheaper per bit, expands it into the bits, so
+    torch's RNG state stays the one source of truth: manual_seed reproduces the masks and an exact
+    resume restores them. The measured costs: docs/benchmarks.md.
     """
     n = x.numel()
     seed = int(torch.empty((), dtype=torch.int64).random_())
@@ -44,7 +45,8 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        # a multiply by the scaled mask (saved for backward) is ~25 % cheaper than where() forward and back
+        # a multiply by the scaled mask (saved for backward) is cheaper than where() forward and back
+        # (docs/benchmarks.md)
         return x * keep_mask(x, self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
@@ -115,9 +117,9 @@ class AxisAttention(nn.Module):
         if max(Lq, Lk) <= self.short:
             y = short_attention(q, k, v, drop)
         elif q.device.type == "cpu" and q.dtype != torch.float32:
-            # the CPU flash kernel runs ~2x slower in bf16 than in fp32 at these shapes (12 steps, head dim 8;
-            # fwd+bwd 228 vs 130 ms for 64 x 170 sequences x 4 heads): attend in fp32 and cast back. Autocast
-            # must be off here, or it casts the fp32 inputs straight back to bf16. CUDA keeps the bf16 kernels.
+            # the CPU flash kernel is slower in bf16 than in fp32 at these short sequences and small heads
+            # (docs/benchmarks.md): attend in fp32 and cast back. Autocast must be off here, or it casts the fp32
+            # inputs straight back to bf16. CUDA keeps the bf16 kernels.
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=drop).to(q.dtype)
         else:

@@ -9,14 +9,14 @@ are scaled by our baseline's MAE on the same protocol (a ratio carries over, a n
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 
-from .figstyle import NOT_RECORDED, device_label, joined, legend_outside, stamp, unit_of
+from .figstyle import NOT_RECORDED, device_label
 from .records import atomic_write_text
-from .reference import ROADMAP, STAEFORMER_CPU
+from .reference import ROADMAP, STAEFORMER_CPU, STID_PEER_MAE
+from .results import from_export, seed_summary
 
 # the roadmap's MAE on its author's data, per stage: (low, high)
 ROADMAP_RANGES = {"01 where we stand": (ROADMAP["current_mae"], ROADMAP["current_mae"]),
@@ -106,7 +106,8 @@ def stage1_why(out: Path) -> str | None:
     return why.iloc[0] if len(why) else None
 
 
-def _num(v) -> str:
+def short_number(v) -> str:
+    """An epoch count for labels: 10 as "10", 10.5 as "10.5"."""
     return f"{v:g}" if v == int(v) else f"{v:.1f}"
 
 
@@ -119,8 +120,8 @@ def budget(table: pd.DataFrame) -> str:
     if e.empty:
         return "training budget not recorded"
     if e.nunique() == 1:
-        return f"{_num(e.iloc[0])} epochs each"
-    return "epochs differ (" + "; ".join(f"{stage} {_num(v)}" for stage, v in e.items()) + ")"
+        return f"{short_number(e.iloc[0])} epochs each"
+    return "epochs differ (" + "; ".join(f"{stage} {short_number(v)}" for stage, v in e.items()) + ")"
 
 
 def _beats(table: pd.DataFrame, a: str, b: str) -> bool:
@@ -196,19 +197,17 @@ def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float |
         path = Path(bench_dir) / fname
         if not path.exists():
             raise FileNotFoundError(f"{path}: committed runs for {stage!r} not found")
-        runs = pd.read_csv(path)
-        g = runs.groupby("name", sort=False)
-        mae = g["test_mae"].mean()
-        pick = config or mae.idxmin()
-        if pick not in mae.index:
-            raise ValueError(f"{path}: no configuration {pick!r} (has {list(mae.index)})")
-        r = runs[runs["name"] == pick]
-        rows.append({"stage": stage, "configuration": pick, "MAE": float(r["test_mae"].mean()),
-                     "MAE sd": float(r["test_mae"].std()), "seeds": len(r),
-                     "epochs": float(r["epochs_run"].mean()) if "epochs_run" in r else float("nan"),
-                     "s/epoch": float(r["seconds_per_epoch"].mean()),
-                     "train minutes": float(r["train_seconds"].mean() / 60), "file": fname,
-                     "device": joined(device_label(d) for d in r["device"]) if "device" in r else None})
+        runs = from_export(pd.read_csv(path))
+        if "device" in runs:
+            runs["device"] = runs["device"].map(device_label)
+        summary = seed_summary(runs)
+        pick = config or summary["MAE"].idxmin()
+        if pick not in summary.index:
+            raise ValueError(f"{path}: no configuration {pick!r} (has {list(summary.index)})")
+        r = summary.loc[pick]
+        rows.append({"stage": stage, "configuration": pick, "MAE": float(r["MAE"]), "MAE sd": float(r["MAE sd"]),
+                     "seeds": int(r["seeds"]), "epochs": float(r["epochs"]), "s/epoch": float(r["s/epoch"]),
+                     "train minutes": float(r["seconds"] / 60), "file": fname, "device": r.get("device")})
         if stage.startswith("baseline"):
             baseline = rows[-1]["MAE"]
     table = pd.DataFrame(rows)
@@ -281,16 +280,15 @@ def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
               if not f.stem.endswith("_history")]
     if not frames:
         return pd.DataFrame()
-    runs = pd.concat(frames, ignore_index=True)
-    g = runs.groupby(["file", "batch", "name"], sort=False)
-    out = g["test_mae"].agg(["size", "mean", "std"]).rename(columns={"size": "seeds", "mean": "MAE", "std": "MAE sd"})
-    out["MAE h12"] = g["mae_h12"].mean()
-    out["RMSE"] = g["test_rmse"].mean()
-    out["epochs"] = g["epochs_run"].mean()
-    out["budget s"] = g["time_budget_s"].first()
-    out["longest run s"] = g["train_seconds"].max()  # training wall clock of the slowest seed
-    out["device"] = g["device"].agg(lambda d: joined(device_label(x) for x in d))
-    return out.reset_index()
+    runs = from_export(pd.concat(frames, ignore_index=True), keep=("file", "batch", "time_budget_s"))
+    if "device" in runs:  # older exports hold the architecture only ("x86_64")
+        runs["device"] = runs["device"].map(device_label)
+    by = ["file", "batch", "config"]
+    out = seed_summary(runs, by)[["seeds", "MAE", "MAE sd", "MAE h12", "RMSE", "epochs", "device"]]
+    g = runs.groupby(by, sort=False)
+    out.insert(6, "budget s", g["time_budget_s"].first())
+    out.insert(7, "longest run s", g["seconds"].max())  # training wall clock of the slowest seed
+    return out.reset_index().rename(columns={"config": "name"})
 
 
 def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -328,52 +326,17 @@ def time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     h = wall_clock(hist)
     best = h.loc[h.dropna(subset=["val_mae"]).groupby("run_dir")["val_mae"].idxmin(), ["run_dir", "minutes"]]
     r = runs.merge(best.rename(columns={"minutes": "minutes to best"}), on="run_dir", how="left")
-    r["train minutes"] = r["train_seconds"] / 60
-    g = r.groupby(["file", "name"], sort=False)
+    rows = from_export(r, keep=("file", "val_mae", "minutes to best")).rename(columns={"val_mae": "val MAE"})
+    rows["train minutes"] = rows["seconds"] / 60
+    by = ["file", "config"]
+    s = seed_summary(rows, by, ("s/epoch", "epochs", "train minutes", "minutes to best", "val MAE", "MAE", "MAE h12"))
+    g = rows.groupby(by, sort=False)
     out = pd.DataFrame({
-        "seeds": g.size(), "params": g["params"].first(), "s/epoch": g["seconds_per_epoch"].mean(),
-        "epochs": g["epochs_run"].mean(), "train minutes": g["train minutes"].mean(),
-        "train minutes max": g["train minutes"].max(), "minutes to best": g["minutes to best"].mean(),
-        "val MAE": g["val_mae"].mean(), "test MAE": g["test_mae"].mean(), "test MAE sd": g["test_mae"].std(),
-        "MAE h12": g["mae_h12"].mean()})
-    return out.reset_index()
-
-
-def plot_time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame, ax=None, peer_mae: float | None = None,
-                          peer_minutes: float | None = None, device: str = "this CPU"):
-    """Validation MAE (lines, one per run) and test MAE (markers, mean +- sd over seeds, at the mean training time)
-    against training wall-clock minutes, with the peer STID and STAEformer's CPU point marked."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8.5, 4.6))
-    h = wall_clock(hist).dropna(subset=["val_mae"])
-    table = time_to_accuracy(runs, hist)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, row in table.iterrows():
-        c = colors[i % len(colors)]
-        sel = h[(h["file"] == row["file"]) & (h["name"] == row["name"])]
-        for j, (_, run) in enumerate(sel.groupby("run_dir")):
-            ax.plot(run["minutes"], run["val_mae"], color=c, lw=0.8, alpha=0.5,
-                    label=f"{row['name']}: validation" if j == 0 else None)
-        ax.errorbar(row["train minutes"], row["test MAE"], yerr=0 if pd.isna(row["test MAE sd"]) else row["test MAE sd"],
-                    fmt="o", color=c, ms=7, capsize=4, mec="black",
-                    label=f"{row['name']}: test {row['test MAE']:.2f} ({row['seeds']} seeds)")
-    if peer_mae is not None:
-        ax.plot([peer_minutes or 7], [peer_mae], "s", color="black", ms=8, label=f"peer STID (BasicTS): test {peer_mae}")
-    ax.plot([STAEFORMER_CPU["minutes"]], [STAEFORMER_CPU["mae"]], "X", color="tab:red", ms=10,
-            label=f"STAEformer's own code: test {STAEFORMER_CPU['mae']}")
-    ax.set_xscale("log")
-    top = max(STAEFORMER_CPU["mae"], table["test MAE"].max()) + 3
-    ax.set_ylim(min(table["test MAE"].min(), peer_mae or 99) - 1, top)
-    dataset = joined(runs["dataset"]) if "dataset" in runs else None
-    unit = (unit_of(dataset) if dataset else None) or "vehicles/5 min"  # the committed runs are PEMS08 flow
-    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel=f"MAE ({unit})",
-           title=f"Accuracy against training time on {dataset or 'pems08-tail'}")
-    legend_outside(ax, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    used = joined(device_label(d) for d in runs["device"]) if "device" in runs else None
-    stamp(ax.figure, dataset or "pems08-tail", f"{device}" + (f" (runs: {used})" if used else ""), unit)
-    return ax
+        "seeds": s["seeds"], "params": g["params"].first(), "s/epoch": s["s/epoch"], "epochs": s["epochs"],
+        "train minutes": s["train minutes"], "train minutes max": g["train minutes"].max(),
+        "minutes to best": s["minutes to best"], "val MAE": s["val MAE"], "test MAE": s["MAE"],
+        "test MAE sd": s["MAE sd"], "MAE h12": s["MAE h12"]})
+    return out.reset_index().rename(columns={"config": "name"})
 
 
 def cpu_batches(committed: pd.DataFrame) -> pd.DataFrame:
@@ -395,6 +358,52 @@ def verdict(summary: pd.DataFrame, a: str, b: str) -> str:
             f"(difference {d:+.3f}, spread {spread:.3f})")
 
 
+def peer_target(mae: float) -> str:
+    """Whether an MAE meets the issue's target on pems08-tail: 5 % below the peer STID."""
+    target = 0.95 * STID_PEER_MAE
+    return f"target (5 % below the peer STID {STID_PEER_MAE}): <= {target:.2f} -> {'MET' if mae <= target else 'NOT met'}"
+
+
+def against_baseline(summary: pd.DataFrame, baseline: pd.Series, label: str,
+                     peer_mae: float | None = None) -> pd.DataFrame:
+    """MAE, MAE sd, MAE h12 and seeds of each configuration of a seed summary and of the baseline's row (named
+    label), each as a % above (+) or below (-) the baseline's MAE and, with peer_mae, the peer's."""
+    cols = ["MAE", "MAE sd", "MAE h12", "seeds"]
+    out = summary[cols].copy()
+    out.loc[label] = baseline[cols].to_numpy()
+    out["vs STID-style %"] = 100 * (out["MAE"] / baseline["MAE"] - 1)
+    if peer_mae is not None:
+        out["vs peer STID %"] = 100 * (out["MAE"] / peer_mae - 1)
+    return out
+
+
+def batch_verdicts(committed: pd.DataFrame, pairs) -> list[str]:
+    """Each batch of committed runs (budgeted_runs' table) by name, then verdict() on each (a, b) of pairs that it
+    measured both of."""
+    lines = []
+    for (f, batch), g in committed.groupby(["file", "batch"], sort=False):
+        s = g.set_index("name")
+        lines.append(f"{f} [{batch}]")
+        lines += [f"   {verdict(s, a, b)}" for a, b in pairs if a in s.index and b in s.index]
+    return lines
+
+
+def stage2_verdicts(committed: pd.DataFrame, pairs) -> str:
+    """What the committed stage-2 runs say (budgeted_runs' table): batch_verdicts on pairs; each CPU batch against
+    STAEformer's own code on this CPU; the best result against the peer target."""
+    lines = batch_verdicts(committed, pairs)
+    ref = STAEFORMER_CPU
+    for _, r in cpu_batches(committed).iterrows():
+        minutes = (r["budget s"] or r["longest run s"]) / 60  # the budget, else the slowest seed's training time
+        lines.append(f"CPU, {r['name']!r}: MAE {r['MAE']:.3f} +- {r['MAE sd']:.3f} after {minutes:.0f} min of training "
+                     f"a seed; STAEformer's own code reached {ref['mae']:.2f} in {ref['minutes']} min on this CPU: "
+                     f"{ref['mae'] - r['MAE']:+.2f} for us")
+    best = committed.loc[committed["MAE"].idxmin()]
+    lines.append(f"best committed stage-2 result: {best['name']!r} [{best['batch']}], MAE {best['MAE']:.3f} +- "
+                 f"{best['MAE sd']:.3f}; {peer_target(best['MAE'])}")
+    return "\n".join(lines)
+
+
 def route_title(table: pd.DataFrame) -> str:
     """The route figure's title: the training budget, and whether the roadmap's ordering holds at it."""
     b = budget(table)
@@ -404,66 +413,6 @@ def route_title(table: pd.DataFrame) -> str:
     verdict = {True: "the roadmap's ordering holds at this budget",
                False: "the roadmap's ordering does not hold at this budget", None: ""}[holds]
     return head + (f"\n{verdict}" if verdict else "")
-
-
-def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, dataset=None, device=None,
-               unit: str | None = None):
-    """MAE per stage (mean +- sd over seeds) with the roadmap's scaled ranges as shaded bands; the title states the
-    training budget and whether the roadmap's ordering holds at it (route_title), each tick its stage's epochs.
-
-    dataset (a name), device, unit: named in the footer and on the axis; device defaults to the table's
-    `device` column (committed_route writes one), unit to the dataset's own.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.8))
-    t = table.reset_index(drop=True)
-    ax.figure.set_figwidth(max(ax.figure.get_figwidth(), 1.35 * len(t) + 3))  # room for each stage's wrapped name
-    ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, color="tab:blue",
-                label="measured (mean ± 1 sd over seeds)")
-    ranged = t.index[t["roadmap low"].notna()] if "roadmap low" in t else []
-    for i in ranged:
-        low, high = t.loc[i, "roadmap low"], t.loc[i, "roadmap high"]
-        ax.fill_between([i - 0.3, i + 0.3], low, max(high, low + 0.05), color="tab:orange", alpha=0.3,
-                        label="roadmap's range (scaled)" if i == ranged[0] else None)
-    if peer_mae is not None:
-        ax.axhline(peer_mae, color="tab:red", ls=":", label=f"peer STID (BasicTS): {peer_mae}")
-    unit = unit or (unit_of(dataset) if dataset else None) or "original units"
-    ticks = [textwrap.fill(s, 16, break_on_hyphens=False) for s in t["stage"]]
-    if "epochs" in t:  # each stage's budget under its name
-        ticks = [k if pd.isna(e) or e <= 0 else f"{k}\n{_num(e)} epochs" for k, e in zip(ticks, t["epochs"])]
-    ax.set_xticks(t.index, ticks, fontsize=8)
-    ax.set(ylabel=f"test MAE ({unit})", title=route_title(t))
-    legend_outside(ax)
-    if device is None and "device" in t:  # each stage's devices are already joined ("a, b")
-        device = joined(d for v in t["device"].dropna() for d in str(v).split(", "))
-    stamp(ax.figure, dataset, device, unit)
-    return ax
-
-
-def plot_stage_cost(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
-    """Bars from zero: training seconds per epoch of each stage's chosen configuration (the route's table)."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3))
-    t = table.reset_index(drop=True)
-    names = t["stage"]
-    if "device" in t and t["device"].nunique() > 1:  # seconds on different devices: say which bar ran where
-        names = names + "\n(" + t["device"].fillna("device not recorded") + ")"
-    ax.barh(names[::-1], t["s/epoch"][::-1], color="tab:green")
-    for y, v in enumerate(t["s/epoch"][::-1]):
-        if pd.notna(v):
-            ax.text(v, y, f" {v:.1f} s", va="center", fontsize=8)
-    top = t["s/epoch"].max()
-    ax.set_xlim(0, 1.15 * top if pd.notna(top) and top > 0 else 1.0)  # bars start at zero; room for the labels
-    ax.set(xlabel="training seconds per epoch",
-           title="Training cost per stage (its chosen configuration)")
-    if device is None and "device" in t:
-        device = joined(t["device"])
-    stamp(ax.figure, dataset, device, "seconds per epoch")
-    return ax
 
 
 def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:

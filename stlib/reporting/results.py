@@ -1,13 +1,19 @@
-"""Read run records back into pandas: the ledger, many runs, summaries over seeds (one run: records.read_run)."""
+"""Read run records back into pandas: the ledger, many runs, and the one path from runs to mean +- sd over seeds.
+
+Per-run rows (metrics_table from trained runs, from_export from a committed export) share one set of columns;
+seed_summary turns them into one row per configuration. One run alone: records.read_run. A benchmark's cost
+against the number of sensors: fit_growth.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..paths import output_dir
-from .records import read_run, recorded_device
+from .records import joined, read_run, recorded_device, run_device
 
 
 def ledger(root: Path | None = None) -> pd.DataFrame:
@@ -36,6 +42,72 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
                "device": recorded_device(run["env"]) or ""}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# the per-run columns seed_summary averages (those a table has), in its order
+METRICS = ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds", "s/epoch")
+
+# a run export's columns (runs(), export()) -> the per-run columns of metrics_table
+EXPORT_COLUMNS = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6",
+                  "mae_h12": "MAE h12", "test_rmse": "RMSE", "test_mape": "MAPE %", "best_epoch": "best epoch",
+                  "epochs_run": "epochs", "seconds_per_epoch": "s/epoch", "params": "params",
+                  "train_seconds": "seconds", "run_dir": "run"}
+
+
+def metrics_table(runs: dict, kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per run of {(config, seed): Run}: its test MAE / RMSE / MAPE averaged over the horizon and per horizon,
+    best epoch, epochs trained, seconds per epoch, parameters, the device it trained on (in words, from its record;
+    None when unrecorded), total training seconds and run id. kinds: {config: kind}, a `kind` column."""
+    rows = []
+    for (name, seed), run in runs.items():
+        t, m = run.metrics["test"], run.metrics
+        row = {"config": name, **({"kind": kinds.get(name, "")} if kinds is not None else {}), "seed": seed,
+               "MAE": t["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"]}
+        for h, v in t["by_horizon"].items():
+            row.update({f"MAE h{h}": v["mae"], f"RMSE h{h}": v["rmse"], f"MAPE h{h}": v["mape"]})
+        row.update({"best epoch": m["best_epoch"], "epochs": m.get("epochs_run"), "s/epoch": m["seconds_per_epoch"],
+                    "params": m["params"], "device": run_device(run.dir), "seconds": m["train_seconds"],
+                    "run": run.run_id})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def from_export(export: pd.DataFrame, keep=()) -> pd.DataFrame:
+    """Committed runs (a python -m stlib.reporting.results export: one row per run) in metrics_table's columns (those
+    of EXPORT_COLUMNS it has; name, seed and test_mae at least), with the export's `device` and the `keep` columns
+    as they are."""
+    missing = [c for c in ("name", "seed", "test_mae") if c not in export]
+    if missing:
+        raise ValueError(f"not a run export (python -m stlib.reporting.results): columns {missing} are missing")
+    cols = [c for c in (*EXPORT_COLUMNS, "device", *keep) if c in export]
+    return export[cols].rename(columns=EXPORT_COLUMNS)
+
+
+def seed_summary(rows: pd.DataFrame, by="config", columns=METRICS) -> pd.DataFrame:
+    """Per-run rows (one per configuration and seed) -> one row per configuration (the `by` column or columns, in
+    order of appearance): `seeds`, how many runs it has; the mean over them of each of `columns` the rows have;
+    `MAE sd`, the sample sd of MAE over the seeds (ddof 1, NaN with one seed); its `kind`, and `device`, the devices
+    its seeds trained on, when the rows carry them."""
+    g = rows.groupby(by, sort=False)
+    out = g[[c for c in columns if c in rows]].mean()
+    if "MAE" in out:
+        out.insert(out.columns.get_loc("MAE") + 1, "MAE sd", g["MAE"].std(ddof=1))
+    out.insert(0, "seeds", g.size())
+    if "kind" in rows:
+        out.insert(0, "kind", g["kind"].first())
+    if "device" in rows:
+        out["device"] = g["device"].agg(joined)
+    return out
+
+
+def fit_growth(table: pd.DataFrame, column: str) -> float:
+    """Exponent k of column = a * N^k (least squares on logs) over the rows that ran."""
+    ok = table.dropna(subset=[column])
+    ok = ok[ok[column] > 0]
+    if len(ok) < 2:
+        return float("nan")
+    k, _ = np.polyfit(np.log(ok["N"].astype(float)), np.log(ok[column].astype(float)), 1)
+    return float(k)
 
 
 def histories(run_dirs) -> pd.DataFrame:
@@ -113,7 +185,8 @@ def main(argv=None) -> int:
     atomic_write_text(Path(args.out), table.to_csv(index=False))
     if args.histories:
         atomic_write_text(Path(args.histories), hist.to_csv(index=False))
-    print(table.groupby(["batch", "name"], sort=False)["test_mae"].agg(["count", "mean", "std"]).round(3).to_string())
+    summary = seed_summary(from_export(table, keep=("batch",)), by=["batch", "config"])
+    print(summary[["seeds", "MAE", "MAE sd"]].round(3).to_string())
     return 0
 
 

@@ -1,8 +1,8 @@
-"""Ablations: configs x seeds -> a tidy DataFrame, resumable; the roadmap's stage-1 items as configs.
+"""Ablations: configs x seeds -> a table of runs, resumable; the roadmap's stage-1 items as configs.
 
     variants = stage1_variants(scaled_constants(cfg, ds))
-    runs, table = run_ablation(profile, variants, seeds=[0, 1, 2], stage="03", dataset=ds)
-    summary = summarize(table)
+    runs, table = run_ablation(profile, variants, seeds=[0, 1, 2], stage="03", dataset=ds)  # a row per run
+    summary = summarize(table)  # a row per config: mean and sd over seeds, gain over the start
 
 A (config, seed) whose run is already recorded with the same configuration is read back, not
 trained again, so an ablation that died half-way resumes where it stopped. `jobs=2` trains two
@@ -26,9 +26,10 @@ import yaml
 
 from ..config import Profile, RunConfig
 from ..data import Dataset
-from .experiments import find_run, metrics_table
+from .experiments import find_run
 from ..paths import output_dir
-from ..reporting.records import atomic_write_text, joined
+from ..reporting.records import atomic_write_text
+from ..reporting.results import from_export, metrics_table, seed_summary
 from ..reporting.reference import ROADMAP
 from ..training import Run, fit
 
@@ -201,7 +202,19 @@ def same_in_every_seed(table: pd.DataFrame, name: str, reference: str = "start")
         (a[common].to_numpy(dtype=float) == b[common].to_numpy(dtype=float)).all())
 
 
+# stage 2's configurations, one component at a time (stage2_variants)
 STAGE2_START = "stage 1 (temporal only)"
+STACKED = "+ spatial attention (stacked T..S..)"
+ALTERNATION = "+ alternation (T S T S)"
+ADAPTIVE = "+ adaptive embedding"
+STAEFORMER_ORDER = "stacked + adaptive (STAEformer order)"
+# what notebook 04 asks of them, each (a, b): does a beat b beyond the seed spread? Of its own runs: does
+# alternation beat stacking and temporal-only, does the adaptive embedding do better in alternation than in
+# STAEformer's order; of each committed batch (a subset of the configurations): also does space beat time alone,
+# and does the adaptive embedding add to alternation
+STAGE2_QUESTIONS = [(ALTERNATION, STACKED), (ALTERNATION, STAGE2_START), (ADAPTIVE, STAEFORMER_ORDER)]
+STAGE2_BATCH_QUESTIONS = [(ALTERNATION, STACKED), (ALTERNATION, STAGE2_START), (STACKED, STAGE2_START),
+                          (ADAPTIVE, ALTERNATION)]
 
 
 def stage2_variants(encoder_depth: int | None = None, adaptive_dim: int = 80) -> list[Variant]:
@@ -215,12 +228,10 @@ def stage2_variants(encoder_depth: int | None = None, adaptive_dim: int = 80) ->
     alt = {"model.name": "alternating", **depth}
     return [
         Variant(STAGE2_START, {"model.name": "encdec", **depth}, "start"),
-        Variant("+ spatial attention (stacked T..S..)", {**alt, "model.pattern": "stacked"}, "component"),
-        Variant("+ alternation (T S T S)", {**alt, "model.pattern": "alternating"}, "component"),
-        Variant("+ adaptive embedding", {**alt, "model.pattern": "alternating", "model.adaptive_dim": adaptive_dim},
-                "component"),
-        Variant("stacked + adaptive (STAEformer order)",
-                {**alt, "model.pattern": "stacked", "model.adaptive_dim": adaptive_dim}, "extra"),
+        Variant(STACKED, {**alt, "model.pattern": "stacked"}, "component"),
+        Variant(ALTERNATION, {**alt, "model.pattern": "alternating"}, "component"),
+        Variant(ADAPTIVE, {**alt, "model.pattern": "alternating", "model.adaptive_dim": adaptive_dim}, "component"),
+        Variant(STAEFORMER_ORDER, {**alt, "model.pattern": "stacked", "model.adaptive_dim": adaptive_dim}, "extra"),
     ]
 
 
@@ -256,7 +267,8 @@ def _fit_in_worker(profile_path: str, cfg_dict: dict, out_root: str) -> str:
 def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, dataset: Dataset | None = None,
                  base_overrides: dict | None = None, reuse: bool = True, jobs: int = 1
                  ) -> tuple[dict[tuple[str, int], Run], pd.DataFrame]:
-    """Train every variant with every seed (reading back recorded runs); ({(name, seed): Run}, tidy table)."""
+    """Train every variant with every seed (reading back recorded runs); ({(name, seed): Run}, one row per run:
+    results.metrics_table with each variant's kind)."""
     base = dict(base_overrides or {})
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
@@ -279,29 +291,14 @@ def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, d
         else:
             runs[key] = Run.from_dir(dirs[key], dataset=dataset)
     kinds = {v.name: v.kind for v in variants}
-    return runs, tidy(runs, kinds)
-
-
-def tidy(runs: dict[tuple[str, int], Run], kinds: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per (config, seed): experiments.metrics_table's columns plus kind, total seconds and run id."""
-    table = metrics_table(runs).rename(columns={"model": "config"})
-    table.insert(1, "kind", [(kinds or {}).get(name, "") for name in table["config"]])
-    table["seconds"] = [run.metrics["train_seconds"] for run in runs.values()]
-    table["run"] = [run.run_id for run in runs.values()]
-    return table
+    return runs, metrics_table(runs, kinds)
 
 
 def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None) -> pd.DataFrame:
-    """Committed runs (a python -m stlib.reporting.results export: one row per run) as tidy()'s table, so a notebook can
-    summarise long runs trained outside it exactly as the ones it trains. With variants, only their names are
-    kept, in their order, each with its kind; a variant with no committed run is an error naming it."""
-    cols = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6",
-            "mae_h12": "MAE h12", "test_rmse": "RMSE", "test_mape": "MAPE %", "best_epoch": "best epoch",
-            "epochs_run": "epochs", "seconds_per_epoch": "s/epoch", "params": "params", "train_seconds": "seconds", "run_dir": "run"}
-    missing = [c for c in cols if c not in runs]
-    if missing:
-        raise ValueError(f"not a run export (python -m stlib.reporting.results): columns {missing} are missing")
-    table = runs[list(cols) + (["device"] if "device" in runs else [])].rename(columns=cols)
+    """Committed runs (a python -m stlib.reporting.results export: one row per run) as run_ablation's table, so a
+    notebook can summarise long runs trained outside it exactly as the ones it trains. With variants, only their
+    names are kept, in their order, each with its kind; a variant with no committed run is an error naming it."""
+    table = from_export(runs)
     if variants is not None:
         absent = [v.name for v in variants if v.name not in set(table["config"])]
         if absent:
@@ -314,7 +311,8 @@ def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None)
 
 def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, reference: str = "start",
               check: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Mean and sd per config; gain = reference MAE - config MAE (positive = better) and its spread.
+    """results.seed_summary per config (mean over seeds, MAE sd); gain = reference MAE - config MAE (positive =
+    better) and its spread.
 
     `gain sd` is the sd of the difference of two means, sqrt(sd_ref^2/n_ref + sd^2/n). A gain is
     `clear` when it exceeds both configs' seed sd added (their +-1 sd bands do not overlap).
@@ -323,15 +321,7 @@ def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, refere
     reached the tested model, e.g. a plateau scheduler that never lowered the learning rate): the note then says it
     cannot act at this budget. Such a configuration is never `clear`.
     """
-    g = table.groupby("config", sort=False)
-    out = g[[c for c in ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds",
-                         "s/epoch") if c in table]].mean()
-    out.insert(1, "MAE sd", g["MAE"].std(ddof=1))
-    out.insert(0, "seeds", g.size())
-    if "kind" in table:
-        out.insert(0, "kind", g["kind"].first())
-    if "device" in table:  # the devices its seeds trained on, in words
-        out["device"] = g["device"].agg(joined)
+    out = seed_summary(table)
     acts = pd.Series(True, index=out.index)
     note = pd.Series("", index=out.index, dtype=object)
     if check is not None:

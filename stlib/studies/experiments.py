@@ -1,17 +1,18 @@
-"""Train named presets over seeds and gather their metrics: what the stage notebooks call."""
+"""Train named presets over seeds, reading back the runs already recorded: what the stage notebooks call.
+
+Their metrics per run and over seeds: stlib.reporting.results (metrics_table, seed_summary).
+"""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from ..config import ConfigError, Profile, RunConfig, build_run_config
 from ..data import Dataset
 from ..paths import output_dir
-from ..reporting.records import joined, run_device
 from ..training import Run, fit
 
 
@@ -65,33 +66,3 @@ def train_presets(profile: Profile, presets, seeds, stage: str, dataset: Dataset
             else:
                 runs[name, seed] = fit(cfg, dataset=dataset)
     return runs
-
-
-def metrics_table(runs: dict[tuple[str, int], Run]) -> pd.DataFrame:
-    """One row per run: MAE / RMSE / MAPE averaged over the horizon and at horizons 3, 6, 12, and the device it
-    trained on (in words, from its record; None when unrecorded)."""
-    rows = []
-    for (name, seed), run in runs.items():
-        t = run.metrics["test"]
-        row = {"model": name, "seed": seed, "MAE": t["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"]}
-        for h, v in t["by_horizon"].items():
-            row.update({f"MAE h{h}": v["mae"], f"RMSE h{h}": v["rmse"], f"MAPE h{h}": v["mape"]})
-        row.update({"best epoch": run.metrics["best_epoch"], "epochs": run.metrics.get("epochs_run"),
-                    "s/epoch": run.metrics["seconds_per_epoch"],
-                    "params": run.metrics["params"], "device": run_device(run.dir)})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def seed_summary(table: pd.DataFrame, cols=("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "s/epoch",
-                                           "epochs")):
-    """Mean and sd over seeds per model (sd is NaN with one seed); `epochs` is the epochs trained (the budget);
-    `device` the devices the seeds trained on, when the table has them."""
-    g = table.groupby("model", sort=False)[[c for c in cols if c in table]]
-    out = g.mean().round(3)
-    sd = g.std().round(3)
-    out.insert(1, "MAE sd", sd["MAE"])
-    out.insert(0, "seeds", g.size())
-    if "device" in table:
-        out["device"] = table.groupby("model", sort=False)["device"].agg(joined)
-    return out

@@ -6,7 +6,8 @@
 The package owns everything between a validated config and a run record, one concern a module, read
 in this order:
 
-- loop        fit(): set up, train one epoch, validate, test; the loop a newcomer reads first
+- loop        fit(): set up, train one epoch (train_step: one batch, one optimizer step), validate, test; the
+              loop a newcomer reads first
 - schedule    the learning rate: one pure function for warmup, multistep, cosine and the plateau rule
 - scoring     the masked training loss, the masked metrics of a split, the weight average (train.ema)
 - checkpoint  last.pt (the whole training state), exact resume, the run directory a run writes to

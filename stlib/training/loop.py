@@ -1,4 +1,4 @@
-"""The training loop, top to bottom: set up, train one epoch, validate, test.
+"""The training loop, top to bottom: set up, train one epoch (train_step per batch), validate, test.
 
     run = fit(cfg)                                     # what `python -m stlib.train --params ...` runs
     run = fit(resume="outputs/runs/<stage>/<run-id>")  # continue a stopped run to the same numbers
@@ -203,56 +203,18 @@ def set_stem_phase(t: Training, epoch: int) -> None:
 
 def train_epoch(t: Training, epoch: int) -> tuple[Timer, float]:
     """One epoch of optimizer steps (or its rest, when resumed mid-way); (phase timer, seconds)."""
-    tc, p, dist, optimizer, scaler = t.cfg.train, t.p, t.dist, t.optimizer, t.scaler
-    n_batches, steps_per_epoch = len(t.train_batches), math.ceil(len(t.train_batches) / tc.accumulation_steps)
+    p, n_batches = t.p, len(t.train_batches)
     if t.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(t.device)
     t.step_model.train()
-    timer = Timer(t.device, tc.time_phases, p.phase_s)
+    timer = Timer(t.device, t.cfg.train.time_phases, p.phase_s)
     epoch_start = time.perf_counter() - p.epoch_s  # a resumed epoch keeps its time so far
     t.show.start_epoch(epoch, p.batch)
     for i, (x, y) in enumerate(rng_neutral(t.train_batches.epoch(epoch - 1, skip=p.batch)), start=p.batch):
-        n = len(x)  # x (B, in, N, 3), y (B, out, N, 1) original units: the global batch
-        x, y = shard(x, dist), shard(y, dist)  # (B / world, ...): this rank's slice
-        if tc.noise_std > 0:  # Gaussian input augmentation on the z-scored value channel
-            x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
-        timer.lap("data")
-        if t.graphs:  # a new step: the graphs' outputs of the last step may be overwritten now
-            torch.compiler.cudagraph_mark_step_begin()
-        with t.autocast():
-            loss = compute_loss(t.step_model(x), y, t.ds.mean, t.ds.std, tc, t.cfg.model.denoise_weight)  # ()
-        loss_value = loss.item()  # one sync per step, shared by the check and the running mean
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"non-finite loss ({loss_value}) at epoch {epoch}, step {i} (batch {i + 1} of "
-                                     f"{n_batches}, optimizer step {p.opt_step}): lower train.lr or check the data. "
-                                     f"Kept: {t.last.kept(t.run_dir)}")
-        timer.lap("forward")
-        group = min(tc.accumulation_steps, n_batches - i // tc.accumulation_steps * tc.accumulation_steps)
-        step_end = (i + 1) % tc.accumulation_steps == 0 or i + 1 == n_batches
-        if dist.world > 1:
-            t.step_model.require_backward_grad_sync = step_end  # all-reduce gradients once per optimizer step
-            loss = loss * (len(x) * dist.world / n)  # weigh uneven slices so DDP's rank mean = the batch mean
-        scaler.scale(loss / group).backward()  # mean over the micro-batches of this optimizer step
-        timer.lap("backward")
-        p.loss_sum, p.loss_n, p.samples = p.loss_sum + loss_value * len(x), p.loss_n + len(x), p.samples + n
+        loss_value, lr = train_step(t, x, y, i, epoch, timer)
         t.show.step(p.loss_sum / p.loss_n)
-        if not step_end:
+        if lr is None:
             continue
-        lr = learning_rate(tc, p.opt_step, epoch, steps_per_epoch, p.base_lr, t.clock.fraction())
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        if tc.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(t.model.parameters(), tc.grad_clip)
-        scale_before = scaler.get_scale() if scaler.is_enabled() else None
-        scaler.step(optimizer)
-        scaler.update()
-        if scale_before is not None and scaler.get_scale() < scale_before:
-            p.skipped += 1  # fp16 overflow: GradScaler skipped this step (and lowered its scale)
-        optimizer.zero_grad(set_to_none=True)
-        if t.ema is not None:
-            t.ema.update_parameters(t.model)
-        p.opt_step += 1
         t.tb.step(p.opt_step, loss_value, lr)
         timer.lap("optimizer")
         if t.last.due(p.opt_step) and i + 1 < n_batches:  # mid-epoch checkpoint
@@ -260,8 +222,61 @@ def train_epoch(t: Training, epoch: int) -> tuple[Timer, float]:
             t.last.save(p, t.best_state, f"epoch {epoch}, after batch {i + 1}")
             timer.restart()
     train_seconds = time.perf_counter() - epoch_start
-    p.loss_sum, p.loss_n = sum_over_ranks(p.loss_sum, p.loss_n, dist, t.device)  # every rank's part of the epoch
+    p.loss_sum, p.loss_n = sum_over_ranks(p.loss_sum, p.loss_n, t.dist, t.device)  # every rank's part of the epoch
     return timer, train_seconds
+
+
+def train_step(t: Training, x: torch.Tensor, y: torch.Tensor, i: int, epoch: int,
+               timer: Timer) -> tuple[float, float | None]:
+    """Batch i of an epoch: forward, loss and backward of this rank's slice and, when the batch closes an
+    accumulation group, the optimizer step. (loss, the step's learning rate or None when it only accumulated).
+
+    x (B, in, N, 3), y (B, out, N, 1) original units: the global batch. The running loss, the samples seen and the
+    optimizer steps taken go into t.p.
+    """
+    tc, p, dist, optimizer, scaler = t.cfg.train, t.p, t.dist, t.optimizer, t.scaler
+    n_batches, steps_per_epoch = len(t.train_batches), math.ceil(len(t.train_batches) / tc.accumulation_steps)
+    n = len(x)
+    x, y = shard(x, dist), shard(y, dist)  # (B / world, ...): this rank's slice
+    if tc.noise_std > 0:  # Gaussian input augmentation on the z-scored value channel
+        x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
+    timer.lap("data")
+    if t.graphs:  # a new step: the graphs' outputs of the last step may be overwritten now
+        torch.compiler.cudagraph_mark_step_begin()
+    with t.autocast():
+        loss = compute_loss(t.step_model(x), y, t.ds.mean, t.ds.std, tc, t.cfg.model.denoise_weight)  # ()
+    loss_value = loss.item()  # one sync per step, shared by the check and the running mean
+    if not math.isfinite(loss_value):
+        kept = f" Kept: {t.last.kept(t.run_dir)}" if t.last is not None else ""
+        raise FloatingPointError(f"non-finite loss ({loss_value}) at epoch {epoch}, step {i} (batch {i + 1} of "
+                                 f"{n_batches}, optimizer step {p.opt_step}): lower train.lr or check the data.{kept}")
+    timer.lap("forward")
+    group = min(tc.accumulation_steps, n_batches - i // tc.accumulation_steps * tc.accumulation_steps)
+    step_end = (i + 1) % tc.accumulation_steps == 0 or i + 1 == n_batches
+    if dist.world > 1:
+        t.step_model.require_backward_grad_sync = step_end  # all-reduce gradients once per optimizer step
+        loss = loss * (len(x) * dist.world / n)  # weigh uneven slices so DDP's rank mean = the batch mean
+    scaler.scale(loss / group).backward()  # mean over the micro-batches of this optimizer step
+    timer.lap("backward")
+    p.loss_sum, p.loss_n, p.samples = p.loss_sum + loss_value * len(x), p.loss_n + len(x), p.samples + n
+    if not step_end:
+        return loss_value, None
+    lr = learning_rate(tc, p.opt_step, epoch, steps_per_epoch, p.base_lr, t.clock.fraction())
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    if tc.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), tc.grad_clip)
+    scale_before = scaler.get_scale() if scaler.is_enabled() else None
+    scaler.step(optimizer)
+    scaler.update()
+    if scale_before is not None and scaler.get_scale() < scale_before:
+        p.skipped += 1  # fp16 overflow: GradScaler skipped this step (and lowered its scale)
+    optimizer.zero_grad(set_to_none=True)
+    if t.ema is not None:
+        t.ema.update_parameters(t.model)
+    p.opt_step += 1
+    return loss_value, lr
 
 
 def validate(t: Training, epoch: int) -> tuple[float, float]:
