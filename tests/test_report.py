@@ -264,6 +264,11 @@ def test_table_from_export_feeds_the_ablation_summary(tmp_path):
         ablation.table_from_export(runs, [*variants, ablation.Variant("+depth")])
     with pytest.raises(ValueError, match="not a run export"):
         ablation.table_from_export(runs.drop(columns=["test_mae"]))
+    # runs exported under other names are summarised under the variants' names
+    named = ablation.table_from_export(runs, variants, names={"start": "other", "+noise": "start"})
+    assert named["config"].tolist() == ["start", "+noise", "+noise"] and named["MAE"].tolist() == [1.0, 16.0, 16.4]
+    with pytest.raises(ValueError, match=r"no committed runs named \['absent'\]"):
+        ablation.table_from_export(runs, variants, names={"start": "absent"})
 
 
 def _route(**maes):

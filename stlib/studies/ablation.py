@@ -294,11 +294,20 @@ def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, d
     return runs, metrics_table(runs, kinds)
 
 
-def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None) -> pd.DataFrame:
+def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None,
+                      names: dict | None = None) -> pd.DataFrame:
     """Committed runs (a python -m stlib.reporting.results export: one row per run) as run_ablation's table, so a
     notebook can summarise long runs trained outside it exactly as the ones it trains. With variants, only their
-    names are kept, in their order, each with its kind; a variant with no committed run is an error naming it."""
+    names are kept, in their order, each with its kind; a variant with no committed run is an error naming it.
+    names: {variant name: the name its runs have in the export}, for runs exported under other names."""
     table = from_export(runs)
+    if names:
+        absent = [n for n in names.values() if n not in set(table["config"])]
+        if absent:
+            raise ValueError(f"no committed runs named {absent}; committed: {sorted(set(table['config']))}")
+        shadowed = set(names) - set(names.values())  # export rows that carry a variant's name but are other runs
+        table = table[~table["config"].isin(shadowed)].copy()
+        table["config"] = table["config"].replace({n: v for v, n in names.items()})
     if variants is not None:
         absent = [v.name for v in variants if v.name not in set(table["config"])]
         if absent:
