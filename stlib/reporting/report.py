@@ -184,6 +184,14 @@ def story(table: pd.DataFrame, why_stage1: str | None = None) -> str:
     return " ".join(parts)
 
 
+def _export_rows(export: pd.DataFrame, keep=()) -> pd.DataFrame:
+    """from_export's per-run rows with each device in words (older exports hold the architecture only, "x86_64")."""
+    rows = from_export(export, keep)
+    if "device" in rows:
+        rows["device"] = rows["device"].map(device_label)
+    return rows
+
+
 def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float | None]:
     """route()'s table from committed long runs instead of the stage notebooks' records.
 
@@ -197,9 +205,7 @@ def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float |
         path = Path(bench_dir) / fname
         if not path.exists():
             raise FileNotFoundError(f"{path}: committed runs for {stage!r} not found")
-        runs = from_export(pd.read_csv(path))
-        if "device" in runs:
-            runs["device"] = runs["device"].map(device_label)
+        runs = _export_rows(pd.read_csv(path))
         summary = seed_summary(runs)
         pick = config or summary["MAE"].idxmin()
         if pick not in summary.index:
@@ -280,9 +286,7 @@ def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
               if not f.stem.endswith("_history")]
     if not frames:
         return pd.DataFrame()
-    runs = from_export(pd.concat(frames, ignore_index=True), keep=("file", "batch", "time_budget_s"))
-    if "device" in runs:  # older exports hold the architecture only ("x86_64")
-        runs["device"] = runs["device"].map(device_label)
+    runs = _export_rows(pd.concat(frames, ignore_index=True), keep=("file", "batch", "time_budget_s"))
     by = ["file", "batch", "config"]
     out = seed_summary(runs, by)[["seeds", "MAE", "MAE sd", "MAE h12", "RMSE", "epochs", "device"]]
     g = runs.groupby(by, sort=False)
