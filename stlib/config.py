@@ -98,11 +98,11 @@ class DataConfig:
 _TRANSFORMER = ("d_model", "n_heads", "encoder_depth", "decoder_depth", "ffn_mult", "dropout", "pos_encoding",
                 "use_denoising", "denoise_mask_ratio", "denoise_noise_std", "denoise_weight", "attn_short", "patch",
                 "head", "series_embedding", "embedding", "graph_hops", "day_embedding", "stem_layers", "stid_head",
-                "embed_dim")
+                "embed_dim", "daily_profile")
 MODEL_OPTIONS = {
     "last_value": (),
     "historical_average": ("by_weekday",),
-    "stid": ("embed_dim", "num_layers", "dropout"),
+    "stid": ("embed_dim", "num_layers", "dropout", "daily_profile"),
     "encdec": _TRANSFORMER,
     "alternating": (*_TRANSFORMER, "pattern", "adaptive_dim"),
 }
@@ -155,6 +155,9 @@ class ModelConfig:
     # head (starting at zero) added to it, so the model starts as STID exactly and the attention blocks learn a
     # correction to STID's forecast
     stid_head: bool = _f(False)
+    # stid, embedding stid: each sensor's mean day in the training rows (missing values excluded), read at the
+    # input and forecast steps, encoded as one more embed_dim part of STID's hidden state
+    daily_profile: bool = _f(False)
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
     adaptive_dim: int = _f(0, lo=0)

@@ -595,3 +595,47 @@ def test_stid_head_needs_the_stid_embedding_and_linear_head(tiny):
         small_model("alternating", tiny, embedding="sum", head="linear", stid_head=True)
     with pytest.raises(ValueError, match="stid_head"):
         small_model("alternating", tiny, embedding="stid", head="decoder", stid_head=True)
+
+
+def test_daily_profile_reads_each_sensors_mean_day_at_the_input_and_forecast_steps(tiny):
+    """model.daily_profile: the training rows' mean day of each sensor (the historical average without weekdays),
+    read at the window's 12 input and 12 forecast steps."""
+    from stlib.models.baselines import profile_window, training_profile
+
+    model = small_model("stid", tiny, daily_profile=True).eval()
+    assert torch.allclose(model.profile, torch.as_tensor(training_profile(tiny)[0], dtype=torch.float32))
+    x, _ = first_batch(tiny, "test", 4)
+    window = profile_window(model.profile, x, tiny.steps_per_day, tiny.out_steps)  # (B, N, 24)
+    assert window.shape == (4, tiny.num_sensors, 24)
+    average = small_model("historical_average", tiny, by_weekday=False)(x)[..., 0]  # (B, out, N)
+    assert torch.allclose(window[..., 12:], average.transpose(1, 2))  # the forecast steps: the average's forecast
+    s, rows = int(tiny.splits["test"][0]), tiny.train_rows
+    tod, target = tiny.time_of_day[rows], tiny.target[rows]
+    for n in range(tiny.num_sensors):  # the first input step: the mean of the observed training rows at its slot
+        obs = target[tod == tiny.time_of_day[s], n]
+        obs = obs[obs != 0]
+        if len(obs):
+            assert tiny.denormalize(window[0, n, 0]).item() == pytest.approx(obs.mean(), rel=1e-4)
+
+
+@pytest.mark.parametrize("name,kw", [("stid", {}), ("alternating", dict(embedding="stid", patch=3, head="linear",
+                                                                         encoder_depth=2, stid_head=True))])
+def test_daily_profile_is_one_more_part_of_stids_state_and_moves_the_forecast(tiny, name, kw):
+    torch.manual_seed(0)
+    plain = small_model(name, tiny, use_denoising=False, **kw)
+    torch.manual_seed(0)
+    model = small_model(name, tiny, use_denoising=False, daily_profile=True, **kw).eval()
+    stem = model.layers if name == "stid" else model.embed.stem
+    assert stem[0][0].in_features == 5 * 8  # series, node, time of day, day of week, profile: embed_dim 8 each
+    assert count_parameters(model) > count_parameters(plain)
+    assert getattr(plain, "profile", None) is None and getattr(plain.embed if name != "stid" else plain,
+                                                                 "profile_enc", None) is None
+    x, _ = first_batch(tiny, "test", 4)
+    before = model(x)
+    model.get_buffer("profile" if name == "stid" else "embed.profile").add_(1.0)  # another mean day
+    assert not torch.allclose(model(x), before)
+
+
+def test_daily_profile_needs_stids_encoding(tiny):
+    with pytest.raises(ValueError, match="daily_profile"):
+        small_model("encdec", tiny, embedding="sum", daily_profile=True)

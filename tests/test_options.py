@@ -37,10 +37,12 @@ def test_model_options_are_the_constructor_arguments():
     assert set(MODEL_OPTIONS) == set(MODEL_NAMES)
     assert MODEL_OPTIONS["last_value"] == ()
     assert set(MODEL_OPTIONS["historical_average"]) == params(HistoricalAverage, {"ds"})
-    assert set(MODEL_OPTIONS["stid"]) == params(STID, dims)
-    # the builder turns graph_hops into transitions; the trainer reads denoise_weight; alternating sets the axes
-    built = {"null_z", "transitions", "encoder_axes", "decoder_axes", "adaptive_dim"}
-    assert set(MODEL_OPTIONS["encdec"]) == params(EncoderDecoder, dims | built) | {"graph_hops", "denoise_weight"}
+    # the builder turns daily_profile into the training rows' profile and graph_hops into transitions
+    assert set(MODEL_OPTIONS["stid"]) == params(STID, dims | {"profile"}) | {"daily_profile"}
+    # the trainer reads denoise_weight; alternating sets the axes
+    built = {"null_z", "transitions", "encoder_axes", "decoder_axes", "adaptive_dim", "profile"}
+    assert set(MODEL_OPTIONS["encdec"]) == params(EncoderDecoder, dims | built) | {"graph_hops", "denoise_weight",
+                                                                                 "daily_profile"}
     assert set(MODEL_OPTIONS["alternating"]) == set(MODEL_OPTIONS["encdec"]) | {"pattern", "adaptive_dim"}
     assert params(AlternatingEncoderDecoder) >= {"pattern", "adaptive_dim"}
     every = {f for opts in MODEL_OPTIONS.values() for f in opts}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from ..config import MODEL_OPTIONS
 from .alternating import AlternatingEncoderDecoder
-from .baselines import STID, HistoricalAverage, LastValue
+from .baselines import STID, HistoricalAverage, LastValue, training_profile
 from .encdec import EncoderDecoder
 
 
@@ -21,6 +22,8 @@ def build_model(cfg, ds) -> nn.Module:
         return LastValue(ds.out_steps)
     if cfg.name == "historical_average":
         return HistoricalAverage(ds, **kw)
+    if kw.pop("daily_profile", False):  # the training rows' mean day of each sensor, as a model input
+        kw["profile"] = torch.as_tensor(training_profile(ds)[0], dtype=torch.float32)
     if cfg.name == "stid":
         return STID(**dims, **kw)
     # the transformers: the road graph's hops become transition matrices; the trainer weighs the denoising loss
@@ -34,8 +37,6 @@ def build_model(cfg, ds) -> nn.Module:
 def transitions(edges, n: int, hops: int):
     """(2 * hops, N, N) random-walk transition matrices of the road graph, downstream then upstream, powers
     1..hops: row i of a power-k matrix averages the sensors k steps from i along (or against) the edges."""
-    import torch
-
     a = torch.zeros(n, n)
     if len(edges):
         a[torch.tensor(edges["from"].to_numpy(dtype="int64")), torch.tensor(edges["to"].to_numpy(dtype="int64"))] = 1.0

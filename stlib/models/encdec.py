@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .baselines import profile_window
 from .layers import Block, Dropout, PositionalEncoding, future_time_indices, time_indices
 
 
@@ -88,14 +89,17 @@ class STIDEmbedding(nn.Module):
     def __init__(self, num_sensors: int, steps_per_day: int, in_steps: int, d_model: int, embed_dim: int,
                  stem_layers: int, dropout: float, patch: int = 1, adaptive_dim: int = 0,
                  pos_encoding: str = "fixed", out_steps: int = 0, transitions: torch.Tensor | None = None,
-                 day_embedding: str = "week"):
+                 day_embedding: str = "week", profile: torch.Tensor | None = None):
         super().__init__()
         # the day class of each day of the week (Monday = 0): its own for each, weekday / weekend, or one for all
         days = {"week": range(7), "weekend": [0, 0, 0, 0, 0, 1, 1], "none": [0] * 7}[day_embedding]
         self.register_buffer("day_class", torch.tensor(list(days)), persistent=False)
         E, tokens = embed_dim, in_steps // patch
-        self.spd, self.patch = steps_per_day, patch
+        self.spd, self.patch, self.out_steps = steps_per_day, patch, out_steps
         self.series = nn.Linear(in_steps, E)
+        # optional daily profile (STID's `profile`): the sensor's mean day at the input and forecast steps, encoded
+        self.register_buffer("profile", profile, persistent=False)  # (spd, N) or None
+        self.profile_enc = nn.Linear(in_steps + out_steps, E) if profile is not None else None
         self.node = nn.Parameter(torch.empty(num_sensors, E))
         self.tod = nn.Parameter(torch.empty(steps_per_day, E))
         self.dow = nn.Parameter(torch.empty(7, E))
@@ -105,7 +109,7 @@ class STIDEmbedding(nn.Module):
         # averaged over the road graph, each encoded like the sensor's own window
         self.register_buffer("transitions", transitions, persistent=False)  # (S, N, N) or None
         self.neighbours = nn.Linear(in_steps, E * len(transitions)) if transitions is not None else None
-        H = 4 * E + (E * len(transitions) if transitions is not None else 0)
+        H = (4 + (profile is not None)) * E + (E * len(transitions) if transitions is not None else 0)
         self.state_dim = H
         self.stem = nn.ModuleList(
             nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(dropout), nn.Linear(H, H))
@@ -139,6 +143,8 @@ class STIDEmbedding(nn.Module):
         tod, dow = time_indices(x[:, -1], self.spd)  # (B, N) of the last input step
         parts = [series, self.node.to(dt).expand(B, -1, -1), F.embedding(tod, self.tod.to(dt)),
                  F.embedding(self.day_class[dow], self.dow.to(dt))]
+        if self.profile_enc is not None:  # (B, N, T + out) -> (B, N, E)
+            parts.append(self.profile_enc(profile_window(self.profile, x, self.spd, self.out_steps)).to(dt))
         if self.neighbours is not None:
             w = value[..., 0].transpose(1, 2)  # (B, N, T)
             S = len(self.transitions)
@@ -146,7 +152,7 @@ class STIDEmbedding(nn.Module):
             enc = self.neighbours.weight.view(S, -1, w.shape[-1])  # (S, E, T): one encoder per hop and direction
             parts.append(torch.einsum("bnst,set->bnse", diffused, enc.to(w.dtype)).flatten(2)
                          + self.neighbours.bias.to(dt))  # (B, N, S*E)
-        h = torch.cat(parts, dim=-1)  # (B, N, 4E [+ S*E])
+        h = torch.cat(parts, dim=-1)  # (B, N, 4E [+ E] [+ S*E])
         for layer in self.stem:
             h = h + layer(h)  # STID's residual MLP, once per sensor
         return h  # (B, N, H)
@@ -171,7 +177,7 @@ class EncoderDecoder(nn.Module):
                  pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
                  adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, patch=1, head="decoder",
                  series_embedding=False, embedding="sum", embed_dim=32, stem_layers=2, transitions=None,
-                 day_embedding="week", stid_head=False):
+                 day_embedding="week", stid_head=False, profile=None):
         super().__init__()
         if head not in ("decoder", "linear"):
             raise ValueError(f"model.head must be decoder or linear, got {head!r}")
@@ -179,6 +185,8 @@ class EncoderDecoder(nn.Module):
             raise ValueError("model.head: decoder needs model.decoder_depth >= 1")
         if embedding not in ("sum", "stid"):
             raise ValueError(f"model.embedding must be sum or stid, got {embedding!r}")
+        if profile is not None and embedding != "stid":
+            raise ValueError("model.daily_profile needs model.embedding: stid")
         if stid_head and (embedding != "stid" or head != "linear"):
             raise ValueError("model.stid_head needs model.embedding: stid and model.head: linear")
         if in_steps % patch:
@@ -194,7 +202,8 @@ class EncoderDecoder(nn.Module):
         self.use_denoising, self.mask_ratio, self.noise_std = use_denoising, denoise_mask_ratio, denoise_noise_std
         if embedding == "stid":
             self.embed = STIDEmbedding(num_sensors, steps_per_day, in_steps, d_model, embed_dim, stem_layers, dropout,
-                                       patch, adaptive_dim, pos_encoding, out_steps, transitions, day_embedding)
+                                       patch, adaptive_dim, pos_encoding, out_steps, transitions, day_embedding,
+                                       profile)
         else:
             self.embed = STEmbedding(num_sensors, steps_per_day, self.tokens + out_steps, d_model, pos_encoding,
                                      self.tokens, adaptive_dim, patch, in_steps if series_embedding else 0)
