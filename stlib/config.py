@@ -156,8 +156,10 @@ class ModelConfig:
     # correction to STID's forecast
     stid_head: bool = _f(False)
     # stid, embedding stid: each sensor's mean day in the training rows (missing values excluded), read at the
-    # input and forecast steps, encoded as one more embed_dim part of STID's hidden state
-    daily_profile: bool = _f(False)
+    # input and forecast steps, encoded as one more embed_dim part of STID's hidden state. all_days: the mean of
+    # every training day (which holds each training window's own targets); other_weekdays: of the days whose
+    # weekday differs from the step's, so no window's profile holds its own targets; none: off
+    daily_profile: str = _f("none", choices=("none", "all_days", "other_weekdays"))
     # alternating spatio-temporal model (stage 2)
     pattern: str = _f("alternating", choices=("alternating", "stacked", "temporal"))
     adaptive_dim: int = _f(0, lo=0)

@@ -598,12 +598,12 @@ def test_stid_head_needs_the_stid_embedding_and_linear_head(tiny):
 
 
 def test_daily_profile_reads_each_sensors_mean_day_at_the_input_and_forecast_steps(tiny):
-    """model.daily_profile: the training rows' mean day of each sensor (the historical average without weekdays),
-    read at the window's 12 input and 12 forecast steps."""
+    """model.daily_profile all_days: the training rows' mean day of each sensor (the historical average without
+    weekdays), read at the window's 12 input and 12 forecast steps."""
     from stlib.models.baselines import profile_window, training_profile
 
-    model = small_model("stid", tiny, daily_profile=True).eval()
-    assert torch.allclose(model.profile, torch.as_tensor(training_profile(tiny)[0], dtype=torch.float32))
+    model = small_model("stid", tiny, daily_profile="all_days").eval()
+    assert torch.allclose(model.profile, torch.as_tensor(training_profile(tiny, "all"), dtype=torch.float32))
     x, _ = first_batch(tiny, "test", 4)
     window = profile_window(model.profile, x, tiny.steps_per_day, tiny.out_steps)  # (B, N, 24)
     assert window.shape == (4, tiny.num_sensors, 24)
@@ -618,13 +618,42 @@ def test_daily_profile_reads_each_sensors_mean_day_at_the_input_and_forecast_ste
             assert tiny.denormalize(window[0, n, 0]).item() == pytest.approx(obs.mean(), rel=1e-4)
 
 
+def test_daily_profile_of_other_weekdays_never_holds_a_windows_own_targets(tiny):
+    """other_weekdays: the mean over the training days whose weekday differs from the step's, so a training
+    window's profile does not contain its targets (all_days does: they are among the days averaged)."""
+    from stlib.models.baselines import profile_window
+
+    model = small_model("stid", tiny, daily_profile="other_weekdays").eval()
+    assert model.profile.shape == (7, tiny.steps_per_day, tiny.num_sensors)
+    x, y = first_batch(tiny, "train", 4)
+    window = profile_window(model.profile, x, tiny.steps_per_day, tiny.out_steps)  # (B, N, 24)
+    s, rows = int(tiny.splits["train"][0]), tiny.train_rows
+    tod, dow, target = tiny.time_of_day[rows], tiny.day_of_week[rows], tiny.target[rows]
+    r = s + 12 + 11  # the last forecast step of the first training window
+    other = (tod == tiny.time_of_day[r]) & (dow != tiny.day_of_week[r])
+    for n in range(tiny.num_sensors):
+        obs = target[other, n]
+        obs = obs[obs != 0]
+        assert tiny.denormalize(window[0, n, 23]).item() == pytest.approx(obs.mean(), rel=1e-4)
+    # changing a training window's target leaves its own slot of the other-weekday profile unchanged (in original
+    # units: the z-scores move with the training mean and sd), and moves the all-days profile
+    changed = type(tiny)(tiny.name, tiny.series.copy(), tiny.start_time, 5, tiny.edges, tiny.splits)
+    changed.series[r, :, 0] += 50.0
+    slot = (int(tiny.day_of_week[r]), int(tiny.time_of_day[r]))
+    for days, same in (("other_weekdays", True), ("all_days", False)):
+        before = tiny.denormalize(small_model("stid", tiny, daily_profile=days).profile)
+        after = changed.denormalize(small_model("stid", changed, daily_profile=days).profile)
+        d = slot[0] if len(before) == 7 else 0
+        assert torch.allclose(after[d, slot[1]], before[d, slot[1]], atol=1e-3) == same
+
+
 @pytest.mark.parametrize("name,kw", [("stid", {}), ("alternating", dict(embedding="stid", patch=3, head="linear",
                                                                          encoder_depth=2, stid_head=True))])
 def test_daily_profile_is_one_more_part_of_stids_state_and_moves_the_forecast(tiny, name, kw):
     torch.manual_seed(0)
     plain = small_model(name, tiny, use_denoising=False, **kw)
     torch.manual_seed(0)
-    model = small_model(name, tiny, use_denoising=False, daily_profile=True, **kw).eval()
+    model = small_model(name, tiny, use_denoising=False, daily_profile="other_weekdays", **kw).eval()
     stem = model.layers if name == "stid" else model.embed.stem
     assert stem[0][0].in_features == 5 * 8  # series, node, time of day, day of week, profile: embed_dim 8 each
     assert count_parameters(model) > count_parameters(plain)
@@ -638,4 +667,4 @@ def test_daily_profile_is_one_more_part_of_stids_state_and_moves_the_forecast(ti
 
 def test_daily_profile_needs_stids_encoding(tiny):
     with pytest.raises(ValueError, match="daily_profile"):
-        small_model("encdec", tiny, embedding="sum", daily_profile=True)
+        small_model("encdec", tiny, embedding="sum", daily_profile="all_days")

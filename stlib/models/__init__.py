@@ -22,8 +22,10 @@ def build_model(cfg, ds) -> nn.Module:
         return LastValue(ds.out_steps)
     if cfg.name == "historical_average":
         return HistoricalAverage(ds, **kw)
-    if kw.pop("daily_profile", False):  # the training rows' mean day of each sensor, as a model input
-        kw["profile"] = torch.as_tensor(training_profile(ds)[0], dtype=torch.float32)
+    days = kw.pop("daily_profile", "none")  # the training rows' mean day of each sensor, as a model input
+    if days != "none":
+        kw["profile"] = torch.as_tensor(training_profile(ds, {"all_days": "all", "other_weekdays": "other"}[days]),
+                                        dtype=torch.float32)
     if cfg.name == "stid":
         return STID(**dims, **kw)
     # the transformers: the road graph's hops become transition matrices; the trainer weighs the denoising loss

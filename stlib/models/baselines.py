@@ -25,31 +25,50 @@ class LastValue(nn.Module):
         return x[:, -1:, :, :1].expand(-1, self.out_steps, -1, -1)  # (B, out, N, 1)
 
 
-def training_profile(ds, by_weekday: bool = False) -> np.ndarray:
-    """The z-scored mean of the training rows per (day of week,) time of day and sensor, missing values excluded:
-    (7 or 1, steps_per_day, N). Slots never seen in training fall back to the time-of-day mean, then to the
-    sensor mean."""
+def _training_sums(ds) -> tuple[np.ndarray, np.ndarray]:
+    """The sum and the count of the observed z-scored training values per day of week, time of day and sensor:
+    two (7, steps_per_day, N) arrays."""
     rows = ds.train_rows
     z = ds.normalize(ds.target[rows])  # (R, N)
     observed = ds.target[rows] != 0
-    tod, dow = ds.time_of_day[rows], ds.day_of_week[rows] if by_weekday else np.zeros(z.shape[0], np.int64)
-    days, spd = (7 if by_weekday else 1), ds.steps_per_day
-    total = np.zeros((days, spd, z.shape[1]))
+    total = np.zeros((7, ds.steps_per_day, z.shape[1]))
     count = np.zeros_like(total)
-    np.add.at(total, (dow, tod), np.where(observed, z, 0.0))
-    np.add.at(count, (dow, tod), observed)
-    tod_mean = total.sum(0) / np.maximum(count.sum(0), 1)  # (spd, N)
-    sensor_mean = np.where(observed, z, 0).sum(0) / np.maximum(observed.sum(0), 1)  # (N,)
-    tod_mean = np.where(count.sum(0) > 0, tod_mean, sensor_mean)
-    return np.where(count > 0, total / np.maximum(count, 1), tod_mean[None])
+    np.add.at(total, (ds.day_of_week[rows], ds.time_of_day[rows]), np.where(observed, z, 0.0))
+    np.add.at(count, (ds.day_of_week[rows], ds.time_of_day[rows]), observed)
+    return total, count
+
+
+def _mean(total: np.ndarray, count: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    return np.where(count > 0, total / np.maximum(count, 1), fallback)
+
+
+def training_profile(ds, days: str = "all") -> np.ndarray:
+    """The z-scored mean of the training rows per (day of week,) time of day and sensor, missing values excluded.
+
+    days: "all" -> (1, spd, N), every training day; "weekday" -> (7, spd, N), the days of that weekday (the
+    historical average by weekday); "other" -> (7, spd, N), the days of every other weekday, so a training
+    window's profile never holds its own targets. Slots never seen fall back to the time-of-day mean over all
+    days, then to the sensor mean."""
+    total, count = _training_sums(ds)
+    sensor = total.sum((0, 1)) / np.maximum(count.sum((0, 1)), 1)  # (N,)
+    every = _mean(total.sum(0), count.sum(0), sensor[None])  # (spd, N)
+    if days == "all":
+        return every[None]
+    if days == "weekday":
+        return _mean(total, count, every[None])
+    if days == "other":
+        return _mean(total.sum(0)[None] - total, count.sum(0)[None] - count, every[None])
+    raise ValueError(f"days must be all, weekday or other, got {days!r}")
 
 
 def profile_window(profile: torch.Tensor, x: torch.Tensor, steps_per_day: int, out_steps: int) -> torch.Tensor:
-    """Each sensor's training profile (spd, N) at the input steps and the forecast steps of x (B, T, N, 3):
-    (B, N, T + out)."""
-    tod = torch.cat([time_indices(x, steps_per_day)[0], future_time_indices(x, steps_per_day, out_steps)[0]], 1)
-    node = torch.arange(x.shape[2], device=x.device).expand_as(tod)  # (B, T + out, N)
-    return profile[tod, node].transpose(1, 2)
+    """The profile (D, spd, N) at the input and forecast steps of x (B, T, N, 3): (B, N, T + out). D = 7 reads
+    each step's day of week, D = 1 the same day for all."""
+    tod, dow = time_indices(x, steps_per_day)
+    future_tod, future_dow = future_time_indices(x, steps_per_day, out_steps)
+    tod, dow = torch.cat([tod, future_tod], 1), torch.cat([dow, future_dow], 1)  # (B, T + out, N)
+    node = torch.arange(x.shape[2], device=x.device).expand_as(tod)
+    return profile[dow if len(profile) == 7 else torch.zeros_like(dow), tod, node].transpose(1, 2)
 
 
 class HistoricalAverage(nn.Module):
@@ -57,7 +76,8 @@ class HistoricalAverage(nn.Module):
 
     def __init__(self, ds, by_weekday: bool = True):
         super().__init__()
-        self.register_buffer("profile", torch.as_tensor(training_profile(ds, by_weekday), dtype=torch.float32))
+        days = "weekday" if by_weekday else "all"
+        self.register_buffer("profile", torch.as_tensor(training_profile(ds, days), dtype=torch.float32))
         self.by_weekday, self.spd, self.out_steps = by_weekday, ds.steps_per_day, ds.out_steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,8 +92,8 @@ class STID(nn.Module):
     """STID-style MLP (after Shao et al., CIKM 2022): series encoding + node, time-of-day and
     day-of-week embeddings, concatenated and passed through residual MLP layers.
 
-    `profile` (steps_per_day, N), z-scored: each sensor's mean day in the training rows (training_profile). Given
-    one, its values at the input and forecast steps are encoded like the series, one more part of the hidden
+    `profile` (1 or 7, steps_per_day, N), z-scored: each sensor's mean day in the training rows (training_profile).
+    Given one, its values at the input and forecast steps are encoded like the series, one more part of the hidden
     state: what the sensor usually carries at these times, which the node and time-of-day embeddings can only
     learn as a sum."""
 
@@ -81,7 +101,7 @@ class STID(nn.Module):
                  embed_dim: int = 32, num_layers: int = 3, dropout: float = 0.15, profile: torch.Tensor | None = None):
         super().__init__()
         self.spd, self.out_steps = steps_per_day, out_steps
-        self.register_buffer("profile", profile, persistent=False)  # (spd, N) or None
+        self.register_buffer("profile", profile, persistent=False)  # (1 or 7, spd, N) or None
         self.profile_enc = nn.Linear(in_steps + out_steps, embed_dim) if profile is not None else None
         self.series = nn.Linear(in_steps, embed_dim)
         self.node = nn.Parameter(torch.empty(num_sensors, embed_dim))

@@ -98,7 +98,7 @@ class STIDEmbedding(nn.Module):
         self.spd, self.patch, self.out_steps = steps_per_day, patch, out_steps
         self.series = nn.Linear(in_steps, E)
         # optional daily profile (STID's `profile`): the sensor's mean day at the input and forecast steps, encoded
-        self.register_buffer("profile", profile, persistent=False)  # (spd, N) or None
+        self.register_buffer("profile", profile, persistent=False)  # (1 or 7, spd, N) or None
         self.profile_enc = nn.Linear(in_steps + out_steps, E) if profile is not None else None
         self.node = nn.Parameter(torch.empty(num_sensors, E))
         self.tod = nn.Parameter(torch.empty(steps_per_day, E))
