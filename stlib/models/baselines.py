@@ -47,8 +47,8 @@ def training_profile(ds, days: str = "all") -> np.ndarray:
 
     days: "all" -> (1, spd, N), every training day; "weekday" -> (7, spd, N), the days of that weekday (the
     historical average by weekday); "other" -> (7, spd, N), the days of every other weekday, so a training
-    window's profile never holds its own targets. Slots never seen fall back to the time-of-day mean over all
-    days, then to the sensor mean."""
+    window's profile does not hold its own targets. Slots never seen (for "other": on no other weekday) fall back
+    to the time-of-day mean over all days, then to the sensor mean."""
     total, count = _training_sums(ds)
     sensor = total.sum((0, 1)) / np.maximum(count.sum((0, 1)), 1)  # (N,)
     every = _mean(total.sum(0), count.sum(0), sensor[None])  # (spd, N)
