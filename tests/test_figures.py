@@ -264,6 +264,26 @@ def test_time_to_accuracy_figure_names_dataset_and_device():
     assert_footer(ax.figure, "pems08-tail", "CPU (x86_64)", "vehicles/5 min")
 
 
+def test_time_to_accuracy_legend_one_entry_a_configuration_and_shared_names_told_apart():
+    def export(file, name, mae):
+        runs = pd.DataFrame({"file": file, "name": name, "seed": [0, 1], "run_dir": [f"{file}{name}0", f"{file}{name}1"],
+                             "dataset": "pems08-tail", "device": "x86_64", "params": 10, "seconds_per_epoch": 60.0,
+                             "epochs_run": 2, "train_seconds": 120.0, "val_mae": 20.0, "test_mae": [mae, mae],
+                             "mae_h12": 22.0})
+        hist = pd.DataFrame({"file": file, "name": name, "run_dir": [f"{file}{name}{s}" for s in (0, 0, 1, 1)],
+                             "epoch": [1, 2, 1, 2], "val_mae": [25.0, 20.0, 26.0, 20.5], "seconds": 60.0})
+        return runs, hist
+    parts = [export("a_cpu.csv", "alt", 14.0), export("b_cpu.csv", "alt", 15.0), export("b_cpu.csv", "stacked", 16.0)]
+    runs, hist = (pd.concat([p[k] for p in parts], ignore_index=True) for k in (0, 1))
+    ax = reportplots.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "alt [a_cpu]: test 14.00 (2 seeds)" in labels and "alt [b_cpu]: test 15.00 (2 seeds)" in labels
+    assert "stacked: test 16.00 (2 seeds)" in labels  # a name only one file has stays as it is
+    assert sum("validation" in s for s in labels) == 1  # one entry for all the validation lines
+    assert len(labels) == 6  # 3 configurations, the validation lines, the peer and STAEformer
+    assert len([ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2]) == 6  # a validation line per run
+
+
 def test_scale_ticks_at_the_measured_n_and_a_shared_legend():
     t = pd.DataFrame({"N": [170, 1000, 4000, 8600], "batch": 2, "device": "cuda", "dtype": "bfloat16",
                       "step_s": [0.022, 0.023, 0.040, 0.10], "peak_mb": [224.0, 944.0, 3436.0, 7182.0]})

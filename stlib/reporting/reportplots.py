@@ -9,6 +9,7 @@ Every figure names its dataset, device and unit in a footer and keeps its legend
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -80,21 +81,26 @@ def plot_stage_cost(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
 def plot_time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame, ax=None, peer_mae: float | None = None,
                           peer_minutes: float | None = None, device: str = "this CPU"):
     """Validation MAE (lines, one per run) and test MAE (markers, mean +- sd over seeds, at the mean training time)
-    against training wall-clock minutes, with the peer STID and STAEformer's CPU point marked."""
+    against training wall-clock minutes, with the peer STID and STAEformer's CPU point marked.
+
+    One legend entry per configuration (its lines share the marker's colour); a name that two files share is
+    followed by its file's stem."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8.5, 4.6))
     h = wall_clock(hist).dropna(subset=["val_mae"])
     table = time_to_accuracy(runs, hist)
+    shared = set(table.loc[table["name"].duplicated(), "name"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, row in table.iterrows():
         c = colors[i % len(colors)]
         sel = h[(h["file"] == row["file"]) & (h["name"] == row["name"])]
-        for j, (_, run) in enumerate(sel.groupby("run_dir")):
-            ax.plot(run["minutes"], run["val_mae"], color=c, lw=0.8, alpha=0.5,
-                    label=f"{row['name']}: validation" if j == 0 else None)
+        for _, run in sel.groupby("run_dir"):
+            ax.plot(run["minutes"], run["val_mae"], color=c, lw=0.8, alpha=0.5)
+        name = f"{row['name']} [{Path(row['file']).stem}]" if row["name"] in shared else row["name"]
         ax.errorbar(row["train minutes"], row["test MAE"], yerr=0 if pd.isna(row["test MAE sd"]) else row["test MAE sd"],
                     fmt="o", color=c, ms=7, capsize=4, mec="black",
-                    label=f"{row['name']}: test {row['test MAE']:.2f} ({row['seeds']} seeds)")
+                    label=f"{name}: test {row['test MAE']:.2f} ({row['seeds']} seeds)")
+    ax.plot([], [], color="grey", lw=0.8, label="validation MAE, one line a run (its configuration's colour)")
     if peer_mae is not None:
         ax.plot([peer_minutes or 7], [peer_mae], "s", color="black", ms=8, label=f"peer STID (BasicTS): test {peer_mae}")
     ax.plot([STAEFORMER_CPU["minutes"]], [STAEFORMER_CPU["mae"]], "X", color="tab:red", ms=10,
