@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -263,6 +264,29 @@ def test_ema_weights_are_the_ones_validated_and_tested(tiny):
         ema.update_parameters(net)
     # a fixed 0.999 would keep ~94 % of the initial weights after 60 updates; the warmed-up decay keeps < 10 %
     assert (ema.module.weight - 1.0).abs().max() < 0.1 * (1.0 + net.weight.abs().max())
+
+
+def test_ema_warns_when_its_decay_is_never_reached(tiny):
+    """train.ema above what the warm-up reaches in the run's updates trains the same run as any other such value:
+    the trainer says so, naming the knob; a decay the run reaches gives no warning."""
+    from stlib.training.scoring import ema_model, ema_warmup_updates
+
+    assert (ema_warmup_updates(0.999), ema_warmup_updates(0.9995), ema_warmup_updates(0.9)) == (8990, 17990, 80)
+    net = torch.nn.Linear(1, 1, bias=False)
+    ema = ema_model(net, 0.9)
+    with torch.no_grad():
+        for n in range(ema_warmup_updates(0.9) + 1):  # the first update copies; each next one moves by 1 - decay
+            net.weight.fill_(float(n))
+            before = ema.module.weight.item()
+            ema.update_parameters(net)
+    moved = (ema.module.weight.item() - before) / (n - before)
+    assert moved == pytest.approx(1 - 0.9, rel=1e-3)  # warmed up: the decay in use is 0.9 by then
+    with pytest.warns(UserWarning, match=r"train.ema=0.99 is reached only after 890 updates"):
+        fit(tiny_config(train__epochs=1, train__ema=0.99), dataset=tiny)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(tiny_config(train__epochs=1, train__ema=0.1), dataset=tiny)  # reached at once
+    assert not [w for w in caught if "train.ema" in str(w.message)]
 
 
 def test_ema_state_resumes_exactly(tiny, tmp_path):

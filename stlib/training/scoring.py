@@ -3,6 +3,8 @@ and the weight average (train.ema) that may be scored in place of the weights.""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel
@@ -64,3 +66,9 @@ def ema_model(model: nn.Module, decay: float) -> AveragedModel:
         return averaged * d + current * (1.0 - d)
 
     return AveragedModel(model, avg_fn=avg, use_buffers=True)
+
+
+def ema_warmup_updates(decay: float) -> int:
+    """How many updates ema_model's warm-up, (1 + n) / (10 + n), takes to reach decay; before that the warm-up sets
+    the average's decay, whatever decay says (0.999: 8,990 updates; 0.9995: 17,990)."""
+    return max(0, math.ceil((10 * decay - 1) / (1 - decay) - 1e-6))
