@@ -32,7 +32,7 @@ from .distributed import Dist, any_rank, end_distributed, setup_distributed, sha
 from .progress import TensorBoardLog, TrainProgress, pick_mode, require_tensorboard, run_label
 from .run import Run, write_results
 from .schedule import Plateau, learning_rate
-from .scoring import compute_loss, ema_model, ema_warmup_updates, evaluate
+from .scoring import compute_loss, ema_model, ema_warmup_decay, ema_warmup_updates, evaluate
 from .timing import Budget, Timer
 
 
@@ -152,12 +152,12 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
         raise ConfigError(f"train.drop_last with train.batch_size {tc.batch_size} leaves no batch of the "
                           f"{len(ds.splits['train'])} training windows: lower the batch size or set train.drop_last=false")
     ema = ema_model(model, tc.ema) if tc.ema and trainable else None
-    updates = len(train_batches) * tc.epochs
-    if ema is not None and updates < ema_warmup_updates(tc.ema):
-        warnings.warn(f"train.ema={tc.ema} is reached only after {ema_warmup_updates(tc.ema):,} updates and this run "
+    updates, needed = len(train_batches) * tc.epochs, ema_warmup_updates(tc.ema)
+    if ema is not None and updates < needed:
+        warnings.warn(f"train.ema={tc.ema} is reached only after {needed:,} updates and this run "
                       f"makes {updates:,} ({tc.epochs} epochs of {len(train_batches)} batches): its average follows the "
                       f"warm-up decay (1 + n) / (10 + n) throughout, so any train.ema above "
-                      f"{1 - 9 / (10 + updates):.5f} trains the same run", stacklevel=2)
+                      f"{ema_warmup_decay(updates):.5f} trains the same run", stacklevel=2)
     dtype = amp_dtype(tc.amp, device)
     return Training(
         cfg, dist, device, ds, model, step_model=wrap_model(fast, dist, device) if trainable else fast,

@@ -62,13 +62,18 @@ def ema_model(model: nn.Module, decay: float) -> AveragedModel:
     def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         if not averaged.is_floating_point():  # an index table (e.g. STID's day classes) is copied, never averaged:
             return current  # 6 * d + 6 * (1 - d) can round to 5.999..., which the integer copy truncates to 5
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        d = min(decay, ema_warmup_decay(float(n)))
         return averaged * d + current * (1.0 - d)
 
     return AveragedModel(model, avg_fn=avg, use_buffers=True)
 
 
+def ema_warmup_decay(n: float) -> float:
+    """ema_model's warm-up: the highest decay the average uses at its n-th update."""
+    return (1.0 + n) / (10.0 + n)
+
+
 def ema_warmup_updates(decay: float) -> int:
-    """How many updates ema_model's warm-up, (1 + n) / (10 + n), takes to reach decay; before that the warm-up sets
-    the average's decay, whatever decay says (0.999: 8,990 updates; 0.9995: 17,990)."""
+    """How many updates ema_model's warm-up takes to reach decay (ema_warmup_decay's inverse); before that the
+    warm-up sets the average's decay, whatever decay says (0.999: 8,990 updates; 0.9995: 17,990)."""
     return max(0, math.ceil((10 * decay - 1) / (1 - decay) - 1e-6))
