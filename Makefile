@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= default
 STAGES ?=
 
-.PHONY: setup run test unit quick nbval lab clean-outputs
+.PHONY: setup run test lint format unit quick nbval lab clean-outputs
 
 setup: $(STAMP)
 
@@ -25,13 +25,22 @@ run: setup
 
 ## test: unit tests + nbval over every notebook on the smoke profile (STLIB_PARAMS: a tiny synthetic graph, 2 epochs,
 ## minutes); the notebooks' own parameters are the default profile's (as long as make run: make nbval)
-test: setup
+test: setup lint
 	STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m pytest -q -p no:cacheprovider tests
 	STLIB_PARAMS=params/smoke.yaml STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 
 ## nbval: nbval over the notebooks as they stand, i.e. with the default profile's parameters (as long as make run)
 nbval: setup
 	STLIB_OUTPUT_DIR=$${STLIB_OUTPUT_DIR:-$$(mktemp -d)} $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks
+
+## lint: ruff's linter and formatter check (rules in pyproject.toml); `make format` rewrites in place
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 unit: setup
 	$(PY) -m pytest -q tests

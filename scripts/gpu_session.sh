@@ -21,7 +21,7 @@
 #
 # PHASES (default "ladder scale stage2"; any of ladder scale stage1 attn best resume stage2, run in that order) picks phases;
 # STAGE1_VARIANTS / STAGE1_JOBS and STAGE2_VARIANTS / STAGE2_JOBS (comma lists, counts) narrow the studies.
-# BEST_SET="key=value ..." overrides the best phase's configuration (e.g. "model.head=linear model.series_embedding=true").
+# BEST_SET="key=value ..." overrides the best phase's configuration (e.g. "model.head=linear model.patch=6").
 # DEADLINE_S (default 560) is the wall time the whole script aims to end by; SMOKE=1 runs every
 # phase at toy size on the synthetic data (a check of the script itself, on any machine).
 set -u

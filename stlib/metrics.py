@@ -41,13 +41,6 @@ def masked_mape(pred: torch.Tensor, target: torch.Tensor, null_val: float = 0.0,
     return _masked_mean((pred - target).abs() / safe.abs(), mask, dim)
 
 
-def masked_huber(pred: torch.Tensor, target: torch.Tensor, null_val: float = 0.0, delta: float = 1.0,
-                 mask=None) -> torch.Tensor:
-    """Huber loss over elements whose target != null_val (or where `mask` is 1)."""
-    err = torch.nn.functional.huber_loss(pred, target, reduction="none", delta=delta)
-    return _masked_mean(err, _mask(target, null_val) if mask is None else mask)
-
-
 class MetricSums:
     """Running per-horizon sums so a whole split is scored without keeping every prediction."""
 
@@ -66,7 +59,7 @@ class MetricSums:
         safe = torch.where(mask > 0, target, torch.ones_like(target))
         dims = [d for d in range(pred.dim()) if d != 1]  # all but the horizon axis
         self.abs += err.abs().sum(dims)
-        self.sq += (err ** 2).sum(dims)
+        self.sq += (err**2).sum(dims)
         self.ape += (err.abs() / safe.abs()).sum(dims)
         self.count += mask.sum(dims)
 
@@ -78,8 +71,11 @@ class MetricSums:
             return {"mae": float(a) / c, "rmse": (float(s) / c) ** 0.5, "mape": 100.0 * float(p) / c}
 
         out = pack(self.abs.sum(), self.sq.sum(), self.ape.sum(), self.count.sum())
-        out["by_horizon"] = {str(h): pack(self.abs[h - 1], self.sq[h - 1], self.ape[h - 1], self.count[h - 1])
-                             for h in report if h <= len(self.abs)}
+        out["by_horizon"] = {
+            str(h): pack(self.abs[h - 1], self.sq[h - 1], self.ape[h - 1], self.count[h - 1])
+            for h in report
+            if h <= len(self.abs)
+        }
         out["mae_per_step"] = [float(a) / max(float(c), 1.0) for a, c in zip(self.abs, self.count)]
         return out
 

@@ -80,8 +80,9 @@ def plan(profile, stages=None, notebook_dir: Path | None = None):
         raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
     extra = set(profile.notebooks) - set(STAGES)
     if extra:
-        raise ConfigError(f"{profile.path}: notebooks: unknown stage(s) {', '.join(sorted(extra))}; "
-                          f"stages are {', '.join(STAGES)}")
+        raise ConfigError(
+            f"{profile.path}: notebooks: unknown stage(s) {', '.join(sorted(extra))}; stages are {', '.join(STAGES)}"
+        )
     jobs, skipped = [], []
     for stage in dict.fromkeys(wanted):  # in the order given, each once
         nb = notebook_dir / f"{STAGES[stage]}.ipynb"
@@ -90,15 +91,18 @@ def plan(profile, stages=None, notebook_dir: Path | None = None):
             continue
         declared = notebook_parameters(nb)
         if "params_file" not in declared:
-            raise ConfigError(f"{_show(nb)}: its parameters cell must declare params_file "
-                              f"(it declares: {', '.join(declared) or 'nothing'})")
+            raise ConfigError(
+                f"{_show(nb)}: its parameters cell must declare params_file "
+                f"(it declares: {', '.join(declared) or 'nothing'})"
+            )
         params = {"params_file": str(profile.path.resolve()), **profile.notebooks.get(stage, {})}
         for key in params:
             if key not in declared:
                 hint = difflib.get_close_matches(key, list(declared), n=1)
-                raise ConfigError(f"{profile.path}: notebooks.{stage}.{key} is not a parameter of {nb.name}"
-                                  + (f" (did you mean '{hint[0]}'?)" if hint
-                                     else f" (it declares: {', '.join(declared)})"))
+                raise ConfigError(
+                    f"{profile.path}: notebooks.{stage}.{key} is not a parameter of {nb.name}"
+                    + (f" (did you mean '{hint[0]}'?)" if hint else f" (it declares: {', '.join(declared)})")
+                )
         jobs.append((stage, nb, params))
     return jobs, skipped
 
@@ -143,8 +147,9 @@ def parameter_drift(params_path: str = "params/default.yaml", notebook_dir: Path
     return problems
 
 
-def run(params_path: str, stages=None, out_dir: Path | None = None, notebook_dir: Path | None = None,
-        quiet: bool = False) -> list[Path]:
+def run(
+    params_path: str, stages=None, out_dir: Path | None = None, notebook_dir: Path | None = None, quiet: bool = False
+) -> list[Path]:
     """Execute the stage notebooks in order (with STLIB_BATCH=1: they write to outputs/<profile>/); return the
     executed copies' paths."""
     profile = load_profile(resolve_params(params_path))
@@ -177,8 +182,15 @@ def _execute(jobs, out: Path, profile_name: str, quiet: bool, done: list) -> Non
         target = out / nb.name
         t0 = time.time()
         try:
-            pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(REPO_ROOT),
-                                progress_bar=False, kernel_name=KERNEL, language="python")
+            pm.execute_notebook(
+                str(nb),
+                str(target),
+                parameters=params,
+                cwd=str(REPO_ROOT),
+                progress_bar=False,
+                kernel_name=KERNEL,
+                language="python",
+            )
         except PapermillExecutionError as e:
             # papermill counts cells of the executed copy, which has an injected-parameters cell
             # after the parameters cell: map the index back onto the input notebook
@@ -186,7 +198,8 @@ def _execute(jobs, out: Path, profile_name: str, quiet: bool, done: list) -> Non
             raise PipelineError(
                 f"{nb.name} failed in cell {cell} (0-based cell index in {_show(nb)}, execution count "
                 f"{e.exec_count}): {e.ename}: {e.evalue}\n"
-                f"executed copy with the traceback: {target}\ncell source:\n{e.source}") from None
+                f"executed copy with the traceback: {target}\ncell source:\n{e.source}"
+            ) from None
         except Exception as e:  # noqa: BLE001 (dead kernel, missing kernel, unreadable notebook ...)
             raise PipelineError(f"{nb.name} could not be executed: {type(e).__name__}: {e}") from e
         tqdm.write(f"stage {stage}: {nb.name} done in {time.time() - t0:.0f} s -> {target}")
@@ -206,8 +219,9 @@ def _input_cell_index(executed: Path, index: int) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stlib.pipeline", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m stlib.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--params", default="params/default.yaml", help="params profile (YAML)")
     ap.add_argument("--stages", nargs="*", help=f"subset of {' '.join(STAGES)} (default: all)")
     ap.add_argument("--quiet", action="store_true")

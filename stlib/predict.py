@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .reporting import records
 from .config import ConfigError
+from .reporting import records
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -51,14 +51,16 @@ def forecasts(run, split: str = "test") -> dict[str, np.ndarray]:
 def tidy(f: dict[str, np.ndarray]) -> pd.DataFrame:
     """The arrays of `forecasts` as one row per (window, horizon, sensor), in that order."""
     S, H, N = f["prediction"].shape
-    return pd.DataFrame({
-        "time": np.repeat(f["time"].reshape(-1), N),  # (S * H * N,)
-        "issued": np.repeat(f["issued"], H * N),
-        "horizon": np.tile(np.repeat(f["horizon"], N), S),
-        "sensor": np.tile(f["sensor"], S * H),
-        "prediction": f["prediction"].reshape(-1),
-        "target": f["target"].reshape(-1),
-    })
+    return pd.DataFrame(
+        {
+            "time": np.repeat(f["time"].reshape(-1), N),  # (S * H * N,)
+            "issued": np.repeat(f["issued"], H * N),
+            "horizon": np.tile(np.repeat(f["horizon"], N), S),
+            "sensor": np.tile(f["sensor"], S * H),
+            "prediction": f["prediction"].reshape(-1),
+            "target": f["target"].reshape(-1),
+        }
+    )
 
 
 def forecast_table(run, split: str = "test") -> pd.DataFrame:
@@ -81,8 +83,9 @@ def output_paths(run_dir: Path, split: str, out: str | Path | None) -> tuple[Pat
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise ValueError(f"--out {table}: parquet needs the pyarrow package (pip install pyarrow); "
-                             "or write .csv") from None
+            raise ValueError(
+                f"--out {table}: parquet needs the pyarrow package (pip install pyarrow); or write .csv"
+            ) from None
     if not table.parent.is_dir():
         raise FileNotFoundError(f"--out {table}: folder {table.parent} does not exist")
     return table, table.with_suffix(".npz")
@@ -92,8 +95,11 @@ def check_run_dir(run_dir: Path) -> None:
     """A clear error unless run_dir is a finished run directory with a best checkpoint."""
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: not a directory (expected a run directory outputs/runs/<stage>/<run-id>)")
-    for name, why in (("metrics.json", "unfinished or not a run directory"), ("config.yaml", "not a run directory"),
-                      ("best.pt", "trained with train.save_checkpoint=false?")):
+    for name, why in (
+        ("metrics.json", "unfinished or not a run directory"),
+        ("config.yaml", "not a run directory"),
+        ("best.pt", "trained with train.save_checkpoint=false?"),
+    ):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: no {name} ({why})")
 
@@ -139,12 +145,16 @@ def _table_bytes(df: pd.DataFrame, suffix: str) -> bytes:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stlib.predict", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m stlib.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (outputs/runs/<stage>/<run-id>)")
     ap.add_argument("--split", default="test", help="train | val | test (default test)")
-    ap.add_argument("--out", metavar="FILE", help="table file: .csv (default RUN_DIR/forecasts_<split>.csv) or "
-                    ".parquet; the .npz goes beside it")
+    ap.add_argument(
+        "--out",
+        metavar="FILE",
+        help="table file: .csv (default RUN_DIR/forecasts_<split>.csv) or .parquet; the .npz goes beside it",
+    )
     ap.add_argument("--device", default="cpu", help="cpu | cuda | ... (default cpu)")
     args = ap.parse_args(argv)
     try:

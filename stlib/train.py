@@ -23,30 +23,46 @@ import sys
 
 from .config import ConfigError, load_profile
 from .paths import resolve_params
+
 # the names the library, notebooks and tests import from here (stlib.training is their home)
-from .training import (CHECKPOINT_EVERY, Dist, Plateau, Run, amp_dtype, compute_loss, cosine_factor,  # noqa: F401
-                       ema_model, evaluate, fit, learning_rate, pick_device, resume_config, warmup_factor)
+from .training import *  # noqa: F403
+from .training import CHECKPOINT_EVERY, fit, resume_config
+from .training import __all__ as _training_names
+
+__all__ = [*_training_names, "main"]
 
 
 def main(argv=None) -> int:
     """python -m stlib.train: train one run (or --resume one); exit 0, or 2 / 3 / 4 with one error line."""
-    ap = argparse.ArgumentParser(prog="python -m stlib.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m stlib.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--params", default="params/default.yaml", help="params profile (YAML)")
     ap.add_argument("--preset", help="a named preset of the params file (e.g. stid)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="dotted override, e.g. --set model.name=stid --set train.epochs=5")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set model.name=stid --set train.epochs=5",
+    )
     ap.add_argument("--stage", help="record under outputs/runs/<stage>/ (default: the params' stage)")
     ap.add_argument("--quiet", action="store_true", help="no progress output (bar or epoch lines)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last.pt, in the same record")
-    ap.add_argument("--checkpoint-every", type=int, metavar="N",
-                    help=f"write last.pt every N optimizer steps too (default {CHECKPOINT_EVERY}; 0 = epoch ends only)")
+    ap.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help=f"write last.pt every N optimizer steps too (default {CHECKPOINT_EVERY}; 0 = epoch ends only)",
+    )
     args = ap.parse_args(argv)
     try:
         if args.resume:
             if args.preset or args.overrides or args.stage:
-                raise ConfigError("--resume continues a run with the config it started with: drop --preset, --set "
-                                  "and --stage")
+                raise ConfigError(
+                    "--resume continues a run with the config it started with: drop --preset, --set and --stage"
+                )
             cfg = resume_config(args.resume)
         else:
             profile = load_profile(resolve_params(args.params))
@@ -62,8 +78,10 @@ def main(argv=None) -> int:
         return _fail(e, 4)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints
         t = run.metrics["test"]
-        print(f"test MAE {t['mae']:.3f}  RMSE {t['rmse']:.3f}  MAPE {t['mape']:.2f}%  "
-              f"(best epoch {run.metrics['best_epoch']}, {run.metrics['train_seconds']:.0f} s)")
+        print(
+            f"test MAE {t['mae']:.3f}  RMSE {t['rmse']:.3f}  MAPE {t['mape']:.2f}%  "
+            f"(best epoch {run.metrics['best_epoch']}, {run.metrics['train_seconds']:.0f} s)"
+        )
         print(run.dir)
     return 0
 

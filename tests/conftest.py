@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from stlib.config import RunConfig, build_run_config
+from stlib.config import RunConfig, build_run_config, replace
 from stlib.data import Dataset, chronological_splits
 from stlib.data.synthetic import generate
 
@@ -18,8 +18,10 @@ torch.set_num_threads(1)  # tiny models: one thread is as fast and immune to ove
 
 SHARED_DATA = Path(os.environ.get("STLIB_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 HAVE_PEMS08 = (SHARED_DATA / "pems08_tail" / "PEMS08_flow_tail.npz").exists()
-needs_pems08 = pytest.mark.skipif(not HAVE_PEMS08, reason=f"pems08_tail not found under {SHARED_DATA} "
-                                  "(set STLIB_DATA_DIR to the folder holding pems08_tail/)")
+needs_pems08 = pytest.mark.skipif(
+    not HAVE_PEMS08,
+    reason=f"pems08_tail not found under {SHARED_DATA} (set STLIB_DATA_DIR to the folder holding pems08_tail/)",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +32,7 @@ def _isolated_outputs(tmp_path, monkeypatch):
 
 def tiny_dataset(num_sensors=6, num_days=3, seed=0, missing_share=0.005) -> Dataset:
     """A small synthetic dataset built directly (missing share selectable)."""
-    series, start, edges = generate(num_sensors=num_sensors, num_days=num_days, seed=seed,
-                                    missing_share=missing_share)
+    series, start, edges = generate(num_sensors=num_sensors, num_days=num_days, seed=seed, missing_share=missing_share)
     splits = chronological_splits(series.shape[0], 24)
     return Dataset("tiny", series, start, 5, edges, splits)
 
@@ -54,14 +55,19 @@ def tiny_config(**dotted) -> RunConfig:
     tree = {
         "stage": "test",
         "data": {"name": "synthetic", "num_sensors": 6, "num_days": 3},
-        "model": {"name": "encdec", "d_model": 16, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1,
-                  "dropout": 0.0, "use_denoising": False},
+        "model": {
+            "name": "encdec",
+            "d_model": 16,
+            "n_heads": 2,
+            "encoder_depth": 1,
+            "decoder_depth": 1,
+            "dropout": 0.0,
+            "use_denoising": False,
+        },
         "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "quiet": True, "save_checkpoint": False},
     }
-    for key, value in dotted.items():
-        section, name = key.split("__")
-        tree[section][name] = value
-    return build_run_config(tree)
+    # the overrides as a layer on top: a model switched to (model__name) keeps the small sizes it takes
+    return replace(build_run_config(tree), **{k.replace("__", "."): v for k, v in dotted.items()})
 
 
 def assert_frame_close(a: pd.DataFrame, b: pd.DataFrame, cols) -> None:

@@ -48,10 +48,27 @@ from stlib.training import loop  # noqa: E402  (the loop module: where a fault i
 TINY = {
     "stage": "faults",
     "data": {"name": "synthetic", "num_sensors": 6, "num_days": 3},
-    "model": {"name": "encdec", "d_model": 16, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1,
-              "dropout": 0.1, "use_denoising": True},
-    "train": {"epochs": 3, "batch_size": 16, "accumulation_steps": 2, "lr": 0.003, "scheduler": "plateau",
-              "patience": 1, "noise_std": 0.05, "threads": 1, "quiet": True, "save_checkpoint": True},
+    "model": {
+        "name": "encdec",
+        "d_model": 16,
+        "n_heads": 2,
+        "encoder_depth": 1,
+        "decoder_depth": 1,
+        "dropout": 0.1,
+        "use_denoising": True,
+    },
+    "train": {
+        "epochs": 3,
+        "batch_size": 16,
+        "accumulation_steps": 2,
+        "lr": 0.003,
+        "scheduler": "plateau",
+        "patience": 1,
+        "noise_std": 0.05,
+        "threads": 1,
+        "quiet": True,
+        "save_checkpoint": True,
+    },
 }
 CHECKPOINT_EVERY = 3  # optimizer steps: 16 per epoch of TINY, so a mid-epoch checkpoint every 6 batches
 STEP_DELAY = 0.02  # seconds added to each step of a child that gets killed, so the kill lands mid-epoch
@@ -119,13 +136,13 @@ def expect_error(code: int, err: str, want_code: int, *words: str) -> str:
     assert len(lines) == 1 and "Traceback" not in err, f"expected one error line, got: {err.strip()[-300:]}"
     for w in words:
         assert w in lines[0], f"{w!r} not in {lines[0]!r}"
-    return lines[0][len("error: "):]
+    return lines[0][len("error: ") :]
 
 
 def short(msg: str, tmp: Path, width: int = 90) -> str:
     """An error message without the temp directory, cut to width."""
     msg = msg.replace(f"{tmp}/", "")
-    return msg if len(msg) <= width else msg[:width - 3] + "..."
+    return msg if len(msg) <= width else msg[: width - 3] + "..."
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -198,7 +215,7 @@ def child(argv: list) -> int:
             writes[0] += 1
             if writes[0] == args.stall_write:
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=records.TEMP_SUFFIX)
-                os.write(fd, data[:len(data) // 2])
+                os.write(fd, data[: len(data) // 2])
                 os.fsync(fd)
                 (path.parent / "stalled").touch()
                 time.sleep(600)
@@ -214,9 +231,21 @@ def kill_and_resume(tmp: Path, stall_write: int = 0) -> str:
     tmp = Path(tmp)
     params, outputs = tiny_params(tmp), tmp / "outputs"
     env = {**os.environ, "STLIB_OUTPUT_DIR": str(outputs), "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_child", "--step-delay", str(STEP_DELAY),
-           "--stall-write", str(stall_write), "--", "--params", str(params), "--quiet",
-           "--checkpoint-every", str(CHECKPOINT_EVERY)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_child",
+        "--step-delay",
+        str(STEP_DELAY),
+        "--stall-write",
+        str(stall_write),
+        "--",
+        "--params",
+        str(params),
+        "--quiet",
+        "--checkpoint-every",
+        str(CHECKPOINT_EVERY),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marker = "stalled" if stall_write else "last.pt"
     deadline = time.time() + 120
@@ -237,8 +266,14 @@ def kill_and_resume(tmp: Path, stall_write: int = 0) -> str:
     where = f"epoch {progress['epoch']} after batch {progress['batch']}"
     assert progress["batch"] > 0 and not (run_dir / "metrics.json").exists(), f"not killed mid-epoch: {where}"
 
-    resumed = subprocess.run([sys.executable, "-m", "stlib.train", "--resume", str(run_dir), "--quiet"],
-                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "stlib.train", "--resume", str(run_dir), "--quiet"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, f"resume failed: {resumed.stderr[-500:]}"
     same_results(run_dir, reference(params, tmp))
     assert ledger_rows(outputs, run_dir.name) == 1, "the resumed run is not exactly one ledger row"
@@ -257,6 +292,7 @@ def case(name: str, what: str, fast: bool = True):
     def register(fn):
         CASES[name] = (what, fn, fast)
         return fn
+
     return register
 
 
@@ -308,6 +344,7 @@ def _fp16_overflow(tmp: Path) -> str:
         def hook(grad):
             calls[0] += 1
             return grad * float("inf") if calls[0] in (5, 20) else grad
+
         next(model.parameters()).register_hook(hook)
         return model
 
@@ -319,8 +356,9 @@ def _fp16_overflow(tmp: Path) -> str:
     return f"2 injected overflows counted: skipped_steps per epoch {got} (without injection {base})"
 
 
-def _file_case(tmp: Path, series=None, key="data", raw: bytes | None = None, edges: str | None = None,
-               name="flow.npz") -> tuple[int, str, Path]:
+def _file_case(
+    tmp: Path, series=None, key="data", raw: bytes | None = None, edges: str | None = None, name="flow.npz"
+) -> tuple[int, str, Path]:
     """Train on a file dataset made broken in one way; (exit code, stderr, outputs)."""
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -359,7 +397,7 @@ def _corrupt(tmp):
 @case("truncated_npz", "truncated npz (half downloaded)")
 def _truncated(tmp):
     whole = _npz_bytes(np.ones((300, 4)))
-    return _bad_input(tmp, "corrupt or truncated", raw=whole[:len(whole) // 2])
+    return _bad_input(tmp, "corrupt or truncated", raw=whole[: len(whole) // 2])
 
 
 @case("wrong_key", "npz without the expected array name")
@@ -481,8 +519,10 @@ def _full_disk(tmp: Path) -> str:
         train.fit(resume=run_dir)
     same_results(run_dir, reference(params, tmp))
     assert ledger_rows(outputs, run_dir.name) == 1
-    return (f"exit 4 ({short(msg, tmp, 60)}), last.pt intact at epoch {progress['epoch']} batch "
-            f"{progress['batch']}; resumed: identical metrics")
+    return (
+        f"exit 4 ({short(msg, tmp, 60)}), last.pt intact at epoch {progress['epoch']} batch "
+        f"{progress['batch']}; resumed: identical metrics"
+    )
 
 
 @case("corrupt_checkpoint", "--resume with a truncated last.pt or a wrong directory")
@@ -534,8 +574,11 @@ def run_cases(names, stream=None) -> tuple[int, int]:
             except Exception as e:  # a case fails by an assertion or by any unexpected error
                 detail, ok = f"{type(e).__name__}: {e}".replace("\n", " ")[:400], False
             held, failed = held + ok, failed + (not ok)
-            print(f"{'held' if ok else 'FAILED':6s} {name:{width}s} {time.perf_counter() - t0:5.1f}s  {what}: {detail}",
-                  file=stream, flush=True)
+            print(
+                f"{'held' if ok else 'FAILED':6s} {name:{width}s} {time.perf_counter() - t0:5.1f}s  {what}: {detail}",
+                file=stream,
+                flush=True,
+            )
     print(f"{held + failed} cases tried: {held} held, {failed} failed", file=stream, flush=True)
     return held, failed
 
@@ -544,8 +587,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["_child"]:
         return child(argv[1:])
-    ap = argparse.ArgumentParser(prog="python tests/faults.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python tests/faults.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--fast", action="store_true", help="skip the cases that kill subprocesses")
     ap.add_argument("--only", help="comma-separated case names")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")

@@ -8,17 +8,24 @@ import pandas as pd
 import pytest
 import yaml
 
-from stlib.studies import ablation
-from stlib.reporting import results
-from stlib.studies.ablation import Variant
 from stlib.config import load_profile
+from stlib.reporting import results
+from stlib.studies import ablation
+from stlib.studies.ablation import Variant
 
 PROFILE = {
     "profile": "abl",
     "stage": "test",
     "data": {"name": "synthetic", "num_sensors": 6, "num_days": 3},
-    "model": {"name": "encdec", "d_model": 16, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1,
-              "dropout": 0.0, "use_denoising": False},
+    "model": {
+        "name": "encdec",
+        "d_model": 16,
+        "n_heads": 2,
+        "encoder_depth": 1,
+        "decoder_depth": 1,
+        "dropout": 0.0,
+        "use_denoising": False,
+    },
     "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "quiet": True},
     "presets": {"stid": {"model.name": "stid"}},
     "notebooks": {"03": {"seeds": [0, 1]}},
@@ -67,15 +74,22 @@ def test_duplicate_variant_names_rejected(profile):
 
 
 def test_summarize_gain_spread_and_clear():
-    table = pd.DataFrame({
-        "config": ["start"] * 3 + ["better"] * 3 + ["same"] * 3,
-        "kind": ["start"] * 3 + ["alone"] * 6,
-        "seed": [0, 1, 2] * 3,
-        "MAE": [20.0, 20.2, 19.8, 18.0, 18.1, 17.9, 20.1, 19.7, 20.3],
-        "MAE h12": [1.0] * 9, "RMSE": [1.0] * 9, "MAPE %": [1.0] * 9, "best epoch": [1] * 9, "seconds": [1.0] * 9,
-    })
-    s = ablation.summarize(table, [Variant("start", kind="start"), Variant("better", expected=(0.5, 1.0)),
-                                   Variant("same")])
+    table = pd.DataFrame(
+        {
+            "config": ["start"] * 3 + ["better"] * 3 + ["same"] * 3,
+            "kind": ["start"] * 3 + ["alone"] * 6,
+            "seed": [0, 1, 2] * 3,
+            "MAE": [20.0, 20.2, 19.8, 18.0, 18.1, 17.9, 20.1, 19.7, 20.3],
+            "MAE h12": [1.0] * 9,
+            "RMSE": [1.0] * 9,
+            "MAPE %": [1.0] * 9,
+            "best epoch": [1] * 9,
+            "seconds": [1.0] * 9,
+        }
+    )
+    s = ablation.summarize(
+        table, [Variant("start", kind="start"), Variant("better", expected=(0.5, 1.0)), Variant("same")]
+    )
     assert s.loc["better", "gain"] == pytest.approx(2.0)
     assert s.loc["start", "gain"] == 0.0 and not s.loc["start", "clear"]
     assert s.loc["better", "gain sd"] == pytest.approx(math.sqrt(0.04 / 3 + 0.01 / 3))
@@ -101,9 +115,19 @@ def test_scaled_constants_keep_the_roadmap_shares(profile):
 def test_stage1_variants_cover_the_roadmap(profile):
     sc = {"overrides": {"train.warmup_steps": 50, "train.patience": 2}}
     vs = {v.name: v for v in ablation.stage1_variants(sc, depth=(2, 3))}
-    assert list(vs) == ["start", "+scheduler", "+depth", "+noise", "+warmup", "+scheduler+depth",
-                        "+scheduler+depth+noise", "+scheduler+depth+noise+warmup", "no denoising",
-                        "learned positions", "dropout 0.1"]
+    assert list(vs) == [
+        "start",
+        "+scheduler",
+        "+depth",
+        "+noise",
+        "+warmup",
+        "+scheduler+depth",
+        "+scheduler+depth+noise",
+        "+scheduler+depth+noise+warmup",
+        "no denoising",
+        "learned positions",
+        "dropout 0.1",
+    ]
     tuned = vs["+scheduler+depth+noise+warmup"].overrides
     assert tuned["train.scheduler"] == "plateau" and tuned["train.patience"] == 2 and tuned["train.factor"] == 0.5
     assert tuned["model.encoder_depth"] == 3 and tuned["train.noise_std"] == 0.01
@@ -131,8 +155,9 @@ def test_gate_is_relative_to_the_baseline():
 
 
 def test_write_params_round_trips(profile, tmp_path):
-    path = ablation.write_params(profile, {"model.encoder_depth": 3, "train.noise_std": 0.01},
-                                 tmp_path / "abl_stage1.yaml", note="chosen")
+    path = ablation.write_params(
+        profile, {"model.encoder_depth": 3, "train.noise_std": 0.01}, tmp_path / "abl_stage1.yaml", note="chosen"
+    )
     again = load_profile(path)
     cfg = again.run_config()
     assert cfg.model.encoder_depth == 3 and cfg.train.noise_std == 0.01
@@ -181,17 +206,42 @@ def test_stage2_variants_one_component_at_a_time():
 
 def test_ablation_command_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STLIB_OUTPUT_DIR", str(tmp_path / "outputs"))
-    args = ["--params", "params/default.yaml", "--study", "stage2", "--seeds", "0", "--jobs", "1",
-            "--encoder-depth", "3", "--adaptive-dim", "4", "--variants", ablation.STAGE2_START,
-            "+ adaptive embedding", "--set", "model.d_model=8", "--set", "model.n_heads=2",
-            "--set", "data.num_days=3", "--set", "train.epochs=1", "--set", "train.quiet=true",
-            "--out", str(tmp_path / "res")]
+    args = [
+        "--params",
+        "params/default.yaml",
+        "--study",
+        "stage2",
+        "--seeds",
+        "0",
+        "--jobs",
+        "1",
+        "--encoder-depth",
+        "3",
+        "--adaptive-dim",
+        "4",
+        "--variants",
+        ablation.STAGE2_START,
+        "+ adaptive embedding",
+        "--set",
+        "model.d_model=8",
+        "--set",
+        "model.n_heads=2",
+        "--set",
+        "data.num_days=3",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.quiet=true",
+        "--out",
+        str(tmp_path / "res"),
+    ]
     assert ablation.main(args) == 0
     runs = pd.read_csv(tmp_path / "res" / "stage2_runs.csv")
     assert runs["config"].tolist() == [ablation.STAGE2_START, "+ adaptive embedding"]
     summary = pd.read_csv(tmp_path / "res" / "stage2_summary.csv", index_col=0)
     assert summary.loc["+ adaptive embedding", "gain"] == pytest.approx(
-        summary.loc[ablation.STAGE2_START, "MAE"] - summary.loc["+ adaptive embedding", "MAE"])
+        summary.loc[ablation.STAGE2_START, "MAE"] - summary.loc["+ adaptive embedding", "MAE"]
+    )
     # bad input: a clear error naming the key, nothing written
     assert ablation.main([*args[:-2], "--set", "train.epoch=1", "--out", str(tmp_path / "bad")]) == 2
     assert "train.epoch" in capsys.readouterr().err and not (tmp_path / "bad").exists()
@@ -212,14 +262,14 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
     profile = load_profile(REPO_ROOT / "params" / "pems08_tail_gpu.yaml")
 
     # the GPU's stage-2 settings (the second S2SET: the first is the smoke-test one)
-    s2set = re.findall(r'S2SET=\((.*?)\)\n', text, re.S)[1]
+    s2set = re.findall(r"S2SET=\((.*?)\)\n", text, re.S)[1]
     assert "model.d_model=64" in s2set
 
     def parsed(study):
         block = re.search(rf'{study.upper()}=\(--params "\$PARAMS"(.*?)\)\n', text, re.S).group(1)
         args = shlex.split(block.replace('"${STAGE1_EPOCHS:-8}"', "8").replace('"${S2SET[@]}"', s2set))
         sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-        names = args[args.index("--variants") + 1:args.index("--set")] if "--variants" in args else []
+        names = args[args.index("--variants") + 1 : args.index("--set")] if "--variants" in args else []
         return dict(parse_override(o) for o in sets + ["train.time_budget_s=100"]), names
 
     base, names = parsed("stage2")
@@ -232,14 +282,14 @@ def test_gpu_session_script_parses_and_its_stage_configs_validate():
     base, _ = parsed("best")
     (best,) = ablation.select(ablation.stage2_variants(6, 80), ["+ adaptive embedding"])
     assert '--variants "+ adaptive embedding" --set model.attn_short="$short"' in text
-    cfg = profile.run_config(overrides={**base, **best.overrides, "model.attn_short": 32, "train.compile": "default"},
-                             stage="04")
+    cfg = profile.run_config(
+        overrides={**base, **best.overrides, "model.attn_short": 32, "train.compile": "default"}, stage="04"
+    )
     assert cfg.model.name == "alternating" and cfg.model.adaptive_dim == 80 and cfg.model.encoder_depth == 6
     assert cfg.train.drop_last  # no recompile for the partial last batch
-    # the CPU batch's output design (linear head, series encoding), as BEST_SET would ask for it, validates too
-    cfg = profile.run_config(overrides={**base, **best.overrides, "model.head": "linear", "model.series_embedding": True},
-                             stage="04")
-    assert cfg.model.head == "linear" and cfg.model.series_embedding
+    # the CPU route's output design (time patches, linear head), as BEST_SET would ask for it, validates too
+    cfg = profile.run_config(overrides={**base, **best.overrides, "model.head": "linear", "model.patch": 6}, stage="04")
+    assert cfg.model.head == "linear" and cfg.model.patch == 6
     base, names = parsed("stage1")
     cfg = profile.run_config(overrides=base)
     variants = ablation.select(ablation.stage1_variants(ablation.scaled_constants(cfg, 2834), (4, 6)), names)
@@ -260,11 +310,24 @@ def test_gpu_session_best_set_overrides_the_best_phase(tmp_path, best_set):
     fake = tmp_path / "fakepy"  # stands in for python: records its arguments
     fake.write_text(f'#!/bin/bash\necho "$@" >> "{calls}"\n')
     fake.chmod(0o755)
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": str(fake), "PHASES": "best", "SMOKE": "1",
-           "BEST_SET": best_set, "STLIB_OUTPUT_DIR": str(tmp_path / "records")}
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "out"),
+        "PYTHON": str(fake),
+        "PHASES": "best",
+        "SMOKE": "1",
+        "BEST_SET": best_set,
+        "STLIB_OUTPUT_DIR": str(tmp_path / "records"),
+    }
     (tmp_path / "records").mkdir()
-    subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_session.sh")], env=env, check=True,
-                   capture_output=True, timeout=60, cwd=REPO_ROOT)
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "gpu_session.sh")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
     (best,) = [c for c in calls.read_text().splitlines() if "--study stage2" in c]
     tail = best.split("train.time_budget_s=")[1]
     expected = "".join(f" --set {kv}" for kv in best_set.split())
@@ -293,10 +356,17 @@ def _stage1(profile, epochs, names=None):
 
 def test_budget_check_flags_what_cannot_act(profile):
     names = ["start", "+scheduler", "+depth", "+noise", "+warmup", "+scheduler+depth"]
-    check = ablation.budget_check(profile, _stage1(profile, 2, names), train_windows=640,
-                                  base_overrides={"train.epochs": 2})
-    assert check["acts"].to_dict() == {"start": True, "+scheduler": False, "+depth": True, "+noise": True,
-                                       "+warmup": True, "+scheduler+depth": True}
+    check = ablation.budget_check(
+        profile, _stage1(profile, 2, names), train_windows=640, base_overrides={"train.epochs": 2}
+    )
+    assert check["acts"].to_dict() == {
+        "start": True,
+        "+scheduler": False,
+        "+depth": True,
+        "+noise": True,
+        "+warmup": True,
+        "+scheduler+depth": True,
+    }
     assert check.loc["+scheduler", "note"].startswith(ablation.CANNOT_ACT)
     assert "patience 1 needs 3 validations" in check.loc["+scheduler", "note"]
     assert "the run has 2 in 2 epochs" in check.loc["+scheduler", "note"]
@@ -304,38 +374,58 @@ def test_budget_check_flags_what_cannot_act(profile):
     assert check.loc["+scheduler+depth", "note"].startswith("scheduler cannot act")
     assert check.loc["+depth", "note"] == "" and check.loc["start", "note"] == ""
     # at 10 epochs the same scheduler can act
-    check = ablation.budget_check(profile, _stage1(profile, 10, names), train_windows=640,
-                                  base_overrides={"train.epochs": 10})
+    check = ablation.budget_check(
+        profile, _stage1(profile, 10, names), train_windows=640, base_overrides={"train.epochs": 10}
+    )
     assert check["acts"].all() and (check["note"] == "").all()
 
 
 def test_budget_check_warmup_longer_than_the_run_noise_zero_and_no_change(profile):
-    vs = [Variant("start", {}, "start"), Variant("+warmup", {"train.warmup_steps": 50}),
-          Variant("+noise", {"train.noise_std": 0.0}), Variant("+patience", {"train.patience": 3}),
-          Variant("+warmup 5", {"train.warmup_steps": 5})]
+    vs = [
+        Variant("start", {}, "start"),
+        Variant("+warmup", {"train.warmup_steps": 50}),
+        Variant("+noise", {"train.noise_std": 0.0}),
+        Variant("+patience", {"train.patience": 3}),
+        Variant("+warmup 5", {"train.warmup_steps": 5}),
+    ]
     check = ablation.budget_check(profile, vs, train_windows=640)  # 10 batches an epoch, 2 epochs: 20 updates
-    assert not check.loc["+warmup", "acts"] and "warmup 50 steps spans the whole run (20 updates)" in check.loc["+warmup", "note"]
+    assert (
+        not check.loc["+warmup", "acts"]
+        and "warmup 50 steps spans the whole run (20 updates)" in check.loc["+warmup", "note"]
+    )
     assert not check.loc["+noise", "acts"] and "the same configuration as start" in check.loc["+noise", "note"]
     assert not check.loc["+patience", "acts"] and "no scheduler is on" in check.loc["+patience", "note"]
     assert check.loc["+warmup 5", "acts"]
 
 
 def _table(maes: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
-    rows = [{"config": name, "kind": "start" if name == "start" else "alone", "seed": s, "MAE": m, "epochs": 10}
-            for name, ms in maes.items() for s, m in zip(seeds, ms)]
+    rows = [
+        {"config": name, "kind": "start" if name == "start" else "alone", "seed": s, "MAE": m, "epochs": 10}
+        for name, ms in maes.items()
+        for s, m in zip(seeds, ms)
+    ]
     return pd.DataFrame(rows)
 
 
 def test_summarize_marks_what_cannot_act_never_clear():
-    table = _table({"start": [20.0, 20.2, 19.8], "+scheduler": [20.0, 20.2, 19.8], "+noise": [18.0, 18.1, 17.9],
-                    "+warmup": [17.0, 17.1, 16.9]})
-    check = pd.DataFrame({"acts": [True, True, True, False], "note": ["", "", "", "cannot act at this budget: x"]},
-                         index=pd.Index(["start", "+scheduler", "+noise", "+warmup"], name="config"))
+    table = _table(
+        {
+            "start": [20.0, 20.2, 19.8],
+            "+scheduler": [20.0, 20.2, 19.8],
+            "+noise": [18.0, 18.1, 17.9],
+            "+warmup": [17.0, 17.1, 16.9],
+        }
+    )
+    check = pd.DataFrame(
+        {"acts": [True, True, True, False], "note": ["", "", "", "cannot act at this budget: x"]},
+        index=pd.Index(["start", "+scheduler", "+noise", "+warmup"], name="config"),
+    )
     s = ablation.summarize(table, check=check)
     assert s["acts"].tolist() == [True, False, True, False]
     # identical on every seed: the change never reached the tested model, said plainly as a budget fact
-    assert s.loc["+scheduler", "note"] == ("cannot act at this budget: the same test MAE as start on every seed, "
-                                           "it trained start again")
+    assert s.loc["+scheduler", "note"] == (
+        "cannot act at this budget: the same test MAE as start on every seed, it trained start again"
+    )
     assert "no effect" not in " ".join(s["note"])
     assert s.loc["+warmup", "note"] == "cannot act at this budget: x"
     assert s["clear"].tolist() == [False, False, True, False]  # +warmup's lower MAE is not a result
@@ -347,10 +437,17 @@ def test_choose_keeps_the_start_unless_a_gain_beats_the_spread():
     pick = ablation.choose(within)
     assert pick.name == "start"  # the lower mean, 19.8 against 20.0, is within the spread 0.8
     assert "no configuration's gain beats the seed spread" in pick.why and "'+depth'" in pick.why
-    clear = ablation.summarize(_table({"start": [20.0, 20.2, 19.8], "+depth": [18.0, 18.1, 17.9],
-                                       "+noise": [17.0, 17.1, 16.9], "+warmup": [16.0, 16.0, 16.0]}),
-                               check=pd.DataFrame({"acts": [False], "note": ["cannot act at this budget: w"]},
-                                                  index=["+warmup"]))
+    clear = ablation.summarize(
+        _table(
+            {
+                "start": [20.0, 20.2, 19.8],
+                "+depth": [18.0, 18.1, 17.9],
+                "+noise": [17.0, 17.1, 16.9],
+                "+warmup": [16.0, 16.0, 16.0],
+            }
+        ),
+        check=pd.DataFrame({"acts": [False], "note": ["cannot act at this budget: w"]}, index=["+warmup"]),
+    )
     pick = ablation.choose(clear)
     assert pick.name == "+noise"  # the best of the clear ones; +warmup is lower but cannot act
     assert "beats the seed spread" in pick.why and "2 configurations" in pick.why and "+warmup" in pick.why

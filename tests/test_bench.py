@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_config
 
 from stlib.studies import bench
-
-from conftest import tiny_config
+from stlib.training.device import amp_dtype
 
 
 def test_ladder_is_cumulative_one_change_per_rung():
@@ -47,8 +47,13 @@ def test_op_profile_names_the_ops_of_a_rung(tiny):
 
 def test_device_shares_count_each_kernel_once():
     # a GPU profile lists a kernel's time twice: on the kernel row and on the aten op that launched it
-    rows = pd.DataFrame({"op": ["aten::mm", "gemm_kernel", "softmax_kernel"], "kind": ["op", "kernel", "kernel"],
-                         "self_device_ms": [3.0, 3.0, 1.0]})
+    rows = pd.DataFrame(
+        {
+            "op": ["aten::mm", "gemm_kernel", "softmax_kernel"],
+            "kind": ["op", "kernel", "kernel"],
+            "self_device_ms": [3.0, 3.0, 1.0],
+        }
+    )
     shares = bench.device_shares(rows).set_index("op")["device_share"]
     assert shares["gemm_kernel"] == 0.75 and shares["softmax_kernel"] == 0.25 and shares["aten::mm"] == 0.75
     cpu = bench.device_shares(rows.assign(kind="op"))["device_share"]  # on CPU every row is an op
@@ -77,12 +82,13 @@ def test_speed_ladder_end_to_end(tiny, tmp_path):
     cfg = tiny_config(model__name="stid", model__embed_dim=8)
     # compile is exercised in test_train; here it would only add compilation time
     rungs = [(n, {**o, "train.compile": "off"}) for n, o in bench.ladder(torch.device("cpu"), workers=1)]
-    result = bench.speed_ladder(cfg, tiny, repeats=1, epochs=2, train_windows=128, val_windows=64, rungs=rungs,
-                                progress=lambda *_: None)
+    result = bench.speed_ladder(
+        cfg, tiny, repeats=1, epochs=2, train_windows=128, val_windows=64, rungs=rungs, progress=lambda *_: None
+    )
     t = result["table"]
     assert list(t["rung"]) == [r for r, _ in rungs]
     assert t["speedup"].iloc[0] == pytest.approx(1.0) and (t["s_per_epoch"] > 0).all()
-    assert (t["validation_s"].iloc[-1] < t["validation_s"].iloc[-2])  # validate every 5 amortises validation
+    assert t["validation_s"].iloc[-1] < t["validation_s"].iloc[-2]  # validate every 5 amortises validation
     assert result["raw"]["repeat"].nunique() == 1 and set(result["raw"]["epoch"]) == {1, 2}
     js, md = bench.save(result, tmp_path)
     payload = json.loads(js.read_text())
@@ -93,19 +99,32 @@ def test_speed_ladder_end_to_end(tiny, tmp_path):
 def test_a_failing_rung_is_reported_and_the_others_still_run(tiny, tmp_path):
     cfg = tiny_config(model__name="stid", model__embed_dim=8)
     base = {"train.compile": "off", "train.amp": "off", "train.validate_every": 1}
-    rungs = [("naive", base), ("+ broken", {**base, "train.device": "cuda:7"}), ("+ AMP", {**base, "train.amp": "auto"})]
+    rungs = [
+        ("naive", base),
+        ("+ broken", {**base, "train.device": "cuda:7"}),
+        ("+ AMP", {**base, "train.amp": "auto"}),
+    ]
     if torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
     said = []
-    result = bench.speed_ladder(cfg, tiny, repeats=2, epochs=2, train_windows=64, val_windows=32, rungs=rungs,
-                                progress=said.append)
+    result = bench.speed_ladder(
+        cfg, tiny, repeats=2, epochs=2, train_windows=64, val_windows=32, rungs=rungs, progress=said.append
+    )
     assert list(result["table"]["rung"]) == ["naive", "+ AMP"]
     assert "+ broken" in result["failed"] and "ConfigError" in result["failed"]["+ broken"]
     assert sum("FAILED" in line for line in said) == 1  # tried once, not once per repeat
     assert "+ broken: failed, not measured" in bench.to_markdown(result)
     with pytest.raises(Exception, match="cuda"):  # a broken naive rung leaves nothing to compare: it raises
-        bench.speed_ladder(cfg, tiny, repeats=1, epochs=2, train_windows=64, val_windows=32, rungs=rungs[1:2] + rungs,
-                           progress=lambda *_: None)
+        bench.speed_ladder(
+            cfg,
+            tiny,
+            repeats=1,
+            epochs=2,
+            train_windows=64,
+            val_windows=32,
+            rungs=rungs[1:2] + rungs,
+            progress=lambda *_: None,
+        )
 
 
 def test_accuracy_guard_compares_naive_and_fastest(tiny):
@@ -129,7 +148,8 @@ def test_peer_comparison_interleaves_our_runners(tiny):
     said = []
     table = bench.peer_comparison(profile, tiny, repeats=2, epochs=2, runners=runners, progress=said.append)
     assert list(table["runner"]) == list(runners) and len(said) == 4
-    assert (table["batch_size"] == 64).all() and list(table["amp"]) == ["off", "bfloat16"]
+    auto = amp_dtype("auto", torch.device("cpu"))  # bf16 where this CPU has it natively, else full precision
+    assert (table["batch_size"] == 64).all() and list(table["amp"]) == ["off", "bfloat16" if auto else "off"]
     assert all(len(r) == 2 for r in table["repeats_s"]) and (table["train_s_per_epoch"] > 0).all()
     assert "faster than peer" not in table  # the peer's figure is only comparable on pems08-tail
 
@@ -140,8 +160,9 @@ def test_speed_ladder_alternates_the_rung_order_between_repeats(tiny):
     base = {"train.compile": "off", "train.amp": "off", "train.validate_every": 1}
     rungs = [("naive", base), ("+ AMP", {**base, "train.amp": "auto"})]
     said = []
-    result = bench.speed_ladder(cfg, tiny, repeats=3, epochs=2, train_windows=64, val_windows=32, rungs=rungs,
-                                progress=said.append)
+    result = bench.speed_ladder(
+        cfg, tiny, repeats=3, epochs=2, train_windows=64, val_windows=32, rungs=rungs, progress=said.append
+    )
     ran = [line.split()[2] for line in said]
     assert ran == ["naive", "+", "+", "naive", "naive", "+"]
     assert list(result["table"]["rung"]) == ["naive", "+ AMP"]  # the table keeps the ladder's order
@@ -150,10 +171,21 @@ def test_speed_ladder_alternates_the_rung_order_between_repeats(tiny):
 def test_ladder_plan_and_time_from_a_saved_ladder(tmp_path):
     assert bench.ladder_plan(7, 2, 3, 1280, 256, 10700) == (
         "speed ladder: 7 rungs x 2 repeats = 14 fits of 3 epochs each, on 1280 of 10700 training and 256 "
-        "validation windows")
+        "validation windows"
+    )
     saved = tmp_path / "speed_cpu.json"
-    saved.write_text(json.dumps({"wall_seconds": 1000.0, "table": [{}] * 6, "failed": {"+ x": "e"}, "repeats": 2,
-                                 "epochs_per_fit": 3, "train_windows_measured": 640}))
+    saved.write_text(
+        json.dumps(
+            {
+                "wall_seconds": 1000.0,
+                "table": [{}] * 6,
+                "failed": {"+ x": "e"},
+                "repeats": 2,
+                "epochs_per_fit": 3,
+                "train_windows_measured": 640,
+            }
+        )
+    )
     assert bench.previous_seconds(saved, fits=14, epochs=3, train_windows=1280) == pytest.approx(2000.0)
     assert bench.previous_seconds(tmp_path / "none.json", 14, 3, 1280) is None
     saved.write_text("{")
@@ -162,20 +194,56 @@ def test_ladder_plan_and_time_from_a_saved_ladder(tmp_path):
 
 def test_cli_says_up_front_what_it_runs_and_each_fit_the_time_left(tmp_path, monkeypatch, capsys):
     params = tmp_path / "p.yaml"
-    params.write_text("data: {name: synthetic, num_sensors: 6, num_days: 3}\n"
-                      "model: {name: stid, embed_dim: 8}\ntrain: {epochs: 1}\n")
+    params.write_text(
+        "data: {name: synthetic, num_sensors: 6, num_days: 3}\nmodel: {name: stid, embed_dim: 8}\ntrain: {epochs: 1}\n"
+    )
     base = {"train.compile": "off", "train.amp": "off", "train.validate_every": 1, "train.loader": "device"}
     monkeypatch.setattr(bench, "ladder", lambda *a, **k: [("naive", base), ("+ AMP", {**base, "train.amp": "auto"})])
     monkeypatch.setattr(bench, "matmul_peak", lambda *a, **k: 1e9)
     out = tmp_path / "bench"
-    assert bench.main(["--params", str(params), "--out", str(out), "--repeats", "1", "--epochs", "2",
-                       "--train-windows", "64", "--val-windows", "32"]) == 0
+    assert (
+        bench.main(
+            [
+                "--params",
+                str(params),
+                "--out",
+                str(out),
+                "--repeats",
+                "1",
+                "--epochs",
+                "2",
+                "--train-windows",
+                "64",
+                "--val-windows",
+                "32",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     lines = text.splitlines()
-    assert lines[0] == ("speed ladder: 2 rungs x 1 repeats = 2 fits of 2 epochs each, on 64 training and 32 "
-                        "validation windows")
+    assert lines[0] == (
+        "speed ladder: 2 rungs x 1 repeats = 2 fits of 2 epochs each, on 64 training and 32 validation windows"
+    )
     assert lines[1].startswith("time: not known yet")
     assert "(fit 1/2: " in lines[2] and " left)" in lines[2] and "(fit 2/2: " in lines[3] and "the last fit" in lines[3]
-    assert bench.main(["--params", str(params), "--out", str(out), "--repeats", "1", "--epochs", "2",
-                       "--train-windows", "64", "--val-windows", "32"]) == 0
+    assert (
+        bench.main(
+            [
+                "--params",
+                str(params),
+                "--out",
+                str(out),
+                "--repeats",
+                "1",
+                "--epochs",
+                "2",
+                "--train-windows",
+                "64",
+                "--val-windows",
+                "32",
+            ]
+        )
+        == 0
+    )
     assert "in all, scaled from " in capsys.readouterr().out.splitlines()[1]  # the first ladder's time, rescaled

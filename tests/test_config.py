@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,12 +9,13 @@ import pytest
 from stlib.config import (
     ConfigError,
     DataConfig,
-    ModelConfig,
     RunConfig,
     TrainConfig,
     build_run_config,
     load,
     load_profile,
+    model_classes,
+    model_options,
     parse_override,
     replace,
 )
@@ -50,6 +50,8 @@ def test_params_file_and_every_preset_validate(path):
         pcfg = profile.run_config(preset=name)
         assert isinstance(pcfg, RunConfig)
         for key, value in profile.presets[name].items():
+            if key == "base":
+                continue
             section, field = key.split(".")
             got = getattr(getattr(pcfg, section), field)
             assert got == value or (isinstance(got, float) and got == pytest.approx(float(value))), key
@@ -141,13 +143,16 @@ def test_bad_value_in_preset_names_preset_and_field(tmp_path):
         load_profile(path)
 
 
-@pytest.mark.parametrize("override, bad, suggestion", [
-    ("train.lrr=1", "train.lrr", "train.lr"),
-    ("trian.lr=1", "trian.lr", "train.lr"),
-    ("model.n_head=2", "model.n_head", "model.n_heads"),
-    ("data.num_sensor=10", "data.num_sensor", "data.num_sensors"),
-    ("stag=01", "stag", "stage"),
-])
+@pytest.mark.parametrize(
+    "override, bad, suggestion",
+    [
+        ("train.lrr=1", "train.lrr", "train.lr"),
+        ("trian.lr=1", "trian.lr", "train.lr"),
+        ("model.n_head=2", "model.n_head", "model.n_heads"),
+        ("data.num_sensor=10", "data.num_sensor", "data.num_sensors"),
+        ("stag=01", "stag", "stage"),
+    ],
+)
 def test_unknown_override_key_suggests_closest(override, bad, suggestion):
     with pytest.raises(ConfigError) as e:
         load_profile(DEFAULT).run_config(overrides=[override])
@@ -172,18 +177,21 @@ def test_override_without_equals():
 # types and ranges
 
 
-@pytest.mark.parametrize("override, field, words", [
-    ("train.batch_size=abc", "train.batch_size", "integer"),
-    ("train.epochs=1.5", "train.epochs", "integer"),
-    ("train.epochs=true", "train.epochs", "integer"),
-    ("train.amp=fp8", "train.amp", "one of"),
-    ("model.use_denoising=maybe", "model.use_denoising", "true or false"),
-    ("train.lr=fast", "train.lr", "number"),
-    ("train.lr=nan", "train.lr", "finite"),
-    ("train.milestones=5", "train.milestones", "list"),
-    ("train.milestones=[1,x]", "train.milestones[1]", "integer"),
-    ("model.name=transformer", "model.name", "one of"),
-])
+@pytest.mark.parametrize(
+    "override, field, words",
+    [
+        ("train.batch_size=abc", "train.batch_size", "integer"),
+        ("train.epochs=1.5", "train.epochs", "integer"),
+        ("train.epochs=true", "train.epochs", "integer"),
+        ("train.amp=fp8", "train.amp", "one of"),
+        ("model.use_denoising=maybe", "model.use_denoising", "true or false"),
+        ("train.lr=fast", "train.lr", "number"),
+        ("train.lr=nan", "train.lr", "finite"),
+        ("train.milestones=5", "train.milestones", "list"),
+        ("train.milestones=[1,x]", "train.milestones[1]", "integer"),
+        ("model.name=transformer", "model.name", "one of"),
+    ],
+)
 def test_wrong_type_names_the_field(override, field, words):
     with pytest.raises(ConfigError) as e:
         load_profile(DEFAULT).run_config(overrides=[override])
@@ -191,7 +199,9 @@ def test_wrong_type_names_the_field(override, field, words):
 
 
 def test_wrong_choice_suggests_closest():
-    with pytest.raises(ConfigError, match=r"train\.amp must be one of off, bf16, fp16, auto; got 'fp8' \(did you mean 'fp16'"):
+    with pytest.raises(
+        ConfigError, match=r"train\.amp must be one of off, bf16, fp16, auto; got 'fp8' \(did you mean 'fp16'"
+    ):
         load_profile(DEFAULT).run_config(overrides=["train.amp=fp8"])
 
 
@@ -211,16 +221,19 @@ def test_zero_epochs_refused_for_trainable_models():
         assert load_profile(DEFAULT).run_config(overrides=[f"model.name={name}", "train.epochs=0"]).train.epochs == 0
 
 
-@pytest.mark.parametrize("override, field, bound", [
-    ("train.lr=-0.001", "train.lr", "> 0"),
-    ("train.lr=0", "train.lr", "> 0"),
-    ("train.batch_size=0", "train.batch_size", ">= 1"),
-    ("train.accumulation_steps=0", "train.accumulation_steps", ">= 1"),
-    ("model.dropout=1.5", "model.dropout", "<= 0.95"),
-    ("model.dropout=-0.1", "model.dropout", ">= 0"),
-    ("train.gamma=1.5", "train.gamma", "<= 1"),
-    ("data.num_sensors=2", "data.num_sensors", ">= 4"),
-])
+@pytest.mark.parametrize(
+    "override, field, bound",
+    [
+        ("train.lr=-0.001", "train.lr", "> 0"),
+        ("train.lr=0", "train.lr", "> 0"),
+        ("train.batch_size=0", "train.batch_size", ">= 1"),
+        ("train.accumulation_steps=0", "train.accumulation_steps", ">= 1"),
+        ("model.dropout=1.5", "model.dropout", "<= 0.95"),
+        ("model.dropout=-0.1", "model.dropout", ">= 0"),
+        ("train.gamma=1.5", "train.gamma", "<= 1"),
+        ("data.num_sensors=2", "data.num_sensors", ">= 4"),
+    ],
+)
 def test_out_of_range_names_the_field(override, field, bound):
     with pytest.raises(ConfigError) as e:
         load_profile(DEFAULT).run_config(overrides=[override])
@@ -262,28 +275,32 @@ def test_d_model_must_be_divisible_by_n_heads():
     with pytest.raises(ConfigError, match="divisible"):
         build_run_config({"model": {"name": "alternating", "d_model": 10, "n_heads": 3}})
     # models without attention heads do not care
-    assert build_run_config({"model": {"name": "stid", "d_model": 10, "n_heads": 3}}).model.d_model == 10
+    with pytest.raises(ConfigError, match=r"model\.d_model does not apply to model stid; its options are: embed_dim"):
+        build_run_config({"model": {"name": "stid", "d_model": 10, "n_heads": 3}})
 
 
 # ---------------------------------------------------------------------------------------------
 # parse_override
 
 
-@pytest.mark.parametrize("text, key, value", [
-    ("train.lr=1e-3", "train.lr", 0.001),  # YAML 1.1 would give the string '1e-3'
-    ("train.lr=0.002", "train.lr", 0.002),
-    ("train.lr=1", "train.lr", 1.0),
-    ("train.epochs=5", "train.epochs", 5),
-    ("train.milestones=[1,50]", "train.milestones", [1, 50]),
-    ("train.milestones=[]", "train.milestones", []),
-    ("data.split=[0.7, 0.1, 2e-1]", "data.split", [0.7, 0.1, 0.2]),
-    ("model.use_denoising=false", "model.use_denoising", False),
-    ("train.amp=off", "train.amp", "off"),  # not the YAML 1.1 boolean False
-    ("stage=01", "stage", "01"),  # not the YAML 1.1 integer 1
-    ("data.path=null", "data.path", None),
-    ("data.path=my data.csv", "data.path", "my data.csv"),
-    (" train.epochs = 7 ", "train.epochs", 7),
-])
+@pytest.mark.parametrize(
+    "text, key, value",
+    [
+        ("train.lr=1e-3", "train.lr", 0.001),  # YAML 1.1 would give the string '1e-3'
+        ("train.lr=0.002", "train.lr", 0.002),
+        ("train.lr=1", "train.lr", 1.0),
+        ("train.epochs=5", "train.epochs", 5),
+        ("train.milestones=[1,50]", "train.milestones", [1, 50]),
+        ("train.milestones=[]", "train.milestones", []),
+        ("data.split=[0.7, 0.1, 2e-1]", "data.split", [0.7, 0.1, 0.2]),
+        ("model.use_denoising=false", "model.use_denoising", False),
+        ("train.amp=off", "train.amp", "off"),  # not the YAML 1.1 boolean False
+        ("stage=01", "stage", "01"),  # not the YAML 1.1 integer 1
+        ("data.path=null", "data.path", None),
+        ("data.path=my data.csv", "data.path", "my data.csv"),
+        (" train.epochs = 7 ", "train.epochs", 7),
+    ],
+)
 def test_parse_override_types(text, key, value):
     k, v = parse_override(text)
     assert k == key
@@ -340,8 +357,8 @@ def test_build_run_config_unknown_top_key():
 def test_every_field_has_a_valid_default():
     # the dataclass defaults must themselves pass validation
     assert build_run_config({}) == RunConfig()
-    for cls in (DataConfig, ModelConfig, TrainConfig):
-        assert dataclasses.fields(cls)
+    for cls in (DataConfig, TrainConfig, *model_classes().values()):
+        assert cls() == cls.model_validate(cls().model_dump())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +414,7 @@ def test_empty_file_is_all_defaults(tmp_path):
     profile = load_profile(write(tmp_path, "", "empty.yaml"))
     assert profile.name == "empty"
     cfg = profile.run_config()
-    assert cfg.train == TrainConfig() and cfg.model == ModelConfig() and cfg.data == DataConfig()
+    assert cfg.train == TrainConfig() and cfg.model == model_options("encdec") and cfg.data == DataConfig()
 
 
 def test_presets_and_notebooks_shapes(tmp_path):
@@ -409,3 +426,54 @@ def test_presets_and_notebooks_shapes(tmp_path):
         load_profile(write(tmp_path, 'notebooks:\n  "01": 3\n'))
     # an unquoted 01 (YAML 1.1: the integer 1) still names stage "01"
     assert set(load_profile(write(tmp_path, "notebooks:\n  01: {seeds: [0]}\n")).notebooks) == {"01"}
+
+
+# ---------------------------------------------------------------------------------------------
+# params compose: presets on base presets, a file on a base file
+
+
+def test_a_preset_composes_its_base_presets_in_order(tmp_path):
+    path = write(
+        tmp_path,
+        "presets:\n"
+        "  fast: {train.lr: 0.01, train.epochs: 3}\n"
+        "  long: {train.epochs: 30, train.seed: 2}\n"
+        "  both: {base: [fast, long], train.seed: 5}\n"
+        "  deeper: {base: both, model.encoder_depth: 2}\n",
+    )
+    profile = load_profile(path)
+    cfg = profile.run_config(preset="deeper")
+    assert (cfg.train.lr, cfg.train.epochs, cfg.train.seed, cfg.model.encoder_depth) == (0.01, 30, 5, 2)
+    bad = write(tmp_path, "presets:\n  a: {base: b}\n  b: {base: a}\n", "loop.yaml")
+    with pytest.raises(ConfigError, match=r"presets\.a is its own base \(a -> b -> a\)"):
+        load_profile(bad)
+    with pytest.raises(ConfigError, match=r"unknown preset 'fsat'.*did you mean 'fast'"):
+        load_profile(write(tmp_path, "presets:\n  fast: {}\n  x: {base: fsat}\n", "typo.yaml"))
+
+
+def test_a_params_file_on_a_base_file_replaces_sections_and_adds_presets(tmp_path):
+    write(
+        tmp_path,
+        "data: {name: synthetic, num_sensors: 8}\ntrain: {lr: 0.01}\npresets:\n  a: {train.epochs: 2}\n",
+        "base.yaml",
+    )
+    child = write(
+        tmp_path, "base: base.yaml\ndata: {name: synthetic, num_days: 5}\npresets:\n  b: {base: a}\n", "child.yaml"
+    )
+    profile = load_profile(child)
+    cfg = profile.run_config(preset="b")
+    assert profile.name == "child" and set(profile.presets) == {"a", "b"}
+    assert cfg.train.lr == 0.01 and cfg.train.epochs == 2  # the base file's train section and preset
+    assert cfg.data.num_days == 5 and cfg.data.num_sensors == DataConfig().num_sensors  # data replaced whole
+
+
+def test_a_key_written_twice_is_an_error_naming_the_line(tmp_path):
+    path = write(tmp_path, "train:\n  lr: 0.01\n  epochs: 3\n  lr: 0.02\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml, line 4: key 'lr' is written twice"):
+        load_profile(path)
+    path = write(tmp_path, "train: {lr: 0.01}\nmodel: {}\ntrain: {epochs: 3}\n")  # a whole section twice
+    with pytest.raises(ConfigError, match=r"line 3: key 'train' is written twice"):
+        load_profile(path)
+    path = write(tmp_path, "presets:\n  a: {train.lr: 0.1}\n  a: {train.lr: 0.2}\n")
+    with pytest.raises(ConfigError, match=r"line 3: key 'a' is written twice"):
+        load_profile(path)

@@ -15,16 +15,18 @@ import pandas as pd
 import pytest
 import torch
 
-from stlib.data import load_dataset, make_batches
-from stlib.data import sources
+from stlib import config
+from stlib.data import load_dataset, make_batches, sources
 from stlib.data.__main__ import main as data_main
 from stlib.data.batches import epoch_order
 from stlib.data.core import chronological_splits
 
 SHARED_DATA = Path(os.environ.get("STLIB_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 TAIL_NPZ = SHARED_DATA / "pems08_tail" / "PEMS08_flow_tail.npz"
-needs_tail = pytest.mark.skipif(not TAIL_NPZ.exists(), reason=f"real pems08_tail data not found at {TAIL_NPZ} "
-                                "(set STLIB_DATA_DIR to the folder holding pems08_tail/)")
+needs_tail = pytest.mark.skipif(
+    not TAIL_NPZ.exists(),
+    reason=f"real pems08_tail data not found at {TAIL_NPZ} (set STLIB_DATA_DIR to the folder holding pems08_tail/)",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +136,7 @@ def test_info_bad_option_exits_with_error(capsys):
 # real PeMS files
 
 
-@pytest.mark.parametrize("name", sources.PEMS_NAMES)
+@pytest.mark.parametrize("name", config.PEMS_NAMES)
 def test_pems_standard_622_split(tmp_path, monkeypatch, name):
     monkeypatch.setenv("STLIB_DATA_DIR", str(tmp_path))
     arr = _fake_pems(tmp_path, name, T=17856, N=3, C=3)
@@ -156,7 +158,9 @@ def test_pems_real_sensor_ids_are_mapped(tmp_path, monkeypatch):
     ds = load_dataset("PEMS03")
     assert ds.edges[["from", "to"]].values.tolist() == [[0, 2]]
     _edges_csv(tmp_path / "PEMS03" / "distance.csv", rows=((317842, 999, 1.5),))
-    with pytest.raises(ValueError, match=r"distance\.csv: data row 1, column 'to': sensor ids not in the id list: \[999\]"):
+    with pytest.raises(
+        ValueError, match=r"distance\.csv: data row 1, column 'to': sensor ids not in the id list: \[999\]"
+    ):
         load_dataset("PEMS03")
 
 
@@ -317,7 +321,9 @@ def test_pems08_tail_wrong_shape_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("STLIB_DATA_DIR", str(tmp_path))
     (tmp_path / "pems08_tail").mkdir()
     np.savez(tmp_path / "pems08_tail" / "PEMS08_flow_tail.npz", data=_series(7000, 170, 1))
-    with pytest.raises(ValueError, match=r"PEMS08_flow_tail\.npz: pems08-tail expects shape \(7156, 170, 1\), got \(7000"):
+    with pytest.raises(
+        ValueError, match=r"PEMS08_flow_tail\.npz: pems08-tail expects shape \(7156, 170, 1\), got \(7000"
+    ):
         load_dataset("pems08-tail")
 
 
@@ -369,8 +375,12 @@ def test_file_edge_list_and_adjacency(tmp_path):
     adj[0, 1], adj[4, 2], adj[3, 3] = 2.5, 1.0, 9.0  # the diagonal is not an edge
     for name in ("a.npy", "a.csv", "a.npz"):
         p = tmp_path / name
-        {".npy": lambda: np.save(p, adj), ".csv": lambda: np.savetxt(p, adj, delimiter=","),
-         ".npz": lambda: np.savez(p, adj=adj)}[p.suffix]()
+        if p.suffix == ".npy":
+            np.save(p, adj)
+        elif p.suffix == ".csv":
+            np.savetxt(p, adj, delimiter=",")
+        else:
+            np.savez(p, adj=adj)
         ds = load_dataset("file", path=str(data), edges=str(p))
         assert ds.edges.values.tolist() == [[0, 1, 2.5], [4, 2, 1.0]], name
 
@@ -416,25 +426,45 @@ BAD_SERIES = {  # file name -> (writer, message fragment)
     "wrongkey.npz": (lambda p: np.savez(p, values=_series()), r"no array named 'data' \(found: values\)"),
     "rank1.npy": (lambda p: np.save(p, np.arange(200.0)), r"expected shape \(T, N\) or \(T, N, C\), got \(200,\)"),
     "rank4.npy": (lambda p: np.save(p, np.zeros((200, 2, 2, 2))), r"got \(200, 2, 2, 2\) \(rank 4\)"),
-    "inf.npz": (lambda p: np.savez(p, data=np.where(np.eye(200, 5, -3) > 0, np.inf, 1.0)),
-                r"inf\.npz: step 3, sensor 0: infinite value inf \(5 such cells\)"),
-    "negative.npy": (lambda p: np.save(p, np.where(np.eye(200, 5, -9) > 0, -2.0, 1.0)),
-                     r"negative\.npy: step 9, sensor 0: negative value -2 \(5 such cells\); values must be >= 0"),
-    "negative.csv": (lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,-4\n"),
-                     r"negative\.csv: data row 81, column 'b': negative value -4 \(1 such cell\)"),
-    "inf.csv": (lambda p: p.write_text("time,a\n" + "".join(f"2024-01-01 {h:02d}:00,1\n" for h in range(23)) +
-                                       "2024-01-01 23:00,inf\n" + "2024-01-02 00:00,1\n" * 0),
-                r"inf\.csv: data row 24 \(2024-01-01 23:00:00\), column 'a': infinite value inf"),
+    "inf.npz": (
+        lambda p: np.savez(p, data=np.where(np.eye(200, 5, -3) > 0, np.inf, 1.0)),
+        r"inf\.npz: step 3, sensor 0: infinite value inf \(5 such cells\)",
+    ),
+    "negative.npy": (
+        lambda p: np.save(p, np.where(np.eye(200, 5, -9) > 0, -2.0, 1.0)),
+        r"negative\.npy: step 9, sensor 0: negative value -2 \(5 such cells\); values must be >= 0",
+    ),
+    "negative.csv": (
+        lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,-4\n"),
+        r"negative\.csv: data row 81, column 'b': negative value -4 \(1 such cell\)",
+    ),
+    "inf.csv": (
+        lambda p: p.write_text(
+            "time,a\n"
+            + "".join(f"2024-01-01 {h:02d}:00,1\n" for h in range(23))
+            + "2024-01-01 23:00,inf\n"
+            + "2024-01-02 00:00,1\n" * 0
+        ),
+        r"inf\.csv: data row 24 \(2024-01-01 23:00:00\), column 'a': infinite value inf",
+    ),
     "text.npy": (lambda p: np.save(p, np.full((200, 3), "a")), r"expected numeric values, got dtype <U1"),
     "short.npy": (lambda p: np.save(p, _series(60, 3)), r"series of 60 steps is too short: at least 72 steps"),
-    "garbage.npz": (lambda p: p.write_bytes(b"not numpy at all" * 10), r"not a numpy \.npz/\.npy file \(corrupt or truncated\?\)"),
+    "garbage.npz": (
+        lambda p: p.write_bytes(b"not numpy at all" * 10),
+        r"not a numpy \.npz/\.npy file \(corrupt or truncated\?\)",
+    ),
     "empty.npz": (lambda p: p.write_bytes(b""), r"not a numpy \.npz/\.npy file \(corrupt or truncated\?\)"),
     "corrupt.npz": (_corrupt_npz, r"corrupt or truncated\?\): Bad CRC-32"),
     "truncated.npz": (_truncated_npz, r"corrupt or truncated\?"),
     "truncated.npy": (_truncated_npy, r"corrupt or truncated\?"),
-    "nonnumeric.csv": (lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,x\n"),
-                       r"non-numeric value 'x' in column 'b' \(data row 81\)"),
-    "malformed.csv": (lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,4,5\n"), r"malformed CSV: .*Expected 2 fields"),
+    "nonnumeric.csv": (
+        lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,x\n"),
+        r"non-numeric value 'x' in column 'b' \(data row 81\)",
+    ),
+    "malformed.csv": (
+        lambda p: p.write_text("a,b\n" + "1,2\n" * 80 + "3,4,5\n"),
+        r"malformed CSV: .*Expected 2 fields",
+    ),
     "empty.csv": (lambda p: p.write_text(""), r"malformed CSV: No columns"),
     "headeronly.csv": (lambda p: p.write_text("a,b\n"), r"no data rows"),
     "data.txt": (lambda p: p.write_text("1,2\n"), r"unsupported file type '\.txt'"),
@@ -455,18 +485,29 @@ def test_file_bad_series_is_one_clear_error(tmp_path, name):
 
 
 BAD_EDGES = {  # file name -> (writer, message fragment)
-    "out_of_range.csv": (lambda p: _edges_csv(p, ((0, 1, 1.0), (2, 9, 1.0), (-1, 0, 1.0))),
-                         r"sensor ids out of range 0\.\.4: \[-1, 9\]"),
+    "out_of_range.csv": (
+        lambda p: _edges_csv(p, ((0, 1, 1.0), (2, 9, 1.0), (-1, 0, 1.0))),
+        r"sensor ids out of range 0\.\.4: \[-1, 9\]",
+    ),
     "fractional.csv": (lambda p: _edges_csv(p, ((0, 1.5, 1.0),)), r"sensor ids out of range 0\.\.4: \[1\.5\]"),
-    "text.csv": (lambda p: _edges_csv(p, ((0, 1, 1.0), (2, "b", 1.0))), r"column 'to' must be numeric; data row 2 holds 'b'"),
+    "text.csv": (
+        lambda p: _edges_csv(p, ((0, 1, 1.0), (2, "b", 1.0))),
+        r"column 'to' must be numeric; data row 2 holds 'b'",
+    ),
     "empty_cell.csv": (lambda p: p.write_text("from,to,cost\n0,1,1\n2,,1\n"), r"empty cells in the edge list"),
     "inf_cost.csv": (lambda p: _edges_csv(p, ((0, 1, "inf"),)), r"column 'cost' has inf values"),
     "malformed.csv": (lambda p: p.write_text("from,to,cost\n0,1,1\n2,3,4,5,6\n"), r"malformed CSV"),
-    "adj_small.npy": (lambda p: np.save(p, np.ones((3, 3))), r"adjacency matrix must be \(5, 5\) for 5 sensors, got \(3, 3\)"),
+    "adj_small.npy": (
+        lambda p: np.save(p, np.ones((3, 3))),
+        r"adjacency matrix must be \(5, 5\) for 5 sensors, got \(3, 3\)",
+    ),
     "adj_small.csv": (lambda p: np.savetxt(p, np.ones((5, 4)), delimiter=","), r"must be \(5, 5\) .*got \(5, 4\)"),
     "adj_nan.npy": (lambda p: np.save(p, np.full((5, 5), np.nan)), r"adjacency matrix has NaN/inf entries"),
     "adj_text.csv": (lambda p: p.write_text("a,b\nx,y\n"), r"neither an edge list .* nor a numeric adjacency matrix"),
-    "adj_key.npz": (lambda p: np.savez(p, weights=np.ones((5, 5))), r"no array named 'adj' or 'data' \(found: weights\)"),
+    "adj_key.npz": (
+        lambda p: np.savez(p, weights=np.ones((5, 5))),
+        r"no array named 'adj' or 'data' \(found: weights\)",
+    ),
 }
 
 
@@ -500,8 +541,11 @@ def test_file_missing_files_and_bad_options(tmp_path):
         load_dataset("file", path=str(data), interval_minutes=7)
     with pytest.raises(ValueError, match=r"split must be three positive ratios"):
         load_dataset("file", path=str(data), split=[0.8, 0.2])
-    with pytest.raises(ValueError, match=r"177 windows .* too few for split \[0\.001, 0\.01, 0\.989\] "
-                       r"\(train/val/test would get 0/1/176 windows\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"177 windows .* too few for split \[0\.001, 0\.01, 0\.989\] "
+        r"\(train/val/test would get 0/1/176 windows\)",
+    ):
         load_dataset("file", path=str(data), split=[0.001, 0.01, 0.989])
 
 
@@ -523,8 +567,8 @@ def test_zscore_uses_training_rows_only(tmp_path):
     assert rows == slice(0, int(ds.splits["train"][-1]) + 24)
     assert ds.mean == pytest.approx(arr[rows].mean(), rel=1e-12) and ds.std == pytest.approx(arr[rows].std(), rel=1e-12)
     changed = arr.copy()
-    changed[ds.splits["test"][0]:] *= 10  # test (and val) rows only
-    changed[rows.stop:] += 1000
+    changed[ds.splits["test"][0] :] *= 10  # test (and val) rows only
+    changed[rows.stop :] += 1000
     np.save(tmp_path / "b.npy", changed)
     other = load_dataset("file", path=str(tmp_path / "b.npy"))
     assert (other.mean, other.std) == (ds.mean, ds.std)
@@ -584,9 +628,9 @@ def test_batch_shapes_and_contents(small):
     for i, (x, y) in enumerate(batches.epoch(2)):
         assert x.shape[1:] == (12, N, 3) and y.shape[1:] == (12, N, 1)
         assert x.dtype == torch.float32 and y.dtype == torch.float32
-        for b, s in enumerate(starts[i * 32:(i + 1) * 32]):
-            np.testing.assert_array_equal(y[b, :, :, 0].numpy(), small.series[s + 12:s + 24, :, 0])
-            np.testing.assert_array_equal(x[b].numpy(), feats[s:s + 12])
+        for b, s in enumerate(starts[i * 32 : (i + 1) * 32]):
+            np.testing.assert_array_equal(y[b, :, :, 0].numpy(), small.series[s + 12 : s + 24, :, 0])
+            np.testing.assert_array_equal(x[b].numpy(), feats[s : s + 12])
     assert i == len(batches) - 1
 
 
@@ -607,7 +651,7 @@ def test_shuffle_differs_across_epochs_and_is_reproducible(small):
 def test_unshuffled_batches_follow_split_order(small):
     ys = torch.cat([y for _, y in make_batches(small, "val", 50).epoch(4)])
     starts = small.splits["val"]
-    expected = np.stack([small.series[s + 12:s + 24] for s in starts])
+    expected = np.stack([small.series[s + 12 : s + 24] for s in starts])
     np.testing.assert_array_equal(ys.numpy(), expected)
 
 

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stlib.data import load_dataset
-from stlib.data import sources
+from stlib.data import load_dataset, sources
 from stlib.data.__main__ import main as data_main
 from stlib.data.graphs import read_adj_pickle
 
@@ -40,7 +39,8 @@ def _table(T=300, ids=LA_IDS, start="2012-03-01", seed=0, drop=None) -> pd.DataF
     return df.drop(df.index[drop]) if drop is not None else df
 
 
-def _adj(n=len(LA_IDS)) -> np.ndarray:
+def _adj(n: int | None = None) -> np.ndarray:
+    n = len(LA_IDS) if n is None else n
     adj = np.eye(n, dtype=np.float32)
     adj[0, 1], adj[1, 0], adj[2, 4] = 0.8, 0.6, 0.3  # with a non-ASCII byte or two in the float32 bytes
     return adj
@@ -53,7 +53,11 @@ class Py2Pickler(pickle._Pickler):
 
     def save_py2_str(self, obj):
         raw = obj.encode("latin1") if isinstance(obj, str) else obj
-        head = pickle.SHORT_BINSTRING + bytes([len(raw)]) if len(raw) < 256 else pickle.BINSTRING + struct.pack("<i", len(raw))
+        head = (
+            pickle.SHORT_BINSTRING + bytes([len(raw)])
+            if len(raw) < 256
+            else pickle.BINSTRING + struct.pack("<i", len(raw))
+        )
         self.write(head + raw)
         self.memoize(obj)
 
@@ -124,12 +128,18 @@ def test_adj_pickle_refuses_other_globals(tmp_path):
         read_adj_pickle(path)
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (b"garbage", r"not a readable pickle \(corrupt or truncated\?\)"),
-    (pickle.dumps({"a": 1}, protocol=2), r"expected DCRNN's adjacency pickle .* got a dict"),
-    (pickle.dumps([LA_IDS, {}, np.eye(3)], protocol=2), r"must be a numeric \(6, 6\) array for 6 sensor ids"),
-    (pickle.dumps([LA_IDS, {LA_IDS[0]: 3}, _adj()], protocol=2), r"dict disagrees with the id list at sensor '773869'"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"garbage", r"not a readable pickle \(corrupt or truncated\?\)"),
+        (pickle.dumps({"a": 1}, protocol=2), r"expected DCRNN's adjacency pickle .* got a dict"),
+        (pickle.dumps([LA_IDS, {}, np.eye(3)], protocol=2), r"must be a numeric \(6, 6\) array for 6 sensor ids"),
+        (
+            pickle.dumps([LA_IDS, {LA_IDS[0]: 3}, _adj()], protocol=2),
+            r"dict disagrees with the id list at sensor '773869'",
+        ),
+    ],
+)
 def test_adj_pickle_bad_content(tmp_path, content, fragment):
     path = tmp_path / "adj_mx.pkl"
     path.write_bytes(content)
@@ -150,13 +160,15 @@ def test_metr_la_loads_speed_ids_calendar_and_graph(tmp_path, monkeypatch):
     assert ds.sensor_ids == LA_IDS and ds.interval_minutes == 5
     assert ds.start_time == pd.Timestamp("2012-03-01") and ds.day_of_week[0] == 3  # a Thursday
     np.testing.assert_array_equal(ds.series[:, :, 0], df.to_numpy(np.float32))
-    assert sorted(ds.edges.values.tolist()) == sorted([[0, 1, np.float32(0.8)], [1, 0, np.float32(0.6)],
-                                                       [2, 4, np.float32(0.3)]])
+    assert sorted(ds.edges.values.tolist()) == sorted(
+        [[0, 1, np.float32(0.8)], [1, 0, np.float32(0.6)], [2, 4, np.float32(0.3)]]
+    )
     assert ds.summary()["missing_cells"] == int((df.to_numpy() == 0).sum()) > 0
 
 
-@pytest.mark.parametrize("T, sizes", [(34272, (23974, 3425, 6850)), (52116, (36465, 5209, 10419)),
-                                      (300, (194, 28, 55))])
+@pytest.mark.parametrize(
+    "T, sizes", [(34272, (23974, 3425, 6850)), (52116, (36465, 5209, 10419)), (300, (194, 28, 55))]
+)
 def test_dcrnn_712_split(T, sizes):
     splits = sources.dcrnn_splits(T, 24)
     assert tuple(len(splits[k]) for k in ("train", "val", "test")) == sizes
@@ -179,7 +191,8 @@ def test_pems_bay_distances_csv_gaps_and_info(tmp_path, monkeypatch, capsys):
     df = _table(360, ids=ids, start="2017-03-11 00:00", drop=slice(288 + 24, 288 + 36))  # the DST hour, 02:00
     df.to_hdf(folder / "pems-bay.h5", key="df")
     (folder / "distances_bay_2017.csv").write_text(
-        "from,to,cost\n400001,400017,1009.4\n400030,400040,372.0\n400001,499999,88.0\n")  # 499999: another sensor
+        "from,to,cost\n400001,400017,1009.4\n400030,400040,372.0\n400001,499999,88.0\n"
+    )  # 499999: another sensor
     ds = load_dataset("PEMS-BAY")
     assert ds.edges.values.tolist() == [[0, 1, 1009.4], [2, 3, 372.0]]
     assert ds.num_steps == 348 and ds.time_gaps == 1
@@ -215,7 +228,8 @@ def test_metr_la_graph_from_distances_csv(tmp_path, monkeypatch):
     monkeypatch.setenv("STLIB_DATA_DIR", str(tmp_path))
     _metr_la(tmp_path, graph="distances_la_2012.csv")
     (tmp_path / "METR-LA" / "distances_la_2012.csv").write_text(
-        "from,to,cost\n773869,767541,2.5\n717445,773869,1.0\n111111,773869,4.0\n")
+        "from,to,cost\n773869,767541,2.5\n717445,773869,1.0\n111111,773869,4.0\n"
+    )
     ds = load_dataset("METR-LA")
     assert ds.edges.values.tolist() == [[0, 1, 2.5], [5, 0, 1.0]]  # the distances CSV's edges
 
@@ -224,8 +238,11 @@ def test_a_file_of_another_shape_than_the_public_one_is_refused(tmp_path, monkey
     monkeypatch.setenv("STLIB_DATA_DIR", str(tmp_path))
     _metr_la(tmp_path)
     monkeypatch.setattr(sources, "DCRNN_SHAPES", {"METR-LA": (34272, 207)})
-    with pytest.raises(ValueError, match=r"metr-la.h5: 300 time steps x 6 sensors, but the public METR-LA file holds "
-                                         r"34272 x 207: a different or truncated file \(get it from the DCRNN"):
+    with pytest.raises(
+        ValueError,
+        match=r"metr-la.h5: 300 time steps x 6 sensors, but the public METR-LA file holds "
+        r"34272 x 207: a different or truncated file \(get it from the DCRNN",
+    ):
         load_dataset("metr-la")
     monkeypatch.setattr(sources, "DCRNN_SHAPES", {"METR-LA": (300, 6)})
     assert load_dataset("metr-la").series.shape[:2] == (300, 6)

@@ -16,25 +16,33 @@ import pytest
 import torch.distributed as td
 import yaml
 
-from stlib.reporting import results
 from stlib.config import load_profile
 from stlib.data.synthetic import generate
 from stlib.paths import REPO_ROOT
+from stlib.reporting import results
 from stlib.train import fit
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-needs_torchrun = pytest.mark.skipif(not (TORCHRUN.exists() and td.is_available() and td.is_gloo_available()),
-                                    reason="needs torchrun and the gloo backend")
+needs_torchrun = pytest.mark.skipif(
+    not (TORCHRUN.exists() and td.is_available() and td.is_gloo_available()),
+    reason="needs torchrun and the gloo backend",
+)
 
 
 def _torchrun(params: Path, outputs: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """torchrun --standalone --nproc_per_node=2 -m stlib.train --params params, in a session of its own."""
     env = {**os.environ, "STLIB_OUTPUT_DIR": str(outputs), "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "stlib.train",
-                             "--params", str(params)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "stlib.train", "--params", str(params)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -49,9 +57,12 @@ def _torchrun(params: Path, outputs: Path, timeout: float = 120) -> subprocess.C
 def test_time_budget_stops_every_rank_at_the_same_epoch(tmp_path):
     series, _, _ = generate(num_sensors=6, num_days=3, seed=0, missing_share=0.0)
     np.savez(tmp_path / "flow.npz", data=series)
-    tree = {"stage": "ddp", "data": {"name": "file", "path": str(tmp_path / "flow.npz")},
-            "model": {"name": "encdec", "d_model": 8, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1},
-            "train": {"epochs": 50, "batch_size": 32, "threads": 1, "quiet": True, "time_budget_s": 1e-6}}
+    tree = {
+        "stage": "ddp",
+        "data": {"name": "file", "path": str(tmp_path / "flow.npz")},
+        "model": {"name": "encdec", "d_model": 8, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1},
+        "train": {"epochs": 50, "batch_size": 32, "threads": 1, "quiet": True, "time_budget_s": 1e-6},
+    }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(tree))
     done = _torchrun(tmp_path / "p.yaml", tmp_path / "out")  # a rank that went on alone would hang
     assert done.returncode == 0, done.stderr[-2000:]
@@ -73,13 +84,24 @@ def test_two_processes_match_one_process(tmp_path):
     assert (series != 0).all()
     np.savez(tmp_path / "flow.npz", data=series)
     params = tmp_path / "p.yaml"
-    params.write_text(yaml.safe_dump({
-        "stage": "ddp",
-        "data": {"name": "file", "path": str(tmp_path / "flow.npz")},
-        "model": {"name": "encdec", "d_model": 16, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1,
-                  "dropout": 0.0, "use_denoising": False},
-        "train": {"epochs": 2, "batch_size": 23, "lr": 0.003, "threads": 1, "quiet": True},
-    }))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "stage": "ddp",
+                "data": {"name": "file", "path": str(tmp_path / "flow.npz")},
+                "model": {
+                    "name": "encdec",
+                    "d_model": 16,
+                    "n_heads": 2,
+                    "encoder_depth": 1,
+                    "decoder_depth": 1,
+                    "dropout": 0.0,
+                    "use_denoising": False,
+                },
+                "train": {"epochs": 2, "batch_size": 23, "lr": 0.003, "threads": 1, "quiet": True},
+            }
+        )
+    )
     outputs = tmp_path / "ddp"
     # --standalone: a free local port; a session of its own so that a hang is cleaned up, workers included
     done = _torchrun(params, outputs)

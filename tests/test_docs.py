@@ -54,7 +54,7 @@ def test_the_commands_shown_exist(doc):
         source = source if source.exists() else REPO_ROOT / name / "__main__.py"
         assert source.exists(), f"{doc.name}: no module {module.group(1)}: {line}"
         text = source.read_text()
-        for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", line[module.end():]):
+        for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", line[module.end() :]):
             assert f'"{flag}"' in text, f"{doc.name}: {module.group(1)} has no option {flag}: {line}"
 
 

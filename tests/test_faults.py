@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import faults
+import pytest
 
 FAST = [name for name, (_, _, fast) in faults.CASES.items() if fast]  # the kill -9 cases: tests/test_resume.py
 
@@ -24,6 +23,7 @@ def test_script_prints_one_line_per_case_and_the_counts(capsys, monkeypatch):
 
     def broken(tmp):
         raise AssertionError("a temp file was left behind")
+
     monkeypatch.setitem(faults.CASES, "broken", ("a case that fails", broken, True))
     assert faults.main(["--only", "broken,batch_zero"]) == 1
     out = capsys.readouterr().out
@@ -33,6 +33,21 @@ def test_script_prints_one_line_per_case_and_the_counts(capsys, monkeypatch):
 
 
 def test_every_case_of_the_issue_is_covered():
-    assert {"kill_mid_epoch", "nan_loss", "fp16_overflow", "corrupt_npz", "truncated_npz", "wrong_key", "wrong_shape",
-            "nan_data", "unknown_sensors", "missing_files", "params_typo", "negative_lr", "batch_zero",
-            "accumulation_zero", "unwritable_outputs", "full_disk"} <= set(faults.CASES)
+    assert {
+        "kill_mid_epoch",
+        "nan_loss",
+        "fp16_overflow",
+        "corrupt_npz",
+        "truncated_npz",
+        "wrong_key",
+        "wrong_shape",
+        "nan_data",
+        "unknown_sensors",
+        "missing_files",
+        "params_typo",
+        "negative_lr",
+        "batch_zero",
+        "accumulation_zero",
+        "unwritable_outputs",
+        "full_disk",
+    } <= set(faults.CASES)

@@ -13,10 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
+from test_units import speed_dataset  # noqa: E402  (a small speed dataset, 15-minute steps)
 
 from stlib.reporting import figstyle, plots, reportplots, runplots  # noqa: E402
-
-from test_units import speed_dataset  # noqa: E402  (a small speed dataset, 15-minute steps)
 
 GPU = "Fake GPU 9000"
 
@@ -34,8 +33,9 @@ class FakeRun:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "env.json").write_text(json.dumps({"device": "cuda", "device_name": GPU}))
         self.dir, self.dataset = folder, ds
-        self.history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0 + shift, 0.5, 0.4],
-                                     "val_mae": [3.0 + shift, 2.0 + shift, 1.5]})
+        self.history = pd.DataFrame(
+            {"epoch": [1, 2, 3], "train_loss": [1.0 + shift, 0.5, 0.4], "val_mae": [3.0 + shift, 2.0 + shift, 1.5]}
+        )
         self.metrics = {"test": {"mae_per_step": list(np.linspace(1, 2, ds.out_steps) + shift)}}
 
     def predict(self, split):
@@ -46,8 +46,11 @@ class FakeRun:
 @pytest.fixture
 def runs(tmp_path):
     ds = speed_dataset()
-    return {("encdec", 0): FakeRun(ds, tmp_path / "a"), ("encdec", 1): FakeRun(ds, tmp_path / "b", shift=0.5),
-            ("stid", 0): FakeRun(ds, tmp_path / "c", shift=0.2)}
+    return {
+        ("encdec", 0): FakeRun(ds, tmp_path / "a"),
+        ("encdec", 1): FakeRun(ds, tmp_path / "b", shift=0.5),
+        ("stid", 0): FakeRun(ds, tmp_path / "c", shift=0.2),
+    }
 
 
 def assert_legend_outside(ax):
@@ -59,6 +62,15 @@ def assert_legend_outside(ax):
     assert legend is not None
     box, frame = legend.get_window_extent(r), ax.get_window_extent(r)
     assert box.x0 >= frame.x1 - 0.5, (box, frame)
+
+
+def seed_dots(ax) -> pd.DataFrame:
+    """The dots drawn on an axes (x = MAE, y = row): what the figure shows of the seeds, however they were drawn."""
+    from matplotlib.collections import PathCollection
+
+    xy = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    xy = np.concatenate(xy) if xy else np.zeros((0, 2))
+    return pd.DataFrame({"MAE": xy[:, 0], "row": np.rint(xy[:, 1]).astype(int)}).sort_values(["row", "MAE"])
 
 
 def assert_footer(fig, *words):
@@ -148,9 +160,18 @@ def test_forecast_vs_truth_legend_beside_the_panels(runs):
 
 
 def test_phase_bars_start_at_zero_and_name_the_device():
-    t = pd.DataFrame({"rung": ["naive", "+ AMP"], "data_s": [1.0, 1.0], "forward_s": [40.0, 20.0],
-                      "backward_s": [50.0, 25.0], "optimizer_s": [1.0, 1.0], "validation_s": [8.0, 8.0],
-                      "s_per_epoch": [100.0, 55.0], "speedup": [1.0, 1.82]})
+    t = pd.DataFrame(
+        {
+            "rung": ["naive", "+ AMP"],
+            "data_s": [1.0, 1.0],
+            "forward_s": [40.0, 20.0],
+            "backward_s": [50.0, 25.0],
+            "optimizer_s": [1.0, 1.0],
+            "validation_s": [8.0, 8.0],
+            "s_per_epoch": [100.0, 55.0],
+            "speedup": [1.0, 1.82],
+        }
+    )
     ax = runplots.phase_bars(t, dataset="pems08-tail", device="x86_64")
     assert ax.get_ylim()[0] == 0
     assert_legend_outside(ax)
@@ -158,9 +179,14 @@ def test_phase_bars_start_at_zero_and_name_the_device():
 
 
 def summary_table():
-    return pd.DataFrame({"MAE": [20.195, 19.671, 20.195, 20.12], "MAE sd": [0.195, 0.189, 0.195, 0.258],
-                         "kind": ["start", "extra", "alone", "alone"]},
-                        index=pd.Index(["start", "no denoising", "+ warmup", "+ scheduler"]))
+    return pd.DataFrame(
+        {
+            "MAE": [20.195, 19.671, 20.195, 20.12],
+            "MAE sd": [0.195, 0.189, 0.195, 0.258],
+            "kind": ["start", "extra", "alone", "alone"],
+        },
+        index=pd.Index(["start", "no denoising", "+ warmup", "+ scheduler"]),
+    )
 
 
 def test_no_effect_is_equality_to_the_last_digit():
@@ -175,8 +201,14 @@ def test_config_bars_start_at_zero_and_mark_a_no_op():
     s = summary_table()
     spread = np.tile([-0.1, 0.0, 0.1], len(s))
     seeds = pd.DataFrame({"config": np.repeat(s.index, 3), "MAE": np.repeat(s["MAE"].to_numpy(), 3) + spread})
-    ax = runplots.config_bars(s, reference="start", lines={"peer STID": 14.6}, seeds=seeds, dataset="pems08-tail",
-                              device="NVIDIA H100 80GB HBM3")
+    ax = runplots.config_bars(
+        s,
+        reference="start",
+        lines={"peer STID": 14.6},
+        seeds=seeds,
+        dataset="pems08-tail",
+        device="NVIDIA H100 80GB HBM3",
+    )
     assert ax.get_xlim()[0] == 0  # no truncated axis
     bars = [p for p in ax.patches if p.get_height() > 0 and p.get_width() > 1]
     assert [b.get_hatch() for b in bars] == [None, None, "///", None]  # only the no-op is hatched
@@ -188,8 +220,10 @@ def test_config_bars_start_at_zero_and_mark_a_no_op():
     assert f"{runplots.NO_EFFECT} (= start)" in legend and "one seed" in legend and "peer STID" in legend
     assert "vehicles/5 min" in ax.get_xlabel()
     assert_footer(ax.figure, "pems08-tail", "NVIDIA H100 80GB HBM3", "vehicles/5 min")
-    dots = [c for c in ax.collections if len(c.get_offsets()) == 3]
-    assert len(dots) == 4  # seaborn's strip of seeds, one per configuration
+    dots = seed_dots(ax)  # every seed, on its configuration's row (the first on top)
+    expected = seeds.assign(row=seeds["config"].map({c: i for i, c in enumerate(s.index)})).sort_values(["row", "MAE"])
+    assert dots["row"].tolist() == expected["row"].tolist()
+    np.testing.assert_allclose(dots["MAE"], expected["MAE"])
 
 
 def test_config_bars_without_a_no_op_marks_nothing():
@@ -201,8 +235,6 @@ def test_config_bars_without_a_no_op_marks_nothing():
 
 
 def test_config_bars_draw_no_result_for_what_cannot_act():
-    from matplotlib.collections import PathCollection
-
     from stlib.studies import ablation
 
     assert runplots.CANNOT_ACT == ablation.CANNOT_ACT
@@ -215,13 +247,20 @@ def test_config_bars_draw_no_result_for_what_cannot_act():
     texts = [t.get_text() for t in ax.texts]
     assert texts[2] == "cannot act at this budget: scheduler: plateau patience 1 needs 3 validations"
     assert "20.120" not in texts[2]  # no number: not a result
-    dots = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
-    assert len(dots) == 2 and all(np.isfinite(c.get_offsets()).all() for c in dots)  # and no seed dots
+    dots = seed_dots(ax)  # the seeds of the two results, none of the third
+    assert dots["row"].tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(dots["MAE"], seeds["MAE"].iloc[:4])  # start's two seeds, then no denoising's
 
 
 def test_budget_curves_sd_band_unit_and_footer():
-    hist = pd.DataFrame({"name": ["a"] * 6 + ["b"] * 3, "seed": [0, 0, 0, 1, 1, 1, 0, 0, 0],
-                         "epoch": [1, 2, 3] * 3, "val_mae": [30, 25, 20, 32, 27, 22, 35, 30, 28.0]})
+    hist = pd.DataFrame(
+        {
+            "name": ["a"] * 6 + ["b"] * 3,
+            "seed": [0, 0, 0, 1, 1, 1, 0, 0, 0],
+            "epoch": [1, 2, 3] * 3,
+            "val_mae": [30, 25, 20, 32, 27, 22, 35, 30, 28.0],
+        }
+    )
     ax = runplots.budget_curves(hist, dataset="pems08-tail", device="x86_64")
     assert len(ax.get_lines()) == 2 and ax.get_ylabel() == "validation MAE (vehicles/5 min)"
     band = next(c for c in ax.collections if isinstance(c, PolyCollection))
@@ -236,8 +275,15 @@ def test_budget_curves_sd_band_unit_and_footer():
 
 
 def route_table():
-    return pd.DataFrame({"stage": ["baseline: STID-style", "04 stage 2 (alternating)"], "MAE": [18.0, 17.0],
-                         "MAE sd": [0.1, 0.2], "s/epoch": [35.0, 12.8], "device": ["CPU (x86_64)", GPU]})
+    return pd.DataFrame(
+        {
+            "stage": ["baseline: STID-style", "04 stage 2 (alternating)"],
+            "MAE": [18.0, 17.0],
+            "MAE sd": [0.1, 0.2],
+            "s/epoch": [35.0, 12.8],
+            "device": ["CPU (x86_64)", GPU],
+        }
+    )
 
 
 def test_route_and_stage_cost_figures():
@@ -252,12 +298,33 @@ def test_route_and_stage_cost_figures():
 
 
 def test_time_to_accuracy_figure_names_dataset_and_device():
-    runs = pd.DataFrame({"file": ["f.csv"] * 2, "name": ["a", "a"], "seed": [0, 1], "run_dir": ["r0", "r1"],
-                         "dataset": ["pems08-tail"] * 2, "device": ["x86_64"] * 2, "params": [10, 10],
-                         "seconds_per_epoch": [60.0, 60.0], "epochs_run": [2, 2], "train_seconds": [120.0, 120.0],
-                         "val_mae": [20.0, 20.5], "test_mae": [19.0, 19.4], "mae_h12": [22.0, 22.0]})
-    hist = pd.DataFrame({"file": ["f.csv"] * 4, "name": ["a"] * 4, "run_dir": ["r0", "r0", "r1", "r1"],
-                         "epoch": [1, 2, 1, 2], "val_mae": [25.0, 20.0, 26.0, 20.5], "seconds": [60.0] * 4})
+    runs = pd.DataFrame(
+        {
+            "file": ["f.csv"] * 2,
+            "name": ["a", "a"],
+            "seed": [0, 1],
+            "run_dir": ["r0", "r1"],
+            "dataset": ["pems08-tail"] * 2,
+            "device": ["x86_64"] * 2,
+            "params": [10, 10],
+            "seconds_per_epoch": [60.0, 60.0],
+            "epochs_run": [2, 2],
+            "train_seconds": [120.0, 120.0],
+            "val_mae": [20.0, 20.5],
+            "test_mae": [19.0, 19.4],
+            "mae_h12": [22.0, 22.0],
+        }
+    )
+    hist = pd.DataFrame(
+        {
+            "file": ["f.csv"] * 4,
+            "name": ["a"] * 4,
+            "run_dir": ["r0", "r0", "r1", "r1"],
+            "epoch": [1, 2, 1, 2],
+            "val_mae": [25.0, 20.0, 26.0, 20.5],
+            "seconds": [60.0] * 4,
+        }
+    )
     ax = reportplots.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
     assert ax.get_title() == "Accuracy against training time on pems08-tail"
     assert_legend_outside(ax)
@@ -266,13 +333,35 @@ def test_time_to_accuracy_figure_names_dataset_and_device():
 
 def test_time_to_accuracy_legend_one_entry_a_configuration_and_shared_names_told_apart():
     def export(file, name, mae):
-        runs = pd.DataFrame({"file": file, "name": name, "seed": [0, 1], "run_dir": [f"{file}{name}0", f"{file}{name}1"],
-                             "dataset": "pems08-tail", "device": "x86_64", "params": 10, "seconds_per_epoch": 60.0,
-                             "epochs_run": 2, "train_seconds": 120.0, "val_mae": 20.0, "test_mae": [mae, mae],
-                             "mae_h12": 22.0})
-        hist = pd.DataFrame({"file": file, "name": name, "run_dir": [f"{file}{name}{s}" for s in (0, 0, 1, 1)],
-                             "epoch": [1, 2, 1, 2], "val_mae": [25.0, 20.0, 26.0, 20.5], "seconds": 60.0})
+        runs = pd.DataFrame(
+            {
+                "file": file,
+                "name": name,
+                "seed": [0, 1],
+                "run_dir": [f"{file}{name}0", f"{file}{name}1"],
+                "dataset": "pems08-tail",
+                "device": "x86_64",
+                "params": 10,
+                "seconds_per_epoch": 60.0,
+                "epochs_run": 2,
+                "train_seconds": 120.0,
+                "val_mae": 20.0,
+                "test_mae": [mae, mae],
+                "mae_h12": 22.0,
+            }
+        )
+        hist = pd.DataFrame(
+            {
+                "file": file,
+                "name": name,
+                "run_dir": [f"{file}{name}{s}" for s in (0, 0, 1, 1)],
+                "epoch": [1, 2, 1, 2],
+                "val_mae": [25.0, 20.0, 26.0, 20.5],
+                "seconds": 60.0,
+            }
+        )
         return runs, hist
+
     parts = [export("a_cpu.csv", "alt", 14.0), export("b_cpu.csv", "alt", 15.0), export("b_cpu.csv", "stacked", 16.0)]
     runs, hist = (pd.concat([p[k] for p in parts], ignore_index=True) for k in (0, 1))
     ax = reportplots.plot_time_to_accuracy(runs, hist, peer_mae=14.645, peer_minutes=7)
@@ -285,8 +374,16 @@ def test_time_to_accuracy_legend_one_entry_a_configuration_and_shared_names_told
 
 
 def test_scale_ticks_at_the_measured_n_and_a_shared_legend():
-    t = pd.DataFrame({"N": [170, 1000, 4000, 8600], "batch": 2, "device": "cuda", "dtype": "bfloat16",
-                      "step_s": [0.022, 0.023, 0.040, 0.10], "peak_mb": [224.0, 944.0, 3436.0, 7182.0]})
+    t = pd.DataFrame(
+        {
+            "N": [170, 1000, 4000, 8600],
+            "batch": 2,
+            "device": "cuda",
+            "dtype": "bfloat16",
+            "step_s": [0.022, 0.023, 0.040, 0.10],
+            "peak_mb": [224.0, 944.0, 3436.0, 7182.0],
+        }
+    )
     axes = reportplots.plot_scale(t)
     axes[0].figure.canvas.draw()
     for ax in axes:

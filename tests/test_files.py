@@ -22,8 +22,9 @@ def _values(T=150, N=5, seed=0) -> np.ndarray:
 
 def _frame(T=150, freq="15min", start="2024-03-02 06:30", ids=IDS, seed=0) -> pd.DataFrame:
     """A wide frame: a DatetimeIndex named time, one column per sensor id."""
-    df = pd.DataFrame(_values(T, len(ids), seed), columns=ids,
-                      index=pd.date_range(start, periods=T, freq=freq, name="time"))
+    df = pd.DataFrame(
+        _values(T, len(ids), seed), columns=ids, index=pd.date_range(start, periods=T, freq=freq, name="time")
+    )
     return df
 
 
@@ -62,8 +63,12 @@ def test_timestamps_set_start_interval_and_calendar(tmp_path, suffix):
 
 def test_info_names_sensors_interval_and_value(tmp_path, capsys):
     path = _write_csv(tmp_path / "flow.csv", _frame())
-    assert data_main(["info", "file", "--opt", f"path={path}", "--opt", "value_name=flow",
-                      "--opt", "unit=vehicles/15 min"]) == 0
+    assert (
+        data_main(
+            ["info", "file", "--opt", f"path={path}", "--opt", "value_name=flow", "--opt", "unit=vehicles/15 min"]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["sensor_ids"] == IDS and info["interval_minutes"] == 15
     assert info["start"] == "2024-03-02 06:30:00" and info["end"] == "2024-03-03 19:45:00"
@@ -99,8 +104,11 @@ def _text(s):
 
 BAD_TIMES = {  # case -> (edit of the timestamp strings, message fragment)
     "duplicate": (_dup, r"data row 41, column 'time': duplicate timestamp 2024-01-01 03:15:00"),
-    "gap": (_gap, r"data row 41, column 'time': gap: 2024-01-01 03:30:00 follows 2024-01-01 03:15:00, "
-                  r"2 step\(s\) of 0 days 00:05:00 missing"),
+    "gap": (
+        _gap,
+        r"data row 41, column 'time': gap: 2024-01-01 03:30:00 follows 2024-01-01 03:15:00, "
+        r"2 step\(s\) of 0 days 00:05:00 missing",
+    ),
     "irregular": (_irregular, r"data row 41, column 'time': irregular interval: .* is 0 days 00:07:00 after"),
     "backwards": (_back, r"data row 41, column 'time': timestamp 2024-01-01 03:10:00 is earlier than the row before"),
     "not_a_time": (_text, r"data row 41, column 'time': 'soon' is not a timestamp"),
@@ -147,7 +155,9 @@ def test_hdf5_errors_name_the_file(tmp_path):
     df = _frame()
     df.iloc[7, 2] = -3
     df.to_hdf(neg, key="df")
-    with pytest.raises(ValueError, match=r"neg\.h5: step 7 \(2024-03-02 08:15:00\), column '400030': negative value -3"):
+    with pytest.raises(
+        ValueError, match=r"neg\.h5: step 7 \(2024-03-02 08:15:00\), column '400030': negative value -3"
+    ):
         load_dataset("file", path=str(neg))
 
 
@@ -164,7 +174,9 @@ def test_empty_nan_and_missing_value_cells_are_masked(tmp_path, capsys):
     rows[5][3] = "NaN"  # data row 5 (step 4), sensor 400030
     rows[9][1] = "-1"  # data row 9 (step 8), sensor 400001: the missing_value marker
     path.write_text("\n".join(",".join(r) for r in rows) + "\n")
-    with pytest.raises(ValueError, match=r"data row 9 \(2024-03-02 08:30:00\), column '400001': negative value -1 \(1 such cell\)"):
+    with pytest.raises(
+        ValueError, match=r"data row 9 \(2024-03-02 08:30:00\), column '400001': negative value -1 \(1 such cell\)"
+    ):
         load_dataset("file", path=str(path))  # without the marker, -1 is a bad value
     ds = load_dataset("file", path=str(path), missing_value=-1)
     assert ds.marked_missing == 3
@@ -183,14 +195,15 @@ def test_missing_cells_carry_no_loss_and_no_metric(tmp_path):
     ds = load_dataset("file", path=str(path))
     assert ds.marked_missing == 30
     sums, wild = MetricSums(ds.out_steps), MetricSums(ds.out_steps)
-    for x, y in make_batches(ds, "test", 64):
+    for _x, y in make_batches(ds, "test", 64):
         pred = torch.full_like(y, 100.0)
         off = torch.where(y == 0, 1e6, pred)  # a wild forecast exactly where the readings are missing
         sums.update(pred, y)
         wild.update(off, y)
     assert sums.result()["mae"] == wild.result()["mae"]
     assert int(sums.count.sum()) == len(ds.splits["test"]) * ds.out_steps * ds.num_sensors - int(
-        (np.stack([ds.target[s + 12:s + 24] for s in ds.splits["test"]]) == 0).sum())
+        (np.stack([ds.target[s + 12 : s + 24] for s in ds.splits["test"]]) == 0).sum()
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,21 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from stlib.metrics import MetricSums, forecast_metrics, masked_huber, masked_mae, masked_mape, masked_rmse
+from stlib.metrics import MetricSums, forecast_metrics, masked_mae, masked_mape, masked_rmse
 
 # (B=1, H=2, N=3, C=1); the target's zeros are missing values
-TARGET = torch.tensor([[[[2.0], [0.0], [4.0]],
-                        [[0.0], [0.0], [5.0]]]])
-PRED = torch.tensor([[[[3.0], [9.0], [2.0]],
-                      [[7.0], [1.0], [4.0]]]])
+TARGET = torch.tensor([[[[2.0], [0.0], [4.0]], [[0.0], [0.0], [5.0]]]])
+PRED = torch.tensor([[[[3.0], [9.0], [2.0]], [[7.0], [1.0], [4.0]]]])
 # counted cells: h0: (2 vs 3), (4 vs 2); h1: (5 vs 4)
 # abs errors 1, 2 | 1 ; squared 1, 4 | 1 ; ape 1/2, 2/4 | 1/5
 DIMS = (0, 2, 3)  # reduce all but the horizon axis
 
 
 def close(a, b, tol=1e-6):
-    return torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64),
-                          atol=tol, rtol=0)
+    return torch.allclose(
+        torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64), atol=tol, rtol=0
+    )
 
 
 def test_masked_mae_hand_computed():
@@ -61,13 +60,12 @@ def test_explicit_mask():
     mask = torch.zeros_like(TARGET)
     mask[0, 0, 0, 0] = 1
     assert close(masked_mae(PRED, TARGET, mask=mask), 1.0)
-    assert close(masked_huber(PRED, TARGET, mask=mask), 0.5)
 
 
 def test_all_masked_returns_zero_not_nan():
     target = torch.zeros(2, 3, 4, 1)
     pred = torch.randn(2, 3, 4, 1)
-    for fn in (masked_mae, masked_rmse, masked_mape, masked_huber):
+    for fn in (masked_mae, masked_rmse, masked_mape):
         out = fn(pred, target)
         assert not torch.isnan(out) and out.item() == 0.0, fn.__name__
     for fn in (masked_mae, masked_rmse, masked_mape):
@@ -85,18 +83,9 @@ def test_one_horizon_all_masked():
     assert res["mae"] == pytest.approx(1.5)
 
 
-def test_masked_huber_hand_computed():
-    target = torch.tensor([1.0, 0.0, 2.0, 3.0])
-    pred = torch.tensor([1.5, 8.0, 5.0, 3.0])
-    # errors 0.5 (quadratic: 0.125), masked, 3.0 (linear, delta 1: 3 - 0.5 = 2.5), 0
-    assert close(masked_huber(pred, target), (0.125 + 2.5 + 0.0) / 3)
-    # delta 4: all quadratic
-    assert close(masked_huber(pred, target, delta=4.0), (0.125 + 4.5 + 0.0) / 3)
-
-
 def test_masked_losses_have_finite_gradients_with_missing_targets():
     pred = PRED.clone().requires_grad_(True)
-    (masked_mae(pred, TARGET) + masked_huber(pred, TARGET) + masked_mape(pred, TARGET)).backward()
+    (masked_mae(pred, TARGET) + masked_mape(pred, TARGET)).backward()
     assert torch.isfinite(pred.grad).all()
     assert (pred.grad[TARGET == 0] == 0).all()
 
@@ -128,10 +117,12 @@ def test_forecast_metrics_matches_masked_functions():
     per_h = masked_mae(pred, target, dim=DIMS)
     for h in (3, 6, 12):
         assert res["by_horizon"][str(h)]["mae"] == pytest.approx(per_h[h - 1].item(), rel=1e-5)
-        assert res["by_horizon"][str(h)]["rmse"] == pytest.approx(masked_rmse(pred, target, dim=DIMS)[h - 1].item(),
-                                                                  rel=1e-5)
+        assert res["by_horizon"][str(h)]["rmse"] == pytest.approx(
+            masked_rmse(pred, target, dim=DIMS)[h - 1].item(), rel=1e-5
+        )
         assert res["by_horizon"][str(h)]["mape"] == pytest.approx(
-            100 * masked_mape(pred, target, dim=DIMS)[h - 1].item(), rel=1e-5)
+            100 * masked_mape(pred, target, dim=DIMS)[h - 1].item(), rel=1e-5
+        )
     assert res["mae_per_step"] == pytest.approx(per_h.tolist(), rel=1e-5)
 
 

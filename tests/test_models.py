@@ -5,22 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
-from stlib.config import ModelConfig
+from stlib.config import ConfigError, build_run_config, model_classes, model_options
 from stlib.data import make_batches
 from stlib.models import build_model, count_parameters
 from stlib.models.layers import AxisAttention, Dropout, future_time_indices, keep_mask, sinusoidal
 from stlib.train import compute_loss
 
-from conftest import tiny_config
-
 MODELS = ["last_value", "historical_average", "stid", "encdec"]
 
 
 def small_model(name, ds, **kw):
-    base = dict(name=name, d_model=16, n_heads=2, encoder_depth=1, decoder_depth=1, dropout=0.0,
-                embed_dim=8, num_layers=2)
-    return build_model(ModelConfig(**{**base, **kw}), ds)
+    base = dict(
+        name=name, d_model=16, n_heads=2, encoder_depth=1, decoder_depth=1, dropout=0.0, embed_dim=8, num_layers=2
+    )
+    takes = model_classes()[name].model_fields  # the shared sizes the model takes, then its own options
+    shared = {k: v for k, v in base.items() if k in takes and k != "name"}
+    return build_model(model_options(name, **{**shared, **kw}), ds)
 
 
 def first_batch(ds, split="train", batch_size=8):
@@ -48,11 +50,12 @@ def test_output_shape_and_finite(tiny, name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name,kw", [("stid", {}), ("encdec", {}),
-                                     ("alternating", dict(patch=3, head="linear", encoder_depth=2))])
+@pytest.mark.parametrize(
+    "name,kw", [("stid", {}), ("encdec", {}), ("alternating", dict(patch=3, head="linear", encoder_depth=2))]
+)
 def test_a_few_steps_lower_the_loss(tiny, name, kw):
     torch.manual_seed(0)
-    model = small_model(name, tiny, use_denoising=False, **kw)
+    model = small_model(name, tiny, **({} if name == "stid" else {"use_denoising": False}), **kw)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     x, y = first_batch(tiny, batch_size=32)
     tc = tiny_config().train
@@ -99,9 +102,15 @@ def test_future_time_indices_wrap_midnight_and_week():
 
 
 def test_stid_size_matches_the_paper(tiny):
-    ds170 = type(tiny)(tiny.name, np.ones((600, 170, 1), np.float32), tiny.start_time, 5, tiny.edges,
-                       {"train": np.arange(300), "val": np.arange(300, 400), "test": np.arange(400, 500)})
-    n = count_parameters(build_model(ModelConfig(name="stid"), ds170))
+    ds170 = type(tiny)(
+        tiny.name,
+        np.ones((600, 170, 1), np.float32),
+        tiny.start_time,
+        5,
+        tiny.edges,
+        {"train": np.arange(300), "val": np.arange(300, 400), "test": np.arange(400, 500)},
+    )
+    n = count_parameters(build_model(model_options("stid"), ds170))
     assert 100_000 < n < 130_000  # STID reports 0.12 M parameters on PEMS08
 
 
@@ -135,14 +144,18 @@ def test_denoising_only_in_training(tiny):
 
 
 def test_denoise_weight_changes_the_loss(tiny):
-    model = small_model("encdec", tiny, use_denoising=True)
+    """The model weighs its own reconstruction loss; the trainer's loss adds it as given."""
     x, y = first_batch(tiny)
     tc = tiny_config().train
-    torch.manual_seed(1)
-    out = model.train()(x)
-    base = compute_loss(out, y, tiny.mean, tiny.std, tc, 0.0)
-    weighted = compute_loss(out, y, tiny.mean, tiny.std, tc, 0.5)
-    assert weighted.item() == pytest.approx(base.item() + 0.5 * out[1].item(), rel=1e-5)
+    aux, loss = {}, {}
+    for w in (0.0, 0.5, 1.0):
+        torch.manual_seed(0)
+        model = small_model("encdec", tiny, use_denoising=True, denoise_weight=w).train()
+        torch.manual_seed(1)
+        out = model(x)
+        aux[w], loss[w] = out[1].item(), compute_loss(out, y, tiny.mean, tiny.std, tc).item()
+    assert aux[0.0] == 0.0 and aux[1.0] > 0 and aux[0.5] == pytest.approx(0.5 * aux[1.0], rel=1e-6)
+    assert loss[0.5] == pytest.approx(loss[0.0] + aux[0.5], rel=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["fixed", "learned"])
@@ -194,10 +207,9 @@ def test_axis_attention_matches_reference_softmax():
 
 
 def test_d_model_must_divide_by_heads():
-    from stlib.config import ConfigError
 
     with pytest.raises(ConfigError, match="n_heads"):
-        ModelConfig(name="encdec", d_model=10, n_heads=4)
+        build_run_config({"model": {"name": "encdec", "d_model": 10, "n_heads": 4}})
 
 
 def test_block_axes_patterns():
@@ -213,8 +225,9 @@ def test_block_axes_patterns():
 @pytest.mark.parametrize("pattern", ["alternating", "stacked", "temporal"])
 def test_alternating_model_shapes_and_spatial_mixing(tiny, pattern):
     torch.manual_seed(0)
-    model = small_model("alternating", tiny, pattern=pattern, encoder_depth=2, decoder_depth=2,
-                        adaptive_dim=4, use_denoising=False).eval()
+    model = small_model(
+        "alternating", tiny, pattern=pattern, encoder_depth=2, decoder_depth=2, adaptive_dim=4, use_denoising=False
+    ).eval()
     x, _ = first_batch(tiny)
     out = model(x)
     assert out.shape == (8, 12, tiny.num_sensors, 1) and torch.isfinite(out).all()
@@ -351,8 +364,7 @@ def test_attn_short_routes_only_short_sequences(tiny, monkeypatch):
     torch.manual_seed(0)
     fused = small_model("alternating", tiny, encoder_depth=2, decoder_depth=1, use_denoising=False).eval()
     torch.manual_seed(0)
-    short = small_model("alternating", tiny, encoder_depth=2, decoder_depth=1, use_denoising=False,
-                        attn_short=6).eval()
+    short = small_model("alternating", tiny, encoder_depth=2, decoder_depth=1, use_denoising=False, attn_short=6).eval()
     with torch.no_grad():
         ref = fused(x)
         assert calls == []  # default 0: always the fused kernels
@@ -375,7 +387,8 @@ def test_patches_round_trip_and_layout():
 @pytest.mark.parametrize("patch,head", [(1, "linear"), (3, "decoder"), (3, "linear"), (4, "linear")])
 def test_patch_and_linear_head_shapes(tiny, name, patch, head):
     torch.manual_seed(0)
-    model = small_model(name, tiny, patch=patch, head=head, encoder_depth=2, adaptive_dim=4 if name != "encdec" else 0)
+    extra = {"adaptive_dim": 4} if name == "alternating" else {}
+    model = small_model(name, tiny, patch=patch, head=head, encoder_depth=2, **extra)
     x, _ = first_batch(tiny)
     model.eval()
     out = model(x)
@@ -411,7 +424,7 @@ def test_linear_head_has_no_decoder(tiny):
 
 
 def test_patch_and_head_config_errors():
-    from stlib.config import ConfigError, build_run_config
+    from stlib.config import build_run_config
 
     with pytest.raises(ConfigError, match=r"model.patch \(5\) must divide data.in_steps \(12\)"):
         build_run_config({"model": {"name": "alternating", "patch": 5}})
@@ -423,28 +436,13 @@ def test_patch_and_head_config_errors():
         build_run_config({"model": {"head": "mlp"}})
 
 
-def test_series_embedding_lets_every_token_see_the_whole_window(tiny):
-    torch.manual_seed(0)
-    x, _ = first_batch(tiny)
-    x2 = x.clone()
-    x2[:, -1, :, 0] += 1.0  # change the last input step only
-    for series, moved in [(False, False), (True, True)]:
-        model = small_model("alternating", tiny, patch=3, head="linear", series_embedding=series)
-        e1, e2 = model.embed(x, x[..., :1]), model.embed(x2, x2[..., :1])
-        first_token_moved = (e1[:, 0] - e2[:, 0]).abs().max().item() > 1e-6  # token 0 holds steps 0..2
-        assert first_token_moved == moved
-        assert (e1[:, -1] - e2[:, -1]).abs().max().item() > 1e-6  # the last token always sees its own steps
-    extra = count_parameters(small_model("alternating", tiny, series_embedding=True)) - count_parameters(
-        small_model("alternating", tiny))
-    assert extra == 12 * 16 + 16  # Linear(in_steps, d_model)
-
-
 def test_stid_embedding_model_starts_as_its_stid_encoding(tiny):
     """embedding=stid: every block's residual branch starts at zero, so at init the encoder returns the
     embedding itself; training moves the branches away from zero."""
     torch.manual_seed(0)
-    model = small_model("alternating", tiny, embedding="stid", patch=3, head="linear", encoder_depth=2,
-                        use_denoising=False).eval()
+    model = small_model(
+        "alternating", tiny, embedding="stid", patch=3, head="linear", encoder_depth=2, use_denoising=False
+    ).eval()
     x, y = first_batch(tiny, batch_size=32)
     assert torch.equal(model.encode(x, x[..., :1]), model.embed(x, x[..., :1]))
     adam_steps(model, x, y, tiny)
@@ -477,8 +475,16 @@ def test_stid_embedding_stem_runs_once_per_sensor(tiny):
 @pytest.mark.parametrize("head,denoise", [("linear", False), ("decoder", True)])
 def test_stid_embedding_with_both_heads_and_adaptive(tiny, head, denoise):
     torch.manual_seed(0)
-    model = small_model("alternating", tiny, embedding="stid", patch=3, head=head, encoder_depth=2,
-                        adaptive_dim=4, use_denoising=denoise)
+    model = small_model(
+        "alternating",
+        tiny,
+        embedding="stid",
+        patch=3,
+        head=head,
+        encoder_depth=2,
+        adaptive_dim=4,
+        use_denoising=denoise,
+    )
     x, _ = first_batch(tiny)
     out = model(x)
     pred = out[0] if denoise else out
@@ -488,7 +494,7 @@ def test_stid_embedding_with_both_heads_and_adaptive(tiny, head, denoise):
 
 
 def test_embedding_config_choices():
-    from stlib.config import ConfigError, build_run_config
+    from stlib.config import build_run_config
 
     cfg = build_run_config({"model": {"name": "encdec", "embedding": "stid", "stem_layers": 0}})
     assert cfg.model.embedding == "stid" and cfg.model.stem_layers == 0
@@ -514,65 +520,22 @@ def test_stid_embedding_tokens_carry_their_position(tiny, kind):
     assert torch.allclose(e[:, 1] - e[:, 0], (emb.pos(0, 4)[1] - emb.pos(0, 4)[0]).expand_as(e[:, 0]), atol=1e-5)
 
 
-def test_graph_transitions_walk_down_and_up_the_edges():
-    import pandas as pd
-
-    from stlib.models import transitions
-
-    edges = pd.DataFrame({"from": [0, 1, 2, 0], "to": [1, 2, 3, 2], "cost": [1.0] * 4})
-    t = transitions(edges, 5, 2)  # (2 * hops, N, N): downstream 1, 2 hops, upstream 1, 2 hops
-    assert t.shape == (4, 5, 5)
-    assert t[0][0].tolist() == [0, 0.5, 0.5, 0, 0]  # sensor 0 averages its two downstream neighbours
-    assert t[1][0].tolist() == [0, 0, 0.5, 0.5, 0]  # two steps down: 1 -> 2 and 2 -> 3
-    assert t[2][2].tolist() == [0.5, 0.5, 0, 0, 0]  # upstream of 2: 0 and 1
-    assert t[0][4].abs().sum() == 0 and t[0][3].abs().sum() == 0  # no edge out: a zero row
-
-
-def test_graph_hops_feed_each_sensor_its_neighbours_windows(tiny):
-    """model.graph_hops: a change in one sensor's window reaches its graph neighbours' stem; without the
-    option no other sensor moves (the STID stem is per sensor)."""
-    torch.manual_seed(0)
-    x, _ = first_batch(tiny)
-    src, dst = int(tiny.edges["from"].iloc[0]), int(tiny.edges["to"].iloc[0])
-    x2 = x.clone()
-    x2[:, :, dst, 0] += 1.0  # the window of a downstream neighbour of src
-    for hops, moved in [(0, False), (1, True)]:
-        model = small_model("encdec", tiny, embedding="stid", patch=12, head="linear", graph_hops=hops,
-                            stem_layers=1)
-        e1, e2 = model.embed(x, x[..., :1]), model.embed(x2, x2[..., :1])
-        assert bool((e1[:, :, src] - e2[:, :, src]).abs().max() > 1e-6) == moved
-    assert model.embed.neighbours.out_features == 8 * 2  # embed_dim per hop and direction
-
-
-def test_day_embedding_classes(tiny):
-    """model.day_embedding: week keeps 7 day vectors apart; weekend maps Monday-Friday to one and Saturday-Sunday
-    to another; none uses one vector for every day."""
-    torch.manual_seed(0)
-    x, _ = first_batch(tiny)
-    out = {}
-    for kind in ("week", "weekend", "none"):
-        torch.manual_seed(0)
-        model = small_model("encdec", tiny, embedding="stid", patch=12, head="linear", day_embedding=kind)
-        days = []
-        for d in range(7):
-            xd = x.clone()
-            xd[..., 2] = float(d)
-            days.append(model.embed(xd, xd[..., :1]))
-        same = [[torch.equal(days[a], days[b]) for b in range(7)] for a in range(7)]
-        out[kind] = same
-    assert not any(out["week"][a][b] for a in range(7) for b in range(7) if a != b)
-    assert out["weekend"][0][4] and out["weekend"][5][6] and not out["weekend"][4][5]
-    assert all(all(row) for row in out["none"])
-
-
 def test_stid_head_starts_as_stid_exactly_then_attention_corrects(tiny):
     """stid_head: STID's regression head on the sensor state plus the blocks' head from zero. With a STID's
     weights copied in, the model's forecast is that STID's to the bit at init; training moves the blocks' head."""
-    from stlib.models.baselines import STID
 
     torch.manual_seed(0)
-    model = small_model("alternating", tiny, embedding="stid", patch=3, head="linear", encoder_depth=2,
-                        stem_layers=2, stid_head=True, use_denoising=False).eval()
+    model = small_model(
+        "alternating",
+        tiny,
+        embedding="stid",
+        patch=3,
+        head="linear",
+        encoder_depth=2,
+        stem_layers=2,
+        stid_head=True,
+        use_denoising=False,
+    ).eval()
     stid = small_model("stid", tiny).eval()
     emb = model.embed
     with torch.no_grad():
@@ -591,80 +554,9 @@ def test_stid_head_starts_as_stid_exactly_then_attention_corrects(tiny):
 
 
 def test_stid_head_needs_the_stid_embedding_and_linear_head(tiny):
-    with pytest.raises(ValueError, match="stid_head"):
-        small_model("alternating", tiny, embedding="sum", head="linear", stid_head=True)
-    with pytest.raises(ValueError, match="stid_head"):
-        small_model("alternating", tiny, embedding="stid", head="decoder", stid_head=True)
-
-
-def test_daily_profile_reads_each_sensors_mean_day_at_the_input_and_forecast_steps(tiny):
-    """model.daily_profile all_days: the training rows' mean day of each sensor (the historical average without
-    weekdays), read at the window's 12 input and 12 forecast steps."""
-    from stlib.models.baselines import profile_window, training_profile
-
-    model = small_model("stid", tiny, daily_profile="all_days").eval()
-    assert torch.allclose(model.profile, torch.as_tensor(training_profile(tiny, "all"), dtype=torch.float32))
-    x, _ = first_batch(tiny, "test", 4)
-    window = profile_window(model.profile, x, tiny.steps_per_day, tiny.out_steps)  # (B, N, 24)
-    assert window.shape == (4, tiny.num_sensors, 24)
-    average = small_model("historical_average", tiny, by_weekday=False)(x)[..., 0]  # (B, out, N)
-    assert torch.allclose(window[..., 12:], average.transpose(1, 2))  # the forecast steps: the average's forecast
-    s, rows = int(tiny.splits["test"][0]), tiny.train_rows
-    tod, target = tiny.time_of_day[rows], tiny.target[rows]
-    for n in range(tiny.num_sensors):  # the first input step: the mean of the observed training rows at its slot
-        obs = target[tod == tiny.time_of_day[s], n]
-        obs = obs[obs != 0]
-        if len(obs):
-            assert tiny.denormalize(window[0, n, 0]).item() == pytest.approx(obs.mean(), rel=1e-4)
-
-
-def test_daily_profile_of_other_weekdays_never_holds_a_windows_own_targets(tiny):
-    """other_weekdays: the mean over the training days whose weekday differs from the step's, so a training
-    window's profile does not contain its targets (all_days does: they are among the days averaged)."""
-    from stlib.models.baselines import profile_window
-
-    model = small_model("stid", tiny, daily_profile="other_weekdays").eval()
-    assert model.profile.shape == (7, tiny.steps_per_day, tiny.num_sensors)
-    x, y = first_batch(tiny, "train", 4)
-    window = profile_window(model.profile, x, tiny.steps_per_day, tiny.out_steps)  # (B, N, 24)
-    s, rows = int(tiny.splits["train"][0]), tiny.train_rows
-    tod, dow, target = tiny.time_of_day[rows], tiny.day_of_week[rows], tiny.target[rows]
-    r = s + 12 + 11  # the last forecast step of the first training window
-    other = (tod == tiny.time_of_day[r]) & (dow != tiny.day_of_week[r])
-    for n in range(tiny.num_sensors):
-        obs = target[other, n]
-        obs = obs[obs != 0]
-        assert tiny.denormalize(window[0, n, 23]).item() == pytest.approx(obs.mean(), rel=1e-4)
-    # changing a training window's target leaves its own slot of the other-weekday profile unchanged (in original
-    # units: the z-scores move with the training mean and sd), and moves the all-days profile
-    changed = type(tiny)(tiny.name, tiny.series.copy(), tiny.start_time, 5, tiny.edges, tiny.splits)
-    changed.series[r, :, 0] += 50.0
-    slot = (int(tiny.day_of_week[r]), int(tiny.time_of_day[r]))
-    for days, same in (("other_weekdays", True), ("all_days", False)):
-        before = tiny.denormalize(small_model("stid", tiny, daily_profile=days).profile)
-        after = changed.denormalize(small_model("stid", changed, daily_profile=days).profile)
-        d = slot[0] if len(before) == 7 else 0
-        assert torch.allclose(after[d, slot[1]], before[d, slot[1]], atol=1e-3) == same
-
-
-@pytest.mark.parametrize("name,kw", [("stid", {}), ("alternating", dict(embedding="stid", patch=3, head="linear",
-                                                                         encoder_depth=2, stid_head=True))])
-def test_daily_profile_is_one_more_part_of_stids_state_and_moves_the_forecast(tiny, name, kw):
-    torch.manual_seed(0)
-    plain = small_model(name, tiny, use_denoising=False, **kw)
-    torch.manual_seed(0)
-    model = small_model(name, tiny, use_denoising=False, daily_profile="other_weekdays", **kw).eval()
-    stem = model.layers if name == "stid" else model.embed.stem
-    assert stem[0][0].in_features == 5 * 8  # series, node, time of day, day of week, profile: embed_dim 8 each
-    assert count_parameters(model) > count_parameters(plain)
-    assert getattr(plain, "profile", None) is None and getattr(plain.embed if name != "stid" else plain,
-                                                                 "profile_enc", None) is None
-    x, _ = first_batch(tiny, "test", 4)
-    before = model(x)
-    model.get_buffer("profile" if name == "stid" else "embed.profile").add_(1.0)  # another mean day
-    assert not torch.allclose(model(x), before)
-
-
-def test_daily_profile_needs_stids_encoding(tiny):
-    with pytest.raises(ValueError, match="daily_profile"):
-        small_model("encdec", tiny, embedding="sum", daily_profile="all_days")
+    for kw in (dict(embedding="sum", head="linear"), dict(embedding="stid", head="decoder")):
+        with pytest.raises(ConfigError, match="model.stid_head needs model.embedding: stid and model.head: linear"):
+            build_run_config({"model": {"name": "alternating", "stid_head": True, **kw}})
+    assert build_run_config(
+        {"model": {"name": "alternating", "stid_head": True, "embedding": "stid", "head": "linear"}}
+    )

@@ -7,10 +7,9 @@ import inspect
 
 import pytest
 
-from stlib import data
-from stlib.config import (DATASET_OPTIONS, MODEL_NAMES, MODEL_OPTIONS, ConfigError, ModelConfig, load_profile,
-                          replace)
-from stlib.data import sources
+from stlib import config, data
+from stlib.config import DATASET_OPTIONS, ConfigError, load_profile, model_classes, replace
+from stlib.data import make_batches, sources
 from stlib.models import STID, AlternatingEncoderDecoder, EncoderDecoder, HistoricalAverage, build_model
 from stlib.paths import REPO_ROOT
 
@@ -25,28 +24,28 @@ def write(tmp_path, text):
 
 
 # ---------------------------------------------------------------------------------------------
-# the tables agree with what the constructors and loaders take
+# each model's options class is its constructor's arguments
 
 
 def params(fn, skip=()) -> set[str]:
     return {p for p in inspect.signature(fn).parameters if p not in skip and p != "self"}
 
 
+def options(name) -> set[str]:
+    return set(model_classes()[name].model_fields) - {"name"}
+
+
 def test_model_options_are_the_constructor_arguments():
     dims = {"num_sensors", "in_steps", "out_steps", "steps_per_day"}
-    assert set(MODEL_OPTIONS) == set(MODEL_NAMES)
-    assert MODEL_OPTIONS["last_value"] == ()
-    assert set(MODEL_OPTIONS["historical_average"]) == params(HistoricalAverage, {"ds"})
-    # the builder turns daily_profile into the training rows' profile and graph_hops into transitions
-    assert set(MODEL_OPTIONS["stid"]) == params(STID, dims | {"profile"}) | {"daily_profile"}
-    # the trainer reads denoise_weight; alternating sets the axes
-    built = {"null_z", "transitions", "encoder_axes", "decoder_axes", "adaptive_dim", "profile"}
-    assert set(MODEL_OPTIONS["encdec"]) == params(EncoderDecoder, dims | built) | {"graph_hops", "denoise_weight",
-                                                                                 "daily_profile"}
-    assert set(MODEL_OPTIONS["alternating"]) == set(MODEL_OPTIONS["encdec"]) | {"pattern", "adaptive_dim"}
-    assert params(AlternatingEncoderDecoder) >= {"pattern", "adaptive_dim"}
-    every = {f for opts in MODEL_OPTIONS.values() for f in opts}
-    assert every == set(vars(ModelConfig())) - {"name"}  # no option that no model takes
+    assert list(model_classes())[:5] == ["last_value", "historical_average", "stid", "encdec", "alternating"]
+    assert options("last_value") == set() and options("historical_average") == params(HistoricalAverage, {"ds"})
+    assert options("stid") == params(STID, dims)
+    # the stage-1 class also takes what the stage-2 model sets (block axes, the adaptive embedding)
+    assert options("encdec") == params(
+        EncoderDecoder, dims | {"null_z", "encoder_axes", "decoder_axes", "adaptive_dim"}
+    )
+    assert options("alternating") == options("encdec") | {"pattern", "adaptive_dim", "stid_head", "stem_epochs"}
+    assert params(AlternatingEncoderDecoder) >= {"pattern", "stid_head", "stem_epochs"}
 
 
 def test_dataset_options_are_the_loader_arguments():
@@ -56,12 +55,20 @@ def test_dataset_options_are_the_loader_arguments():
     assert set(DATASET_OPTIONS["PEMS"]) == params(sources.load_pems, {"name"}) | labels
     assert set(DATASET_OPTIONS["DCRNN"]) == params(sources.load_dcrnn, {"name"}) | labels
     assert set(DATASET_OPTIONS["file"]) == params(sources.load_file) | labels
-    assert set(sources.DCRNN_FILES) == set(sources.DCRNN_NAMES)
+    assert set(sources.DCRNN_FILES) == set(config.DCRNN_NAMES)
 
 
 def test_no_catch_all_arguments():
-    for fn in (STID, HistoricalAverage, EncoderDecoder, sources.load_synthetic, sources.load_pems,
-               sources.load_pems08_tail, sources.load_dcrnn, sources.load_file):
+    for fn in (
+        STID,
+        HistoricalAverage,
+        EncoderDecoder,
+        sources.load_synthetic,
+        sources.load_pems,
+        sources.load_pems08_tail,
+        sources.load_dcrnn,
+        sources.load_file,
+    ):
         kinds = {p.kind for p in inspect.signature(fn).parameters.values()}
         assert inspect.Parameter.VAR_KEYWORD not in kinds, fn
 
@@ -70,20 +77,24 @@ def test_no_catch_all_arguments():
 # an option the chosen model or dataset does not take is an error
 
 
-@pytest.mark.parametrize("preset, overrides, option, model", [
-    ("stid", ["model.patch=2"], "model.patch", "stid"),  # an override after the preset chose STID
-    (None, ["model.name=stid", "model.d_model=16"], "model.d_model", "stid"),  # set with the choice
-    (None, ["model.adaptive_dim=8"], "model.adaptive_dim", "encdec"),  # once silently 0 for encdec
-    ("last_value", ["model.by_weekday=false"], "model.by_weekday", "last_value"),
-    ("historical_average", ["model.dropout=0.2"], "model.dropout", "historical_average"),
-])
+@pytest.mark.parametrize(
+    "preset, overrides, option, model",
+    [
+        ("stid", ["model.patch=2"], "model.patch", "stid"),  # an override after the preset chose STID
+        (None, ["model.name=stid", "model.d_model=16"], "model.d_model", "stid"),  # set with the choice
+        (None, ["model.adaptive_dim=8"], "model.adaptive_dim", "encdec"),  # once silently 0 for encdec
+        ("last_value", ["model.by_weekday=false"], "model.by_weekday", "last_value"),
+        ("historical_average", ["model.dropout=0.2"], "model.dropout", "historical_average"),
+    ],
+)
 def test_option_the_model_does_not_take_is_an_error(preset, overrides, option, model):
     with pytest.raises(ConfigError) as e:
         load_profile(DEFAULT).run_config(preset=preset, overrides=overrides)
     msg = str(e.value)
     assert f"{option} does not apply to model {model}" in msg
-    if MODEL_OPTIONS[model]:
-        assert "its options are: " + ", ".join(MODEL_OPTIONS[model]) in msg
+    takes = [f for f in model_classes()[model].model_fields if f != "name"]
+    if takes:
+        assert "its options are: " + ", ".join(takes) in msg
     else:
         assert "it takes no options" in msg
 
@@ -101,7 +112,12 @@ def test_options_of_the_model_a_preset_replaces_are_not_errors():
     # default.yaml configures the encoder-decoder (patch, head, d_model, ...); its stid preset switches the model:
     # the file's encoder-decoder options are unused by STID, not wrong
     cfg = load_profile(DEFAULT).run_config(preset="stid")
-    assert cfg.model.name == "stid" and cfg.model.patch == 6  # kept as it was (the record is unchanged)
+    assert cfg.model.name == "stid" and not hasattr(cfg.model, "patch")
+    # an option both models take carries over: the file's dropout, unless the preset sets its own
+    assert (
+        cfg.model.dropout == 0.15
+        and load_profile(DEFAULT).run_config(overrides=["model.name=stid"]).model.dropout == 0.05
+    )
 
 
 def test_replace_checks_the_options_it_sets():
@@ -112,8 +128,11 @@ def test_replace_checks_the_options_it_sets():
 
 
 def test_option_the_dataset_does_not_take_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"data\.num_sensors does not apply to dataset pems08-tail; its options "
-                                          r"are: in_steps, out_steps, value_name, unit"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.num_sensors does not apply to dataset pems08-tail; its options "
+        r"are: in_steps, out_steps, value_name, unit",
+    ):
         load_profile(DEFAULT).run_config(overrides=["data.name=pems08-tail", "data.num_sensors=5"])
     with pytest.raises(ConfigError, match=r"data\.path does not apply to dataset synthetic"):
         load_profile(DEFAULT).run_config(overrides=["data.path=x.csv"])
@@ -140,4 +159,72 @@ def test_every_preset_builds_its_model(path, tiny):
     for preset in [None, *profile.presets]:
         cfg = profile.run_config(preset=preset)
         model = build_model(cfg.model, tiny)
-        assert model is not None, preset
+        assert (
+            type(model).__name__
+            == {
+                "last_value": "LastValue",
+                "historical_average": "HistoricalAverage",
+                "stid": "STID",
+                "encdec": "EncoderDecoder",
+                "alternating": "AlternatingEncoderDecoder",
+            }[cfg.model.name]
+        ), preset
+        x, _ = next(iter(make_batches(tiny, "val", 4)))
+        assert model.eval()(x).shape == (4, tiny.out_steps, tiny.num_sensors, 1), preset
+
+
+# ---------------------------------------------------------------------------------------------
+# a model defined outside stlib: one class with its options, registered in one line, trained from a params file
+
+PLUGIN = """
+from typing import Literal
+
+import torch.nn as nn
+from pydantic import Field
+
+from stlib.config import ModelOptions, register
+
+
+@register
+class RepeatOptions(ModelOptions):
+    name: Literal["repeat_scaled"] = "repeat_scaled"
+    hidden: int = Field(4, ge=1)
+
+    def build(self, ds):
+        return RepeatScaled(ds.out_steps, self.hidden)
+
+
+class RepeatScaled(nn.Module):
+    def __init__(self, out_steps, hidden):
+        super().__init__()
+        self.out_steps, self.mix = out_steps, nn.Sequential(nn.Linear(1, hidden), nn.Linear(hidden, 1))
+
+    def forward(self, x):  # (B, T, N, 3) -> (B, out, N, 1)
+        return self.mix(x[:, -1:, :, :1]).expand(-1, self.out_steps, -1, -1)
+"""
+
+
+def test_a_model_from_outside_stlib_registers_and_trains_from_a_params_file(tmp_path, monkeypatch, request):
+    from stlib.train import fit
+
+    (tmp_path / "my_model.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_model  # noqa: F401  (registering is importing)
+
+    request.addfinalizer(lambda: config.MODELS.pop("repeat_scaled"))
+
+    path = write(
+        tmp_path,
+        "data: {name: synthetic, num_sensors: 4, num_days: 2}\nmodel: {name: repeat_scaled, hidden: 3}\n"
+        "train: {epochs: 1, quiet: true, save_checkpoint: false}\n",
+    )
+    cfg = load_profile(path).run_config()
+    assert type(cfg.model).__name__ == "RepeatOptions" and cfg.model.hidden == 3
+    with pytest.raises(
+        ConfigError, match="model.d_model does not apply to model repeat_scaled; its options are: hidden"
+    ):
+        load_profile(path).run_config(overrides=["model.d_model=8"])
+    with pytest.raises(ConfigError, match="model.hidden must be >= 1"):
+        load_profile(path).run_config(overrides=["model.hidden=0"])
+    run = fit(cfg, out_root=tmp_path / "out")
+    assert run.metrics["test"]["mae"] > 0 and len(run.history) == 1

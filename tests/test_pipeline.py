@@ -149,7 +149,8 @@ def test_parameter_drift_names_the_notebook_and_both_values(tmp_path, nbdir):
     params = make_params(tmp_path, '  "03": {seeds: [0, 1], jobs: 2, depth: [1, 2]}\n', name="y")
     make_notebook(nbdir / "03_stage1_tuning.ipynb", params=f'params_file = "{params}"\nseeds = [0, 1]\njobs = 2')
     assert pipeline.parameter_drift(str(params), notebook_dir=nbdir) == [
-        f"03_stage1_tuning.ipynb: depth is set by {params} but not declared in its parameters cell"]
+        f"03_stage1_tuning.ipynb: depth is set by {params} but not declared in its parameters cell"
+    ]
 
 
 def test_notebooks_write_to_an_interactive_folder_unless_the_pipeline_runs_them(tmp_path, monkeypatch):

@@ -11,16 +11,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from stlib.reporting import plots  # noqa: E402
 from stlib.data.core import Dataset, chronological_splits  # noqa: E402
+from stlib.reporting import plots  # noqa: E402
 
 HOURLY = 60  # interval in minutes: 24 steps per day keeps the test datasets tiny
 
 
 def edge_frame(pairs) -> pd.DataFrame:
     pairs = list(pairs)
-    return pd.DataFrame({"from": [a for a, _ in pairs], "to": [b for _, b in pairs],
-                         "cost": np.ones(len(pairs))}).astype({"from": np.int64, "to": np.int64})
+    return pd.DataFrame(
+        {"from": [a for a, _ in pairs], "to": [b for _, b in pairs], "cost": np.ones(len(pairs))}
+    ).astype({"from": np.int64, "to": np.int64})
 
 
 def chain(n: int) -> pd.DataFrame:
@@ -31,8 +32,16 @@ def make_dataset(series: np.ndarray, edges: pd.DataFrame, start="2024-01-01 00:0
     series = series.astype(np.float32)
     if series.ndim == 2:
         series = series[:, :, None]
-    return Dataset(name="tiny", series=series, start_time=pd.Timestamp(start), interval_minutes=HOURLY,
-                   edges=edges, splits=chronological_splits(len(series), 4), in_steps=2, out_steps=2)
+    return Dataset(
+        name="tiny",
+        series=series,
+        start_time=pd.Timestamp(start),
+        interval_minutes=HOURLY,
+        edges=edges,
+        splits=chronological_splits(len(series), 4),
+        in_steps=2,
+        out_steps=2,
+    )
 
 
 def chain_dataset(n: int = 10, days: int = 14, missing: float = 0.01, seed: int = 0) -> Dataset:
@@ -62,13 +71,7 @@ def test_hop_distances_on_a_chain_with_an_isolated_node():
     # 0 -> 1 -> 2 -> 3 (directed, but hops are undirected), 4 isolated, duplicate and self-loop ignored
     edges = edge_frame([(0, 1), (1, 2), (2, 3), (1, 0), (2, 2)])
     hops = plots.hop_distances(edges, 5)
-    expected = np.array([
-        [0, 1, 2, 3, -1],
-        [1, 0, 1, 2, -1],
-        [2, 1, 0, 1, -1],
-        [3, 2, 1, 0, -1],
-        [-1, -1, -1, -1, 0],
-    ])
+    expected = np.array([[0, 1, 2, 3, -1], [1, 0, 1, 2, -1], [2, 1, 0, 1, -1], [3, 2, 1, 0, -1], [-1, -1, -1, -1, 0]])
     np.testing.assert_array_equal(hops, expected)
 
 
@@ -86,14 +89,17 @@ def test_connected_components():
     np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2])
 
 
-@pytest.mark.parametrize("edges, n", [
-    (chain(8), 8),
-    (edge_frame([(0, 1), (1, 2), (3, 4), (5, 6), (6, 7), (7, 5)]), 10),  # two chains, a triangle, 2 isolated
-    (edge_frame([]), 7),  # no edges at all
-    (edge_frame([]), 1),
-    (edge_frame([(0, 1)]), 2),
-    (edge_frame([(0, 1), (0, 2), (0, 3), (0, 4)]), 5),  # star: degenerate Laplacian eigenvalues
-])
+@pytest.mark.parametrize(
+    "edges, n",
+    [
+        (chain(8), 8),
+        (edge_frame([(0, 1), (1, 2), (3, 4), (5, 6), (6, 7), (7, 5)]), 10),  # two chains, a triangle, 2 isolated
+        (edge_frame([]), 7),  # no edges at all
+        (edge_frame([]), 1),
+        (edge_frame([(0, 1)]), 2),
+        (edge_frame([(0, 1), (0, 2), (0, 3), (0, 4)]), 5),  # star: degenerate Laplacian eigenvalues
+    ],
+)
 def test_spectral_layout_shape_finite_and_distinct(edges, n):
     pos = plots.spectral_layout(edges, n)
     assert pos.shape == (n, 2)
@@ -193,8 +199,11 @@ def test_data_overview_is_a_one_column_table():
 # ---- figures ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("edges", [chain(10), edge_frame([]), edge_frame([(0, 1), (2, 3), (3, 4)])],
-                         ids=["chain", "no-edges", "disconnected"])
+@pytest.mark.parametrize(
+    "edges",
+    [chain(10), edge_frame([]), edge_frame([(0, 1), (2, 3), (3, 4)])],
+    ids=["chain", "no-edges", "disconnected"],
+)
 def test_every_plot_draws(edges):
     ds = chain_dataset()
     ds.edges = edges

@@ -25,17 +25,28 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     T = 400
     rng = np.random.default_rng(0)
-    df = pd.DataFrame(rng.uniform(20, 70, size=(T, len(IDS))).round(2), columns=IDS,
-                      index=pd.date_range("2024-05-03 22:00", periods=T, freq="15min", name="time"))
+    df = pd.DataFrame(
+        rng.uniform(20, 70, size=(T, len(IDS))).round(2),
+        columns=IDS,
+        index=pd.date_range("2024-05-03 22:00", periods=T, freq="15min", name="time"),
+    )
     df.iloc[-30:, 2] = np.nan  # a sensor dark at the end of the test period
     df.to_csv(root / "speed.csv")
-    cfg = build_run_config({
-        "stage": "test",
-        "data": {"name": "file", "path": str(root / "speed.csv"), "value_name": "speed", "unit": "mph"},
-        "model": {"name": "encdec", "d_model": 8, "n_heads": 2, "encoder_depth": 1, "decoder_depth": 1,
-                  "use_denoising": False},
-        "train": {"epochs": 1, "batch_size": 64, "quiet": True, "save_checkpoint": True, "threads": 1},
-    })
+    cfg = build_run_config(
+        {
+            "stage": "test",
+            "data": {"name": "file", "path": str(root / "speed.csv"), "value_name": "speed", "unit": "mph"},
+            "model": {
+                "name": "encdec",
+                "d_model": 8,
+                "n_heads": 2,
+                "encoder_depth": 1,
+                "decoder_depth": 1,
+                "use_denoising": False,
+            },
+            "train": {"epochs": 1, "batch_size": 64, "quiet": True, "save_checkpoint": True, "threads": 1},
+        }
+    )
     return fit(cfg, out_root=root / "outputs").dir
 
 
@@ -103,8 +114,10 @@ BAD_RUNS = {  # case -> (how to spoil a copy of the run, message fragment)
     "no_metrics": (lambda d: (d / "metrics.json").unlink(), "no metrics.json (unfinished or not a run directory)"),
     "no_best": (lambda d: (d / "best.pt").unlink(), "no best.pt"),
     "corrupt_best": (lambda d: (d / "best.pt").write_bytes(b"junk"), "cannot read the run back"),
-    "bad_config": (lambda d: (d / "config.yaml").write_text("data: {name: synthetic, num_sensorz: 3}\n"),
-                   "unknown key 'num_sensorz'"),
+    "bad_config": (
+        lambda d: (d / "config.yaml").write_text("data: {name: synthetic, num_sensorz: 3}\n"),
+        "unknown key 'num_sensorz'",
+    ),
     "bad_split": (lambda d: None, "unknown split 'dev'"),
 }
 
@@ -129,8 +142,15 @@ def test_bad_out_suffix_and_module_entry_point(run_dir, tmp_path):
     assert main([str(run_dir), "--out", str(tmp_path / "nowhere" / "f.csv")]) == 2
     assert _listing(tmp_path) == []
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "stlib.predict", str(tmp_path / "missing")], capture_output=True,
-                          text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stlib.predict", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == f"error: {tmp_path / 'missing'}: not a directory (expected a run directory " \
-                                  "outputs/runs/<stage>/<run-id>)"
+    assert (
+        proc.stderr.strip() == f"error: {tmp_path / 'missing'}: not a directory (expected a run directory "
+        "outputs/runs/<stage>/<run-id>)"
+    )

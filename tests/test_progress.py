@@ -7,12 +7,11 @@ import math
 import sys
 
 import pytest
+from conftest import tiny_config
 
-from stlib.training import progress
 from stlib.config import ConfigError, replace
 from stlib.train import fit
-
-from conftest import tiny_config
+from stlib.training import progress
 
 
 def loud(**dotted):
@@ -109,8 +108,18 @@ def test_tensorboard_logs_losses_val_mae_lr_and_test_metrics(tiny):
     acc = EventAccumulator(str(logs))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"step/loss", "step/lr", "epoch/train_loss", "epoch/val_mae", "epoch/lr", "test/mae", "test/rmse",
-            "test/mape", "test/mae_h12", "val/mae"} <= tags
+    assert {
+        "step/loss",
+        "step/lr",
+        "epoch/train_loss",
+        "epoch/val_mae",
+        "epoch/lr",
+        "test/mae",
+        "test/rmse",
+        "test/mape",
+        "test/mae_h12",
+        "val/mae",
+    } <= tags
     assert [e.step for e in acc.Scalars("epoch/train_loss")] == [1, 2]
     assert len(acc.Scalars("step/loss")) == 16  # 8 optimizer steps an epoch
     assert [e.value for e in acc.Scalars("epoch/val_mae")] == pytest.approx(run.history["val_mae"].tolist())

@@ -7,11 +7,10 @@ import subprocess
 
 import pandas as pd
 import pytest
+from conftest import tiny_config
 
 from stlib.reporting import records, results
 from stlib.train import fit
-
-from conftest import tiny_config
 
 
 def test_ledger_stage_stays_two_digit_text(tmp_path):
@@ -32,6 +31,7 @@ def test_a_ledger_written_with_integer_stages_reads_back_two_digits(tmp_path):
 def test_git_state_of_a_repository(tmp_path):
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
     try:
         git("init", "-q")
     except (OSError, subprocess.CalledProcessError):
@@ -39,8 +39,9 @@ def test_git_state_of_a_repository(tmp_path):
     (tmp_path / "a.txt").write_text("1")
     git("add", "a.txt")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
-    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     assert records.git_state(tmp_path) == {"git_commit": head, "git_dirty": False}
     (tmp_path / "b.txt").write_text("untracked files do not make the tree dirty")
     assert records.git_state(tmp_path)["git_dirty"] is False
@@ -62,9 +63,18 @@ def test_env_json_names_the_commit(tiny):
     assert env["cpu_model"] == records.cpu_model() and records.run_device(run.dir) == f"CPU ({env['cpu_model']})"
 
 
-def test_recorded_device_in_words(tmp_path):
-    assert records.recorded_device({"device": "cpu", "device_name": "x86_64", "cpu_model": "AMD EPYC"}) == "CPU (AMD EPYC)"
-    # a record from before env.json kept the CPU model: its architecture
-    assert records.recorded_device({"device": "cpu", "device_name": "x86_64"}) == "CPU (x86_64)"
-    assert records.recorded_device({"device": "cuda:0", "device_name": "NVIDIA H200"}) == "NVIDIA H200"
-    assert records.recorded_device({}) is None and records.run_device(tmp_path) is None  # no env.json
+def test_one_device_label_for_records_names_and_devices(tmp_path):
+    label = records.device_label
+    assert label({"device": "cpu", "device_name": "x86_64", "cpu_model": "AMD EPYC"}) == "CPU (AMD EPYC)"
+    # a record from before env.json kept the CPU model: its architecture, as a bare name says it too
+    assert label({"device": "cpu", "device_name": "x86_64"}) == label("x86_64") == "CPU (x86_64)"
+    assert label({"device": "cuda:0", "device_name": "NVIDIA H200"}) == label("NVIDIA H200") == "NVIDIA H200"
+    assert label("cpu") == f"CPU ({records.cpu_model()})" and label({"device": "mps"}) == "Apple GPU (mps)"
+    assert label({}) == label(None) == label(float("nan")) == "not recorded" and label({}, missing=None) is None
+    assert label(label("x86_64")) == "CPU (x86_64)"  # words stay words
+    assert records.run_device(tmp_path) is None  # no env.json
+
+    class Unrecorded:  # a Run without a record names its own device
+        dir, device = tmp_path, "cpu"
+
+    assert records.run_device(Unrecorded()) == label("cpu")

@@ -6,14 +6,14 @@ import errno
 import json
 import os
 
+import faults
 import pandas as pd
 import pytest
 import torch
 
-import faults
-from stlib.reporting import records, results
 from stlib.config import ConfigError, load_profile
 from stlib.data import from_config
+from stlib.reporting import records, results
 from stlib.train import fit, main
 from stlib.training import loop
 
@@ -42,16 +42,20 @@ def stop_at(monkeypatch, target: str, call: int):
         if calls[0] == call:
             raise Killed
         return real(*a, **kw)
+
     monkeypatch.setattr(loop, target, stopping)
 
 
-@pytest.mark.parametrize("target, call, where", [
-    ("compute_loss", 3, None),  # before the first checkpoint: starts over in the same directory
-    ("compute_loss", 22, (1, 18)),  # mid-epoch 1, 3 batches after the checkpoint at batch 18
-    ("compute_loss", 33, (2, 0)),  # first batch of epoch 2, just after the epoch-end checkpoint
-    ("evaluate", 2, (2, 28)),  # during the validation of epoch 2 (last mid-epoch checkpoint: batch 28)
-    ("write_results", 1, (4, 0)),  # training done, metrics.json and ledger not yet written
-])
+@pytest.mark.parametrize(
+    "target, call, where",
+    [
+        ("compute_loss", 3, None),  # before the first checkpoint: starts over in the same directory
+        ("compute_loss", 22, (1, 18)),  # mid-epoch 1, 3 batches after the checkpoint at batch 18
+        ("compute_loss", 33, (2, 0)),  # first batch of epoch 2, just after the epoch-end checkpoint
+        ("evaluate", 2, (2, 28)),  # during the validation of epoch 2 (last mid-epoch checkpoint: batch 28)
+        ("write_results", 1, (4, 0)),  # training done, metrics.json and ledger not yet written
+    ],
+)
 def test_stopped_run_resumes_to_identical_metrics(tiny_run, tmp_path, monkeypatch, target, call, where):
     params, ds, ref = tiny_run
     cfg = load_profile(params).run_config()
@@ -128,6 +132,7 @@ def test_full_disk_leaves_the_previous_file_intact(tmp_path, monkeypatch):
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(OSError, match="disk is full") as e:
         records.write_json(target, {"v": 2})

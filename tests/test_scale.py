@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from stlib.studies import scale
 from stlib.models.layers import AxisAttention
+from stlib.studies import scale
 
 SMALL = dict(batch=1, d_model=8, n_heads=2, encoder_depth=2, decoder_depth=1, steps=1, amp="off", device="cpu")
 

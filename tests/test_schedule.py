@@ -6,14 +6,13 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_config
 from torch.optim import lr_scheduler
 
 from stlib.config import TrainConfig
 from stlib.data import make_batches
 from stlib.train import fit
 from stlib.training.schedule import Plateau, learning_rate
-
-from conftest import tiny_config
 
 SPE = 5  # optimizer steps per epoch in these tests
 
@@ -48,8 +47,11 @@ def test_warmup_is_a_torch_lambdalr_and_linearlr_stepped_per_optimizer_step(warm
     opt_lambda, opt_linear = torch_optimizer(tc.lr), torch_optimizer(tc.lr)
     ref_lambda = lr_scheduler.LambdaLR(opt_lambda, lambda s: min(1.0, (s + 1) / warmup))
     # LinearLR from 1/W to 1 over W - 1 steps: step s (0-based) runs at (s + 1) / W of the lr, then the full lr
-    ref_linear = lr_scheduler.LinearLR(opt_linear, start_factor=1 / warmup, end_factor=1.0,
-                                       total_iters=max(warmup - 1, 1)) if warmup > 1 else None
+    ref_linear = (
+        lr_scheduler.LinearLR(opt_linear, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1))
+        if warmup > 1
+        else None
+    )
     for step in range(tc.epochs * SPE):  # counted over the run, across epoch boundaries
         ours = learning_rate(tc, step, step // SPE + 1, SPE)
         assert same(ours, torch_lr(opt_lambda)), step
@@ -81,9 +83,12 @@ def test_warmup_then_cosine_is_torch_linearlr_chained_with_cosineannealinglr():
     tc = TrainConfig(lr=0.004, scheduler="cosine", warmup_steps=6, epochs=5)
     total = tc.epochs * SPE
     opt = torch_optimizer(tc.lr)
-    ref = lr_scheduler.ChainedScheduler([
-        lr_scheduler.LinearLR(opt, start_factor=1 / 6, end_factor=1.0, total_iters=5),
-        lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0)])
+    ref = lr_scheduler.ChainedScheduler(
+        [
+            lr_scheduler.LinearLR(opt, start_factor=1 / 6, end_factor=1.0, total_iters=5),
+            lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0),
+        ]
+    )
     for step in range(total):
         assert same(learning_rate(tc, step, step // SPE + 1, SPE), torch_lr(opt)), step
         opt.step()
@@ -101,8 +106,9 @@ def test_cosine_follows_the_time_budget_when_it_is_further_along():
 @pytest.mark.parametrize("patience, min_lr", [(2, 0.0), (0, 0.02), (1, 0.0)])
 def test_plateau_is_torch_reducelronplateau_stepped_after_each_validation(patience, min_lr):
     metrics = [5, 4, 4.5, 4.2, 4.1, 4.3, 3.0, 3.0002, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0, 2.0, 2.1, 2.2]
-    tc = TrainConfig(lr=0.1, scheduler="plateau", patience=max(patience, 1), factor=0.5, min_lr=min_lr,
-                     epochs=len(metrics))
+    tc = TrainConfig(
+        lr=0.1, scheduler="plateau", patience=max(patience, 1), factor=0.5, min_lr=min_lr, epochs=len(metrics)
+    )
     plateau, plateau_lr = Plateau(patience, tc.factor, min_lr), tc.lr  # patience 0: cut at every stall
     opt = torch_optimizer(tc.lr)
     ref = lr_scheduler.ReduceLROnPlateau(opt, patience=patience, factor=0.5, min_lr=min_lr)
@@ -119,10 +125,13 @@ def test_no_scheduler_is_the_constant_lr():
     assert {learning_rate(tc, s, s // SPE + 1, SPE, plateau_lr=1.0, time_frac=0.9) for s in range(15)} == {0.007}
 
 
-@pytest.mark.parametrize("scheduler, extra", [
-    ("cosine", {"train__warmup_steps": 3, "train__min_lr": 1e-4}),
-    ("multistep", {"train__milestones": [1, 2], "train__warmup_steps": 5, "train__accumulation_steps": 2}),
-])
+@pytest.mark.parametrize(
+    "scheduler, extra",
+    [
+        ("cosine", {"train__warmup_steps": 3, "train__min_lr": 1e-4}),
+        ("multistep", {"train__milestones": [1, 2], "train__warmup_steps": 5, "train__accumulation_steps": 2}),
+    ],
+)
 def test_the_loop_sets_the_scheduled_lr_at_every_step(tiny, scheduler, extra):
     cfg = tiny_config(train__scheduler=scheduler, train__epochs=3, **extra)
     tc = cfg.train

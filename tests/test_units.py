@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from stlib.reporting import plots, runplots  # noqa: E402
 from stlib.data import Dataset, chronological_splits, load_dataset  # noqa: E402
+from stlib.reporting import plots, runplots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +28,17 @@ def speed_dataset(interval=15, days=4, n=4) -> Dataset:
     rng = np.random.default_rng(0)
     series = rng.uniform(20, 70, size=(T, n, 1)).astype(np.float32)
     edges = pd.DataFrame({"from": np.arange(n - 1), "to": np.arange(1, n), "cost": np.ones(n - 1)})
-    return Dataset("speeds", series, pd.Timestamp("2024-01-01"), interval, edges, chronological_splits(T, 24),
-                   sensor_ids=[f"s{i}" for i in range(n)], value_name="speed", unit="mph")
+    return Dataset(
+        "speeds",
+        series,
+        pd.Timestamp("2024-01-01"),
+        interval,
+        edges,
+        chronological_splits(T, 24),
+        sensor_ids=[f"s{i}" for i in range(n)],
+        value_name="speed",
+        unit="mph",
+    )
 
 
 def test_value_name_and_unit_options_relabel_any_dataset():

@@ -7,11 +7,10 @@ Names: "synthetic" (embedded default), "pems08-tail" (the benchmark protocol), "
 
 from __future__ import annotations
 
-from ..config import DATASET_OPTIONS, LABEL_OPTIONS, check_applies, dataset_kind
+from ..config import DATASET_OPTIONS, DCRNN_NAMES, LABEL_OPTIONS, PEMS_NAMES, check_applies, dataset_kind
 from .batches import DeviceWindows, WindowDataset, make_batches
 from .core import Dataset, chronological_splits
-from .sources import (DCRNN_NAMES, PEMS_NAMES, download, load_dcrnn, load_file, load_pems, load_pems08_tail,
-                      load_synthetic)
+from .sources import download, load_dcrnn, load_file, load_pems, load_pems08_tail, load_synthetic
 
 DATASETS = ("synthetic", "pems08-tail", *PEMS_NAMES, *DCRNN_NAMES, "file")
 
@@ -47,5 +46,14 @@ def from_config(cfg) -> Dataset:
     return load_dataset(cfg.name, **opts)
 
 
-__all__ = ["Dataset", "DeviceWindows", "WindowDataset", "make_batches", "load_dataset", "from_config",
-           "download", "chronological_splits", "DATASETS"]
+__all__ = [
+    "Dataset",
+    "DeviceWindows",
+    "WindowDataset",
+    "make_batches",
+    "load_dataset",
+    "from_config",
+    "download",
+    "chronological_splits",
+    "DATASETS",
+]

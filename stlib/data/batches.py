@@ -8,7 +8,8 @@ epoch is a pure function of (seed, epoch), so a run can be resumed mid-way.
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset as TorchDataset
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from .core import Dataset
 
@@ -51,7 +52,7 @@ class DeviceWindows:
         check_skip(skip, len(self))
         order = epoch_order(len(self.starts), self.seed, epoch, self.shuffle).to(self.device)
         for i in range(skip, len(self)):
-            s = self.starts[order[i * self.batch_size:(i + 1) * self.batch_size]]  # (B,)
+            s = self.starts[order[i * self.batch_size : (i + 1) * self.batch_size]]  # (B,)
             x = self.feats[s[:, None] + self.in_off]  # (B, in, N, 3)
             y = self.target[s[:, None] + self.out_off].unsqueeze(-1)  # (B, out, N, 1)
             yield x, y
@@ -73,8 +74,8 @@ class WindowDataset(TorchDataset):
 
     def __getitem__(self, i):
         s = int(self.starts[i])
-        x = self.feats[s:s + self.in_steps]  # (in, N, 3)
-        y = self.target[s + self.in_steps:s + self.window].unsqueeze(-1)  # (out, N, 1)
+        x = self.feats[s : s + self.in_steps]  # (in, N, 3)
+        y = self.target[s + self.in_steps : s + self.window].unsqueeze(-1)  # (out, N, 1)
         return x, y
 
 
@@ -92,8 +93,19 @@ class _OrderSampler(torch.utils.data.Sampler):
 class LoaderWindows:
     """torch DataLoader over WindowDataset with num_workers / pin_memory / prefetch_factor."""
 
-    def __init__(self, ds: Dataset, split: str, batch_size: int, device, shuffle=False, seed=0, drop_last=False,
-                 num_workers=0, pin_memory=False, prefetch_factor=2):
+    def __init__(
+        self,
+        ds: Dataset,
+        split: str,
+        batch_size: int,
+        device,
+        shuffle=False,
+        seed=0,
+        drop_last=False,
+        num_workers=0,
+        pin_memory=False,
+        prefetch_factor=2,
+    ):
         self.items = WindowDataset(ds, split)
         self.device = torch.device(device)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
@@ -110,21 +122,38 @@ class LoaderWindows:
     def epoch(self, epoch: int = 0, skip: int = 0):
         """Iterate the batches of one epoch, starting after `skip` batches."""
         check_skip(skip, len(self))
-        order = epoch_order(len(self.items), self.seed, epoch, self.shuffle)[skip * self.batch_size:]
-        loader = DataLoader(self.items, batch_size=self.batch_size, sampler=_OrderSampler(order),
-                            drop_last=self.drop_last, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
-                            persistent_workers=False,
-                            # its own seeded generator: starting an epoch draws nothing from the global RNG
-                            generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        order = epoch_order(len(self.items), self.seed, epoch, self.shuffle)[skip * self.batch_size :]
+        loader = DataLoader(
+            self.items,
+            batch_size=self.batch_size,
+            sampler=_OrderSampler(order),
+            drop_last=self.drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
+            persistent_workers=False,
+            # its own seeded generator: starting an epoch draws nothing from the global RNG
+            generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch),
+        )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     __iter__ = epoch
 
 
-def make_batches(ds: Dataset, split: str, batch_size: int, device="cpu", shuffle=False, seed=0, drop_last=False,
-                 loader="device", num_workers=0, pin_memory=False, prefetch_factor=2):
+def make_batches(
+    ds: Dataset,
+    split: str,
+    batch_size: int,
+    device="cpu",
+    shuffle=False,
+    seed=0,
+    drop_last=False,
+    loader="device",
+    num_workers=0,
+    pin_memory=False,
+    prefetch_factor=2,
+):
     """Batches of one split: loader="device" (index arithmetic on the device) or "dataloader"."""
     if split not in ds.splits:
         raise ValueError(f"unknown split '{split}' (have: {', '.join(ds.splits)})")
@@ -133,6 +162,7 @@ def make_batches(ds: Dataset, split: str, batch_size: int, device="cpu", shuffle
     if loader == "device":
         return DeviceWindows(ds, split, batch_size, device, shuffle, seed, drop_last)
     if loader == "dataloader":
-        return LoaderWindows(ds, split, batch_size, device, shuffle, seed, drop_last,
-                             num_workers, pin_memory, prefetch_factor)
+        return LoaderWindows(
+            ds, split, batch_size, device, shuffle, seed, drop_last, num_workers, pin_memory, prefetch_factor
+        )
     raise ValueError(f"loader must be 'device' or 'dataloader', got {loader!r}")

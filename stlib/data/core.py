@@ -118,8 +118,10 @@ class Dataset:
     def features(self) -> np.ndarray:
         """(T, N, 3) float32 model inputs per row: z-scored target, time of day in [0, 1), day of week."""
         if not self.std > 0:
-            raise ValueError(f"{self.source}: the training rows {self.train_rows.start}..{self.train_rows.stop - 1} "
-                             f"of channel {self.target_channel} are constant (std 0): cannot z-score")
+            raise ValueError(
+                f"{self.source}: the training rows {self.train_rows.start}..{self.train_rows.stop - 1} "
+                f"of channel {self.target_channel} are constant (std 0): cannot z-score"
+            )
         T, N = self.num_steps, self.num_sensors
         out = np.empty((T, N, 3), dtype=np.float32)
         out[:, :, 0] = self.normalize(self.target)
@@ -179,7 +181,9 @@ def chronological_splits(num_steps: int, window: int, ratios=(0.6, 0.2, 0.2)) ->
     a = int(n * ratios[0] / total)
     b = int(n * (ratios[0] + ratios[1]) / total)
     if not 0 < a < b < n:
-        raise ValueError(f"series of {num_steps} steps has {n} windows of {window} steps: too few for split "
-                         f"{list(ratios)} (train/val/test would get {a}/{b - a}/{n - b} windows)")
+        raise ValueError(
+            f"series of {num_steps} steps has {n} windows of {window} steps: too few for split "
+            f"{list(ratios)} (train/val/test would get {a}/{b - a}/{n - b} windows)"
+        )
     starts = np.arange(n)
     return {"train": starts[:a], "val": starts[a:b], "test": starts[b:]}

@@ -141,11 +141,11 @@ def read_wide_csv(path: Path) -> SeriesFile:
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         row, val = first_non_numeric(df[bad[0]])
-        raise ValueError(f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1}); "
-                         + MISSING_HINT)
+        raise ValueError(
+            f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1}); " + MISSING_HINT
+        )
     sensors = [str(c).strip() for c in df.columns] if header else None
-    return SeriesFile(path, df.to_numpy(dtype=np.float64)[:, :, None], times, sensors, csv=True,
-                      time_label=time_label)
+    return SeriesFile(path, df.to_numpy(dtype=np.float64)[:, :, None], times, sensors, csv=True, time_label=time_label)
 
 
 def csv_has_header(path: Path) -> bool:
@@ -197,8 +197,9 @@ def parse_times(col: pd.Series, path: Path, label: str) -> pd.DatetimeIndex:
     """A time column -> DatetimeIndex (wall-clock time; a timezone is dropped); the first bad cell named."""
     where = f"{path}: column '{label}'"
     if pd.api.types.is_numeric_dtype(col):
-        raise ValueError(f"{where} holds numbers ({col.iloc[0]!r} in data row 1), not timestamps: write times "
-                         "like 2024-01-01 00:05")
+        raise ValueError(
+            f"{where} holds numbers ({col.iloc[0]!r} in data row 1), not timestamps: write times like 2024-01-01 00:05"
+        )
     try:
         times = pd.DatetimeIndex(pd.to_datetime(col, errors="coerce"))
     except (ValueError, TypeError) as e:  # mixed time zones and the like
@@ -240,8 +241,10 @@ def _hdf_frame(path: Path) -> pd.DataFrame:
             keys = store.keys()
             key = "/df" if "/df" in keys else keys[0] if len(keys) == 1 else None
             if key is None:
-                raise ValueError(f"{path}: {len(keys)} tables ({', '.join(keys) or 'none'}); expected one "
-                                 "pandas table (DCRNN's files hold one, under the key 'df')")
+                raise ValueError(
+                    f"{path}: {len(keys)} tables ({', '.join(keys) or 'none'}); expected one "
+                    "pandas table (DCRNN's files hold one, under the key 'df')"
+                )
             obj = store[key]
     except (OSError, TypeError, KeyError, tables.HDF5ExtError, tables.NoSuchNodeError) as e:
         raise ValueError(f"{path}: not a readable pandas HDF5 table (corrupt or truncated?): {e}") from None
@@ -255,8 +258,9 @@ def _hdf_frame(path: Path) -> pd.DataFrame:
 # validation
 
 
-def clean_values(sf: SeriesFile, min_steps: int, missing_value: float | None = None,
-                 channel: int = 0) -> tuple[np.ndarray, int]:
+def clean_values(
+    sf: SeriesFile, min_steps: int, missing_value: float | None = None, channel: int = 0
+) -> tuple[np.ndarray, int]:
     """(float32 (T, N, C) series with missing readings 0, count of missing cells in `channel`).
 
     Missing: NaN (an empty cell) or `missing_value`. Infinite and negative values are errors.
@@ -268,8 +272,10 @@ def clean_values(sf: SeriesFile, min_steps: int, missing_value: float | None = N
     _refuse(sf, np.isinf(v), "infinite value", "")
     _refuse(sf, (v < 0) & ~missing, "negative value", f"; values must be >= 0 ({MISSING_HINT})")
     if v.shape[0] < min_steps:
-        raise ValueError(f"{sf.path}: series of {v.shape[0]} steps is too short: at least {min_steps} steps are "
-                         "needed so that train, val and test each get windows of in_steps + out_steps steps")
+        raise ValueError(
+            f"{sf.path}: series of {v.shape[0]} steps is too short: at least {min_steps} steps are "
+            "needed so that train, val and test each get windows of in_steps + out_steps steps"
+        )
     return np.where(missing, 0.0, v).astype(np.float32), int(missing[:, :, channel].sum())
 
 
@@ -278,8 +284,9 @@ def _refuse(sf: SeriesFile, bad: np.ndarray, what: str, hint: str) -> None:
     if bad.any():
         t, n, c = (int(i) for i in np.argwhere(bad)[0])
         count = int(bad.sum())
-        raise ValueError(f"{sf.at(t, n, c)}: {what} {sf.values[t, n, c]:g} ({count} such cell{'s' * (count > 1)})"
-                         + hint)
+        raise ValueError(
+            f"{sf.at(t, n, c)}: {what} {sf.values[t, n, c]:g} ({count} such cell{'s' * (count > 1)})" + hint
+        )
 
 
 def regular_times(sf: SeriesFile, allow_gaps: bool = False) -> tuple[pd.Timestamp, int, int]:
@@ -302,8 +309,10 @@ def regular_times(sf: SeriesFile, allow_gaps: bool = False) -> tuple[pd.Timestam
         raise ValueError(f"{where(bad[0])}: {_time_problem(t, bad[0], d[bad[0]], step)}")
     minutes = step / pd.Timedelta(minutes=1)
     if minutes != int(minutes) or 1440 % int(minutes):
-        raise ValueError(f"{sf.path}: the timestamps are {step} apart: the interval must be a whole number of "
-                         "minutes dividing a day (1, 5, 10, 15, 30, 60, ...)")
+        raise ValueError(
+            f"{sf.path}: the timestamps are {step} apart: the interval must be a whole number of "
+            "minutes dividing a day (1, 5, 10, 15, 30, 60, ...)"
+        )
     return pd.Timestamp(t[0]), int(minutes), int(gap.sum())
 
 
@@ -314,6 +323,8 @@ def _time_problem(t: pd.DatetimeIndex, i: int, d: pd.Timedelta, step: pd.Timedel
     if d < pd.Timedelta(0):
         return f"timestamp {t[i + 1]} is earlier than the row before ({t[i]}): rows must be in time order"
     if d % step == pd.Timedelta(0):
-        return (f"gap: {t[i + 1]} follows {t[i]}, {int(d / step) - 1} step(s) of {step} missing; add those rows "
-                "with empty cells (missing readings)")
+        return (
+            f"gap: {t[i + 1]} follows {t[i]}, {int(d / step) - 1} step(s) of {step} missing; add those rows "
+            "with empty cells (missing readings)"
+        )
     return f"irregular interval: {t[i + 1]} is {d} after the row before; the file's interval is {step}"

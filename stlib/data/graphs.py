@@ -22,8 +22,9 @@ EDGES_BY = ("auto", "id", "position")
 
 
 def empty_edges() -> pd.DataFrame:
-    return pd.DataFrame({"from": pd.Series(dtype=np.int64), "to": pd.Series(dtype=np.int64),
-                         "cost": pd.Series(dtype=np.float64)})
+    return pd.DataFrame(
+        {"from": pd.Series(dtype=np.int64), "to": pd.Series(dtype=np.int64), "cost": pd.Series(dtype=np.float64)}
+    )
 
 
 def norm_id(x) -> str:
@@ -38,8 +39,9 @@ def _ids(values, limit: int = 5) -> str:
     return "[" + ", ".join(map(str, values[:limit])) + (", ..." if len(values) > limit else "") + "]"
 
 
-def read_graph(path: Path, num_sensors: int, sensors: list[str] | None = None, by: str = "auto",
-               unknown: str = "error") -> pd.DataFrame:
+def read_graph(
+    path: Path, num_sensors: int, sensors: list[str] | None = None, by: str = "auto", unknown: str = "error"
+) -> pd.DataFrame:
     """The edges of a graph file as from/to (sensor positions) and cost rows.
 
     sensors: the data's sensor ids in column order (None: the data names none, edges go by position);
@@ -73,16 +75,22 @@ def edge_list(df: pd.DataFrame, path: Path, num_sensors: int, sensors, by: str, 
     empty = cells == ""
     if empty.to_numpy().any():
         r, c = _first(empty)
-        raise ValueError(f"{path}: data row {r + 1}, column '{c}': empty cells in the edge list "
-                         f"(first at data row {r + 1})")
+        raise ValueError(
+            f"{path}: data row {r + 1}, column '{c}': empty cells in the edge list (first at data row {r + 1})"
+        )
     ends = cells[["from", "to"]]
     if _edge_mode(ends, path, sensors, by) == "id":
         pos = _by_id(ends, path, sensors, unknown)  # (E', 2), rows of unknown ids dropped
     else:
         pos = _by_position(ends, path, num_sensors)
     cost = _costs(cells["cost"], path) if "cost" in cells else pd.Series(1.0, index=cells.index)
-    return pd.DataFrame({"from": pos["from"].to_numpy(np.int64), "to": pos["to"].to_numpy(np.int64),
-                         "cost": cost.loc[pos.index].to_numpy(np.float64)})
+    return pd.DataFrame(
+        {
+            "from": pos["from"].to_numpy(np.int64),
+            "to": pos["to"].to_numpy(np.int64),
+            "cost": cost.loc[pos.index].to_numpy(np.float64),
+        }
+    )
 
 
 def _first(mask: pd.DataFrame) -> tuple[int, str]:
@@ -117,8 +125,10 @@ def _by_id(ends: pd.DataFrame, path: Path, sensors, unknown: str) -> pd.DataFram
     if unknown == "error" and not known.to_numpy().all():
         r, c = _first(~known)
         missing = sorted(set(ids.to_numpy()[~known.to_numpy()]))
-        raise ValueError(f"{path}: data row {r + 1}, column '{c}': sensor ids not in the id list: {_ids(missing)} "
-                         f"({len(missing)} unknown; the data names {len(sensors)} sensors: {_ids(sensors)})")
+        raise ValueError(
+            f"{path}: data row {r + 1}, column '{c}': sensor ids not in the id list: {_ids(missing)} "
+            f"({len(missing)} unknown; the data names {len(sensors)} sensors: {_ids(sensors)})"
+        )
     ids = ids[known.all(axis=1)]
     return ids.apply(lambda col: col.map(lookup))
 
@@ -129,14 +139,18 @@ def _by_position(ends: pd.DataFrame, path: Path, num_sensors: int) -> pd.DataFra
     for c in ("from", "to"):
         if num[c].isna().any():
             row, val = first_non_numeric(ends[c])
-            raise ValueError(f"{path}: column '{c}' must be numeric; data row {row + 1} holds {val!r} (without "
-                             "sensor ids in the data file, edges name sensors by position 0..N-1)")
+            raise ValueError(
+                f"{path}: column '{c}' must be numeric; data row {row + 1} holds {val!r} (without "
+                "sensor ids in the data file, edges name sensors by position 0..N-1)"
+            )
     bad = (num < 0) | (num >= num_sensors) | (num != num.round())
     if bad.to_numpy().any():
         r, c = _first(bad)
         values = sorted(set(num.to_numpy()[bad.to_numpy()].tolist()))
-        raise ValueError(f"{path}: data row {r + 1}, column '{c}': sensor ids out of range 0..{num_sensors - 1}: "
-                         f"[{', '.join(f'{v:g}' for v in values[:5])}]")
+        raise ValueError(
+            f"{path}: data row {r + 1}, column '{c}': sensor ids out of range 0..{num_sensors - 1}: "
+            f"[{', '.join(f'{v:g}' for v in values[:5])}]"
+        )
     return num.astype(np.int64)
 
 
@@ -161,16 +175,23 @@ def matrix_edges(mat: np.ndarray, path: Path, num_sensors: int) -> pd.DataFrame:
     if not np.issubdtype(mat.dtype, np.number):
         raise ValueError(f"{path}: adjacency matrix must be numeric, got dtype {mat.dtype}")
     if mat.shape != (num_sensors, num_sensors):
-        raise ValueError(f"{path}: adjacency matrix must be ({num_sensors}, {num_sensors}) for {num_sensors} "
-                         f"sensors, got {mat.shape}")
+        raise ValueError(
+            f"{path}: adjacency matrix must be ({num_sensors}, {num_sensors}) for {num_sensors} "
+            f"sensors, got {mat.shape}"
+        )
     bad = ~np.isfinite(mat)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"{path}: row {r}, column {c}: adjacency matrix has NaN/inf entries ({int(bad.sum())})")
     src, dst = np.nonzero(mat)
     keep = src != dst
-    return pd.DataFrame({"from": src[keep].astype(np.int64), "to": dst[keep].astype(np.int64),
-                         "cost": mat[src[keep], dst[keep]].astype(np.float64)})
+    return pd.DataFrame(
+        {
+            "from": src[keep].astype(np.int64),
+            "to": dst[keep].astype(np.int64),
+            "cost": mat[src[keep], dst[keep]].astype(np.float64),
+        }
+    )
 
 
 def matrix_csv_edges(path: Path, num_sensors: int, sensors, unknown: str) -> pd.DataFrame:
@@ -195,16 +216,19 @@ def _labelled_matrix_csv(path: Path) -> tuple[list[str], np.ndarray]:
     for c in df.columns:
         if not pd.api.types.is_numeric_dtype(df[c]):
             row, val = first_non_numeric(df[c])
-            raise ValueError(f"{path}: neither an edge list with columns from,to[,cost] nor a numeric adjacency "
-                             f"matrix: data row {row + 1}, column '{c}' holds {val!r}")
+            raise ValueError(
+                f"{path}: neither an edge list with columns from,to[,cost] nor a numeric adjacency "
+                f"matrix: data row {row + 1}, column '{c}' holds {val!r}"
+            )
     ids = [norm_id(c) for c in df.columns]
     if indexed and [norm_id(i) for i in df.index] != ids:
         raise ValueError(f"{path}: the row labels {_ids(df.index)} differ from the column labels {_ids(ids)}")
     return ids, df.to_numpy(dtype=np.float64)
 
 
-def labelled_matrix_edges(mat: np.ndarray, ids: list[str], path: Path, num_sensors: int, sensors,
-                          unknown: str) -> pd.DataFrame:
+def labelled_matrix_edges(
+    mat: np.ndarray, ids: list[str], path: Path, num_sensors: int, sensors, unknown: str
+) -> pd.DataFrame:
     """A matrix whose rows and columns are sensor ids -> edges in the data's sensor order."""
     if mat.ndim != 2 or mat.shape != (len(ids), len(ids)):
         raise ValueError(f"{path}: adjacency matrix of shape {mat.shape} for {len(ids)} sensor ids")
@@ -239,8 +263,11 @@ def _allowed_globals() -> dict:
         from numpy._core import multiarray, numeric  # numpy >= 2
     except ImportError:  # numpy 1
         from numpy.core import multiarray, numeric
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-               ("_codecs", "encode"): codecs.encode}  # how Python 3 writes bytes at protocol 2
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,
+    }  # how Python 3 writes bytes at protocol 2
     for pkg in ("numpy.core", "numpy._core"):
         allowed[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
         allowed[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer  # arrays at protocol 5
@@ -262,20 +289,25 @@ def read_adj_pickle(path: Path) -> tuple[list[str], np.ndarray]:
     obj = _unpickle(Path(path))
     if not (isinstance(obj, (list, tuple)) and len(obj) == 3):
         what = f"{type(obj).__name__} of {len(obj)}" if isinstance(obj, (list, tuple)) else type(obj).__name__
-        raise ValueError(f"{path}: expected DCRNN's adjacency pickle [sensor_ids, {{id: index}}, N x N matrix], "
-                         f"got a {what}")
+        raise ValueError(
+            f"{path}: expected DCRNN's adjacency pickle [sensor_ids, {{id: index}}, N x N matrix], got a {what}"
+        )
     ids, index, mat = obj
     ids = [norm_id(i.decode("latin1") if isinstance(i, bytes) else i) for i in ids]
     mat = np.asarray(mat)
     if not np.issubdtype(mat.dtype, np.number) or mat.shape != (len(ids), len(ids)):
-        raise ValueError(f"{path}: the adjacency must be a numeric ({len(ids)}, {len(ids)}) array for "
-                         f"{len(ids)} sensor ids, got {mat.dtype} {mat.shape}")
+        raise ValueError(
+            f"{path}: the adjacency must be a numeric ({len(ids)}, {len(ids)}) array for "
+            f"{len(ids)} sensor ids, got {mat.dtype} {mat.shape}"
+        )
     if isinstance(index, dict):
         index = {norm_id(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in index.items()}
         wrong = [s for i, s in enumerate(ids) if index.get(s) != i]
         if wrong:
-            raise ValueError(f"{path}: the id -> index dict disagrees with the id list at sensor '{wrong[0]}' "
-                             f"(list position {ids.index(wrong[0])}, dict {index.get(wrong[0])})")
+            raise ValueError(
+                f"{path}: the id -> index dict disagrees with the id list at sensor '{wrong[0]}' "
+                f"(list position {ids.index(wrong[0])}, dict {index.get(wrong[0])})"
+            )
     return ids, mat.astype(np.float64)
 
 
@@ -286,11 +318,15 @@ def _unpickle(path: Path):
         try:
             return AdjacencyUnpickler(io.BytesIO(data), encoding=encoding).load()
         except RefusedGlobal as e:
-            raise ValueError(f"{path}: refused to unpickle global '{e}': an adjacency pickle holds only a list of "
-                             "sensor ids, a dict and a numpy array (a pickle can run code, so nothing else is "
-                             "loaded)") from None
+            raise ValueError(
+                f"{path}: refused to unpickle global '{e}': an adjacency pickle holds only a list of "
+                "sensor ids, a dict and a numpy array (a pickle can run code, so nothing else is "
+                "loaded)"
+            ) from None
         except UnicodeDecodeError:
             continue  # Python 2 str holding array bytes: retry as latin1
         except Exception as e:  # noqa: BLE001  truncated or foreign bytes raise many kinds of errors
-            raise ValueError(f"{path}: not a readable pickle (corrupt or truncated?): {type(e).__name__}: {e}") from None
+            raise ValueError(
+                f"{path}: not a readable pickle (corrupt or truncated?): {type(e).__name__}: {e}"
+            ) from None
     raise ValueError(f"{path}: not a readable pickle: its strings decode neither as ASCII nor as latin1")

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import DCRNN_NAMES, PEMS_NAMES
 from ..paths import data_dir
 from .core import Dataset, chronological_splits
 from .files import SeriesFile, clean_values, read_npz, read_series, regular_times
@@ -30,10 +29,7 @@ PEMS_START = {  # first timestamp of each public file
     "PEMS08": "2016-07-01 00:00",
 }
 # git blob ids of the public raw files (identical in every public copy)
-PEMS_BLOB = {
-    "PEMS08": "f5f3e84a00417573aa8487fe1e9e8cd13c6026c8",
-    "PEMS04": "a1a39eac4b86963b1ac22874fd1cc693eb642cd2",
-}
+PEMS_BLOB = {"PEMS08": "f5f3e84a00417573aa8487fe1e9e8cd13c6026c8", "PEMS04": "a1a39eac4b86963b1ac22874fd1cc693eb642cd2"}
 PEMS_URL = "https://raw.githubusercontent.com/Davidham3/ASTGCN-2019-mxnet/master/data/{name}/{lower}.npz"
 PEMS_DIST_URL = "https://raw.githubusercontent.com/Davidham3/ASTGCN-2019-mxnet/master/data/{name}/distance.csv"
 
@@ -62,8 +58,10 @@ def missing_file_error(path: Path, name: str) -> FileNotFoundError:
         hint = f"python -m stlib.data download {name}"
     else:
         hint = f"place the file there by hand (no public checksum known for {name})"
-    return FileNotFoundError(f"dataset '{name}': missing file {path} (data directory searched: {data_dir()}; "
-                             f"set STLIB_DATA_DIR to point elsewhere). To get it: {hint}")
+    return FileNotFoundError(
+        f"dataset '{name}': missing file {path} (data directory searched: {data_dir()}; "
+        f"set STLIB_DATA_DIR to point elsewhere). To get it: {hint}"
+    )
 
 
 def min_steps(in_steps: int, out_steps: int) -> int:
@@ -79,17 +77,36 @@ def flow_unit(interval_minutes: int) -> str:
 # loaders
 
 
-def load_synthetic(num_sensors=48, num_days=21, seed=0, interval_minutes=5, in_steps=12, out_steps=12,
-                   split=DEFAULT_SPLIT, start_time=None) -> Dataset:
+def load_synthetic(
+    num_sensors=48,
+    num_days=21,
+    seed=0,
+    interval_minutes=5,
+    in_steps=12,
+    out_steps=12,
+    split=DEFAULT_SPLIT,
+    start_time=None,
+) -> Dataset:
     from .synthetic import generate
 
     kw = {"start_time": start_time} if start_time else {}
-    series, start, edges = generate(num_sensors=num_sensors, num_days=num_days, seed=seed,
-                                    interval_minutes=interval_minutes, **kw)
+    series, start, edges = generate(
+        num_sensors=num_sensors, num_days=num_days, seed=seed, interval_minutes=interval_minutes, **kw
+    )
     splits = chronological_splits(series.shape[0], in_steps + out_steps, split)
-    return Dataset("synthetic", series, start, interval_minutes, edges, splits, in_steps, out_steps,
-                   source=f"generated (num_sensors={num_sensors}, num_days={num_days}, seed={seed})",
-                   value_name="flow", unit=flow_unit(interval_minutes))
+    return Dataset(
+        "synthetic",
+        series,
+        start,
+        interval_minutes,
+        edges,
+        splits,
+        in_steps,
+        out_steps,
+        source=f"generated (num_sensors={num_sensors}, num_days={num_days}, seed={seed})",
+        value_name="flow",
+        unit=flow_unit(interval_minutes),
+    )
 
 
 def load_pems(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None) -> Dataset:
@@ -108,8 +125,21 @@ def load_pems(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing
             raise ValueError(f"{ids_file}: expected one integer sensor id per line: {e}") from None
     edges = read_graph(dist, series.shape[1], ids, by="id" if ids else "position")
     splits = chronological_splits(series.shape[0], in_steps + out_steps, split)
-    return Dataset(name, series, pd.Timestamp(PEMS_START[name]), 5, edges, splits, in_steps, out_steps,
-                   source=str(npz), sensor_ids=ids, value_name="flow", unit=flow_unit(5), marked_missing=marked)
+    return Dataset(
+        name,
+        series,
+        pd.Timestamp(PEMS_START[name]),
+        5,
+        edges,
+        splits,
+        in_steps,
+        out_steps,
+        source=str(npz),
+        sensor_ids=ids,
+        value_name="flow",
+        unit=flow_unit(5),
+        marked_missing=marked,
+    )
 
 
 def load_pems08_tail(in_steps=12, out_steps=12) -> Dataset:
@@ -129,7 +159,8 @@ def load_pems08_tail(in_steps=12, out_steps=12) -> Dataset:
     else:
         raise FileNotFoundError(
             f"dataset 'pems08-tail': neither {tail} nor {full} exists (data directory searched: {root}; set "
-            "STLIB_DATA_DIR to point elsewhere). To get it: python -m stlib.data download PEMS08")
+            "STLIB_DATA_DIR to point elsewhere). To get it: python -m stlib.data download PEMS08"
+        )
     if series.shape != (7156, 170, 1):
         raise ValueError(f"{source}: pems08-tail expects shape (7156, 170, 1), got {series.shape}")
     if not dist.exists():
@@ -137,8 +168,9 @@ def load_pems08_tail(in_steps=12, out_steps=12) -> Dataset:
     edges = read_graph(dist, 170)
     splits = {k: np.arange(a, b + 1) for k, (a, b) in TAIL_SPLITS.items()}
     start = pd.Timestamp(PEMS_START["PEMS08"]) + pd.Timedelta(minutes=5 * TAIL_START_INDEX)
-    return Dataset("pems08-tail", series, start, 5, edges, splits, 12, 12, source=source,
-                   value_name="flow", unit=flow_unit(5))
+    return Dataset(
+        "pems08-tail", series, start, 5, edges, splits, 12, 12, source=source, value_name="flow", unit=flow_unit(5)
+    )
 
 
 def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missing_value=None) -> Dataset:
@@ -157,18 +189,36 @@ def load_dcrnn(name: str, in_steps=12, out_steps=12, split=DEFAULT_SPLIT, missin
         raise ValueError(f"{h5}: expected DCRNN's layout, a table indexed by timestamps (DatetimeIndex)")
     expected = DCRNN_SHAPES.get(name)
     if expected is not None and sf.values.shape[:2] != expected:
-        raise ValueError(f"{h5}: {sf.values.shape[0]} time steps x {sf.values.shape[1]} sensors, but the public {name} "
-                         f"file holds {expected[0]} x {expected[1]}: a different or truncated file (get it from "
-                         f"{DCRNN_SOURCE})")
+        raise ValueError(
+            f"{h5}: {sf.values.shape[0]} time steps x {sf.values.shape[1]} sensors, but the public {name} "
+            f"file holds {expected[0]} x {expected[1]}: a different or truncated file (get it from "
+            f"{DCRNN_SOURCE})"
+        )
     series, marked = clean_values(sf, min_steps(in_steps, out_steps), missing_value)
     start, interval, gaps = regular_times(sf, allow_gaps=True)  # PEMS-BAY skips the DST hour
     edges = read_graph(graph, series.shape[1], sf.sensors, by="id", unknown="drop")
     window = in_steps + out_steps
-    splits = (dcrnn_splits(series.shape[0], window) if tuple(split) == DEFAULT_SPLIT
-              else chronological_splits(series.shape[0], window, split))
-    return Dataset(name, series, start, interval, edges, splits, in_steps, out_steps, source=str(h5),
-                   sensor_ids=sf.sensors, value_name="speed", unit="mph",
-                   times=sf.times if gaps else None, marked_missing=marked)
+    splits = (
+        dcrnn_splits(series.shape[0], window)
+        if tuple(split) == DEFAULT_SPLIT
+        else chronological_splits(series.shape[0], window, split)
+    )
+    return Dataset(
+        name,
+        series,
+        start,
+        interval,
+        edges,
+        splits,
+        in_steps,
+        out_steps,
+        source=str(h5),
+        sensor_ids=sf.sensors,
+        value_name="speed",
+        unit="mph",
+        times=sf.times if gaps else None,
+        marked_missing=marked,
+    )
 
 
 def dcrnn_splits(num_steps: int, window: int) -> dict[str, np.ndarray]:
@@ -176,14 +226,24 @@ def dcrnn_splits(num_steps: int, window: int) -> dict[str, np.ndarray]:
     n = num_steps - window + 1
     train, test = round(n * 0.7), round(n * 0.2)
     if n < 3 or not 0 < train < n - test < n:
-        raise ValueError(f"series of {num_steps} steps has {max(n, 0)} windows of {window} steps: too few for "
-                         "DCRNN's 7:1:2 split")
+        raise ValueError(
+            f"series of {num_steps} steps has {max(n, 0)} windows of {window} steps: too few for DCRNN's 7:1:2 split"
+        )
     starts = np.arange(n)
-    return {"train": starts[:train], "val": starts[train:n - test], "test": starts[n - test:]}
+    return {"train": starts[:train], "val": starts[train : n - test], "test": starts[n - test :]}
 
 
-def load_file(path=None, edges=None, interval_minutes=DEFAULT_INTERVAL, start_time=None, split=DEFAULT_SPLIT,
-              in_steps=12, out_steps=12, missing_value=None, edges_by="auto") -> Dataset:
+def load_file(
+    path=None,
+    edges=None,
+    interval_minutes=DEFAULT_INTERVAL,
+    start_time=None,
+    split=DEFAULT_SPLIT,
+    in_steps=12,
+    out_steps=12,
+    missing_value=None,
+    edges_by="auto",
+) -> Dataset:
     """Your own data: a CSV (rows = time, columns = sensors), a (T, N[, C]) .npz/.npy or a pandas HDF5 table,
     with an optional graph (edge list by sensor id or position, dense matrix, adj_mx.pkl)."""
     if not path:
@@ -199,8 +259,20 @@ def load_file(path=None, edges=None, interval_minutes=DEFAULT_INTERVAL, start_ti
     n = series.shape[1]
     edge_df = read_graph(Path(edges).expanduser(), n, sf.sensors, by=edges_by) if edges else empty_edges()
     splits = chronological_splits(series.shape[0], in_steps + out_steps, split)
-    return Dataset(path.stem, series, start, interval, edge_df, splits, in_steps, out_steps, source=str(path),
-                   sensor_ids=sf.sensors, value_name="value", marked_missing=marked)
+    return Dataset(
+        path.stem,
+        series,
+        start,
+        interval,
+        edge_df,
+        splits,
+        in_steps,
+        out_steps,
+        source=str(path),
+        sensor_ids=sf.sensors,
+        value_name="value",
+        marked_missing=marked,
+    )
 
 
 def file_calendar(sf: SeriesFile, start_time, interval_minutes: int) -> tuple[pd.Timestamp, int]:
@@ -209,11 +281,15 @@ def file_calendar(sf: SeriesFile, start_time, interval_minutes: int) -> tuple[pd
         return _parse_start(start_time), interval_minutes
     start, interval, _ = regular_times(sf)
     if start_time and _parse_start(start_time) != start:
-        raise ValueError(f"start_time={start_time!r} contradicts {sf.path}, whose first timestamp is {start}: "
-                         "drop start_time (the file's timestamps set the calendar)")
+        raise ValueError(
+            f"start_time={start_time!r} contradicts {sf.path}, whose first timestamp is {start}: "
+            "drop start_time (the file's timestamps set the calendar)"
+        )
     if interval_minutes not in (DEFAULT_INTERVAL, interval):
-        raise ValueError(f"interval_minutes={interval_minutes} contradicts {sf.path}, whose timestamps are "
-                         f"{interval} minutes apart: drop interval_minutes (the file's timestamps set it)")
+        raise ValueError(
+            f"interval_minutes={interval_minutes} contradicts {sf.path}, whose timestamps are "
+            f"{interval} minutes apart: drop interval_minutes (the file's timestamps set it)"
+        )
     return start, interval
 
 
@@ -252,8 +328,9 @@ def fetch(url: str, dest: Path, blob_id: str | None = None) -> Path:
         if blob_id is not None:
             got = git_blob_id(Path(tmp))
             if got != blob_id:
-                raise ValueError(f"{url}: downloaded file has git blob id {got}, expected {blob_id}; "
-                                 f"not saved to {dest}")
+                raise ValueError(
+                    f"{url}: downloaded file has git blob id {got}, expected {blob_id}; not saved to {dest}"
+                )
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -285,8 +362,10 @@ def download(name: str, root: Path | None = None, url: str | None = None, dist_u
     """Fetch a public PeMS file (+ distance.csv) into the data directory and verify it."""
     if name.upper() in DCRNN_FILES:
         table, graphs = DCRNN_FILES[name.upper()]
-        raise ValueError(f"'{name}' does not download here: get {table} and {graphs[0]} from {DCRNN_SOURCE} and "
-                         f"place them in {(root or data_dir()) / name.upper()}")
+        raise ValueError(
+            f"'{name}' does not download here: get {table} and {graphs[0]} from {DCRNN_SOURCE} and "
+            f"place them in {(root or data_dir()) / name.upper()}"
+        )
     if name not in PEMS_BLOB:
         raise ValueError(f"no verified public source known for '{name}' (downloadable: {', '.join(PEMS_BLOB)})")
     folder = (root or data_dir()) / name

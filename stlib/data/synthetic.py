@@ -102,9 +102,8 @@ def generate(
 
     deviation = _propagated_demand(net, capacity, t_len, interval_minutes, rng)  # (T, N) log-flow
     n_days_touched = int(day[-1]) + 1
-    day_level = (
-        rng.normal(0.0, _DAY_LEVEL_SHARED, (n_days_touched, 1))
-        + rng.normal(0.0, _DAY_LEVEL_SENSOR, (n_days_touched, n))
+    day_level = rng.normal(0.0, _DAY_LEVEL_SHARED, (n_days_touched, 1)) + rng.normal(
+        0.0, _DAY_LEVEL_SENSOR, (n_days_touched, n)
     )  # (days, N)
     incident = _incident_factors(net, t_len, slot, steps_per_day, interval_minutes, rng)  # (T, N)
 
@@ -268,7 +267,9 @@ def _ar1(t_len: int, tau_minutes: np.ndarray, std: np.ndarray, interval: int, rn
     return out
 
 
-def _propagated_demand(net: _Network, capacity: np.ndarray, t_len: int, interval: int, rng: np.random.Generator) -> np.ndarray:
+def _propagated_demand(
+    net: _Network, capacity: np.ndarray, t_len: int, interval: int, rng: np.random.Generator
+) -> np.ndarray:
     """(T, N) log-flow deviation: sources inject demand, downstream sensors inherit it with lags."""
     n = net.chain.size
     has_upstream = np.zeros(n, dtype=bool)
@@ -333,9 +334,9 @@ def _incident_factors(
     lag = _lag_steps(net.km, interval)
     upstream = [[] for _ in range(n)]  # node -> [(upstream node, lag)]
     downstream = [[] for _ in range(n)]
-    for s, d, l in zip(net.src.tolist(), net.dst.tolist(), lag.tolist()):
-        upstream[d].append((s, l))
-        downstream[s].append((d, l))
+    for s, d, lg in zip(net.src.tolist(), net.dst.tolist(), lag.tolist()):
+        upstream[d].append((s, lg))
+        downstream[s].append((d, lg))
 
     for i in range(n_incidents):
         shape = _incident_shape(int(duration[i]), int(recovery[i]))
@@ -344,10 +345,14 @@ def _incident_factors(
         while frontier:
             node, t0, sev = frontier.pop()
             _apply_dip(factor, node, t0, sev, shape)
-            frontier += [(u, t0 + l, sev * _SHOCK_DECAY) for u, l in upstream[node] if sev * _SHOCK_DECAY >= _SHOCK_MIN_SEVERITY]
+            frontier += [
+                (u, t0 + lg, sev * _SHOCK_DECAY)
+                for u, lg in upstream[node]
+                if sev * _SHOCK_DECAY >= _SHOCK_MIN_SEVERITY
+            ]
         # the bottleneck meters what passes, so the next sensor downstream sees a milder dip
-        for d, l in downstream[int(where[i])]:
-            _apply_dip(factor, d, int(begin[i]) + l, float(severity[i]) * _DOWNSTREAM_DIP, shape)
+        for d, lg in downstream[int(where[i])]:
+            _apply_dip(factor, d, int(begin[i]) + lg, float(severity[i]) * _DOWNSTREAM_DIP, shape)
     return factor
 
 

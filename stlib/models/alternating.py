@@ -1,20 +1,27 @@
 """Stage 2: the encoder-decoder with attention alternating between time and space.
 
-The same embeddings, positional options and denoising as the stage-1 model; each block attends
-either over time (each sensor over its steps) or over sensors (each step over all sensors), with
+Each block attends either over time (each sensor over its steps) or over sensors (each step over all sensors),
 one attention layer serving both axes. `pattern` picks the order:
 
 - alternating: T S T S ... (the roadmap's alternating spatio-temporal architecture)
 - stacked:     T ... T S ... S (as STAEformer: temporal layers, then spatial layers)
 - temporal:    T ... T (the stage-1 model; the control)
 
-Spatial attention runs through scaled_dot_product_attention over (B*T, N) sequences, so on a GPU
-the memory-efficient / flash kernels never materialise an N x N matrix per head.
+On STID's encoding, `stid_head` puts STID's own regression head on each sensor's STID state and adds the blocks'
+linear head to it from zero: the model starts as STID exactly and attention learns a correction. `stem_epochs`
+then trains STID's path alone (the blocks skipped, at STID's cost) before the blocks join.
 """
 
 from __future__ import annotations
 
-from .encdec import EncoderDecoder
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from pydantic import Field
+
+from ..config import register
+from .encdec import EncDecOptions, EncoderDecoder
 
 TIME, SPACE = 1, 2
 
@@ -31,13 +38,77 @@ def block_axes(pattern: str, depth: int) -> list[int]:
     raise ValueError(f"model.pattern must be alternating, stacked or temporal, got {pattern!r}")
 
 
+@register
+class AlternatingOptions(EncDecOptions):
+    name: Literal["alternating"] = "alternating"
+    pattern: Literal["alternating", "stacked", "temporal"] = "alternating"
+    adaptive_dim: int = Field(0, ge=0)  # STAEformer's adaptive embedding, one vector per (token, sensor); 0 = off
+    stid_head: bool = False  # STID's head on the STID state plus the blocks' linear head from zero
+    stem_epochs: int = Field(0, ge=0)  # with stid_head: the first this many epochs train STID's path alone
+
+    def check(self, cfg) -> None:
+        super().check(cfg)
+        if self.stid_head and (self.embedding != "stid" or self.head != "linear"):
+            raise ValueError("model.stid_head needs model.embedding: stid and model.head: linear")
+        if self.stem_epochs and not self.stid_head:
+            raise ValueError(
+                f"model.stem_epochs ({self.stem_epochs}) needs STID's head to train alone first (model.stid_head: true)"
+            )
+        if self.stem_epochs and self.stem_epochs >= cfg.train.epochs:
+            raise ValueError(
+                f"model.stem_epochs ({self.stem_epochs}) must be below train.epochs "
+                f"({cfg.train.epochs}): the attention blocks would never train"
+            )
+
+    def build(self, ds):
+        opts = self.model_dump(exclude={"name"})
+        dims = dict(num_sensors=ds.num_sensors, in_steps=ds.in_steps, out_steps=ds.out_steps)
+        return AlternatingEncoderDecoder(
+            **dims, steps_per_day=ds.steps_per_day, null_z=float(ds.normalize(0.0)), **opts
+        )
+
+
 class AlternatingEncoderDecoder(EncoderDecoder):
     """Encoder-decoder whose blocks attend over time or over sensors as `pattern` says."""
 
-    def __init__(self, *args, pattern: str = "alternating", encoder_depth: int = 4, decoder_depth: int = 2,
-                 adaptive_dim: int = 0, **encdec):
-        """EncoderDecoder's arguments (encdec: all but the block axes, which `pattern` sets) plus pattern."""
-        super().__init__(*args, encoder_depth=encoder_depth, decoder_depth=decoder_depth, adaptive_dim=adaptive_dim,
-                         encoder_axes=block_axes(pattern, encoder_depth),
-                         decoder_axes=block_axes(pattern, decoder_depth), **encdec)
-        self.pattern = pattern
+    def __init__(
+        self,
+        *args,
+        pattern: str = "alternating",
+        encoder_depth: int = 4,
+        decoder_depth: int = 2,
+        stid_head: bool = False,
+        stem_epochs: int = 0,
+        **encdec,
+    ):
+        """EncoderDecoder's arguments (all but the block axes, which `pattern` sets), pattern and STID's head."""
+        super().__init__(
+            *args,
+            encoder_depth=encoder_depth,
+            decoder_depth=decoder_depth,
+            encoder_axes=block_axes(pattern, encoder_depth),
+            decoder_axes=block_axes(pattern, decoder_depth),
+            **encdec,
+        )
+        self.pattern, self.stem_epochs, self.stem_only = pattern, stem_epochs, False
+        self.stid_head = None
+        if stid_head:
+            self.stid_head = nn.Linear(self.embed.state_dim, self.out_steps)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def start_epoch(self, epoch: int) -> None:
+        """The trainer's hook: through epoch stem_epochs STID's path alone (as trained, so validated)."""
+        self.stem_only = epoch <= self.stem_epochs
+
+    def forward(self, x: torch.Tensor):
+        if self.stid_head is None:
+            return super().forward(x)
+        value, seen = self.inputs(x)
+        state = self.embed.state(x, seen)  # (B, N, H)
+        stid = self.stid_head(state).transpose(1, 2).unsqueeze(-1)  # (B, out, N, 1) STID's forecast
+        if self.stem_only:  # the blocks (and the denoising reconstruction) wait their turn
+            return stid
+        memory = self.encode(x, seen, state)  # (B, P, N, D)
+        pred = self.decode(x, memory)  # (B, out, N, 1) the blocks' correction
+        return self.output(pred + stid.to(pred.dtype), memory, value)

@@ -12,12 +12,57 @@ projection: each sensor's encoder tokens, flattened, map to the whole horizon by
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pydantic import Field
 
-from .baselines import profile_window
+from ..config import ModelOptions, register
 from .layers import Block, Dropout, PositionalEncoding, future_time_indices, time_indices
+
+
+@register
+class EncDecOptions(ModelOptions):
+    name: Literal["encdec"] = "encdec"
+    d_model: int = Field(64, ge=1)
+    n_heads: int = Field(4, ge=1)
+    encoder_depth: int = Field(4, ge=1)
+    decoder_depth: int = Field(2, ge=0)
+    ffn_mult: int = Field(4, ge=1)
+    dropout: float = Field(0.05, ge=0, le=0.95)
+    pos_encoding: Literal["fixed", "learned"] = "fixed"
+    # denoising: mask this share of the input steps, add this noise, reconstruct the clean input at this weight
+    use_denoising: bool = True
+    denoise_mask_ratio: float = Field(0.15, ge=0, le=0.95)
+    denoise_noise_std: float = Field(0.1, ge=0)
+    denoise_weight: float = Field(0.1, ge=0)
+    # sequences of at most this many steps attend by explicit matmuls instead of the fused kernels (which pad a
+    # 12-step sequence to a 64- or 128-row tile): 1.22x on an H100 for stage 1, slower on CPU; 0 = always fused
+    attn_short: int = Field(0, ge=0)
+    patch: int = Field(1, ge=1)  # time steps per token: T input steps become T / patch tokens
+    # decoder: horizon queries attend to each other and to the encoder memory (the roadmap's encoder-decoder);
+    # linear: each sensor's tokens, flattened, map to the horizon by one linear layer (STAEformer's output)
+    head: Literal["decoder", "linear"] = "decoder"
+    # sum: value, node, time and position embeddings summed at d_model; stid: STID's encoding of each sensor
+    # (embed_dim parts refined by stem_layers residual MLPs) in every token, the blocks starting as the identity
+    embedding: Literal["sum", "stid"] = "sum"
+    embed_dim: int = Field(32, ge=1)
+    stem_layers: int = Field(2, ge=0)
+
+    def check(self, cfg) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        if self.head == "decoder" and self.decoder_depth < 1:
+            raise ValueError("model.decoder_depth must be >= 1 with model.head: decoder (or set model.head: linear)")
+        if cfg.data.in_steps % self.patch:
+            raise ValueError(f"model.patch ({self.patch}) must divide data.in_steps ({cfg.data.in_steps})")
+
+    def build(self, ds, **extra):
+        opts = self.model_dump(exclude={"name"})
+        dims = dict(num_sensors=ds.num_sensors, in_steps=ds.in_steps, out_steps=ds.out_steps)
+        return EncoderDecoder(**dims, steps_per_day=ds.steps_per_day, null_z=float(ds.normalize(0.0)), **opts)
 
 
 def to_patches(value: torch.Tensor, patch: int) -> torch.Tensor:
@@ -35,13 +80,20 @@ def from_patches(tokens: torch.Tensor) -> torch.Tensor:
 class STEmbedding(nn.Module):
     """Value projection + node, time-of-day, day-of-week and positional embeddings, summed to d_model."""
 
-    def __init__(self, num_sensors: int, steps_per_day: int, length: int, d_model: int, pos_encoding: str,
-                 adaptive_steps: int = 0, adaptive_dim: int = 0, patch: int = 1, series_steps: int = 0):
+    def __init__(
+        self,
+        num_sensors: int,
+        steps_per_day: int,
+        length: int,
+        d_model: int,
+        pos_encoding: str,
+        adaptive_steps: int = 0,
+        adaptive_dim: int = 0,
+        patch: int = 1,
+    ):
         super().__init__()
         self.spd, self.patch = steps_per_day, patch
         self.value = nn.Linear(patch, d_model)  # one token per run of `patch` steps
-        # optional STID-style series encoding: the whole input window of a sensor -> one vector for all its tokens
-        self.series = nn.Linear(series_steps, d_model) if series_steps else None
         self.node = nn.Embedding(num_sensors, d_model)
         self.tod = nn.Embedding(steps_per_day, d_model)
         self.dow = nn.Embedding(7, d_model)
@@ -55,7 +107,7 @@ class STEmbedding(nn.Module):
 
     def context(self, tod: torch.Tensor, dow: torch.Tensor, start: int) -> torch.Tensor:
         """Everything but the value: (B, L, N) time indices -> (B, L, N, D)."""
-        L, N = tod.shape[1], tod.shape[2]
+        L = tod.shape[1]
         e = self.tod(tod) + self.dow(dow)  # (B, L, N, D)
         e = e + self.node.weight[None, None] + self.pos(start, L)[None, :, None]
         if self.adaptive is not None and start == 0:
@@ -66,11 +118,8 @@ class STEmbedding(nn.Module):
         """x (B, T, N, 3), value (B, T, N, 1) -> (B, P, N, D) with P = T / patch tokens."""
         p = self.patch
         patches = to_patches(value, p)  # (B, P, N, p): each token's p steps
-        tod, dow = time_indices(x[:, p - 1::p], self.spd)  # (B, P, N) of each patch's last step
-        h = self.value(patches) + self.context(tod, dow, 0)  # (B, P, N, D)
-        if self.series is not None:
-            h = h + self.series(value[..., 0].transpose(1, 2))[:, None]  # (B, N, T) -> (B, 1, N, D)
-        return h
+        tod, dow = time_indices(x[:, p - 1 :: p], self.spd)  # (B, P, N) of each patch's last step
+        return self.value(patches) + self.context(tod, dow, 0)  # (B, P, N, D)
 
 
 class STIDEmbedding(nn.Module):
@@ -86,34 +135,33 @@ class STIDEmbedding(nn.Module):
     as STID with its hidden state split over P tokens: attention can only add to it.
     """
 
-    def __init__(self, num_sensors: int, steps_per_day: int, in_steps: int, d_model: int, embed_dim: int,
-                 stem_layers: int, dropout: float, patch: int = 1, adaptive_dim: int = 0,
-                 pos_encoding: str = "fixed", out_steps: int = 0, transitions: torch.Tensor | None = None,
-                 day_embedding: str = "week", profile: torch.Tensor | None = None):
+    def __init__(
+        self,
+        num_sensors: int,
+        steps_per_day: int,
+        in_steps: int,
+        d_model: int,
+        embed_dim: int,
+        stem_layers: int,
+        dropout: float,
+        patch: int = 1,
+        adaptive_dim: int = 0,
+        pos_encoding: str = "fixed",
+        out_steps: int = 0,
+    ):
         super().__init__()
-        # the day class of each day of the week (Monday = 0): its own for each, weekday / weekend, or one for all
-        days = {"week": range(7), "weekend": [0, 0, 0, 0, 0, 1, 1], "none": [0] * 7}[day_embedding]
-        self.register_buffer("day_class", torch.tensor(list(days)), persistent=False)
         E, tokens = embed_dim, in_steps // patch
-        self.spd, self.patch, self.out_steps = steps_per_day, patch, out_steps
+        self.spd, self.patch = steps_per_day, patch
         self.series = nn.Linear(in_steps, E)
-        # optional daily profile (STID's `profile`): the sensor's mean day at the input and forecast steps, encoded
-        self.register_buffer("profile", profile, persistent=False)  # (1 or 7, spd, N) or None
-        self.profile_enc = nn.Linear(in_steps + out_steps, E) if profile is not None else None
         self.node = nn.Parameter(torch.empty(num_sensors, E))
         self.tod = nn.Parameter(torch.empty(steps_per_day, E))
         self.dow = nn.Parameter(torch.empty(7, E))
         for t in (self.node, self.tod, self.dow):
             nn.init.xavier_uniform_(t)
-        # optional graph diffusion (as DCRNN's): the windows of the sensors k hops downstream and upstream,
-        # averaged over the road graph, each encoded like the sensor's own window
-        self.register_buffer("transitions", transitions, persistent=False)  # (S, N, N) or None
-        self.neighbours = nn.Linear(in_steps, E * len(transitions)) if transitions is not None else None
-        H = (4 + (profile is not None)) * E + (E * len(transitions) if transitions is not None else 0)
-        self.state_dim = H
+        self.state_dim = H = 4 * E
         self.stem = nn.ModuleList(
-            nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(dropout), nn.Linear(H, H))
-            for _ in range(stem_layers))
+            nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(dropout), nn.Linear(H, H)) for _ in range(stem_layers)
+        )
         self.value = nn.Linear(patch, E)  # each token's own steps
         self.adaptive = None
         if adaptive_dim:  # STAEformer's adaptive embedding, one vector per (token, sensor)
@@ -127,8 +175,7 @@ class STIDEmbedding(nn.Module):
     def context(self, tod: torch.Tensor, dow: torch.Tensor, start: int) -> torch.Tensor:
         """(B, L, N) time indices of the future steps -> (B, L, N, D) decoder query context."""
         B, L, N = tod.shape
-        e = torch.cat([self.node.expand(B, L, -1, -1), F.embedding(tod, self.tod),
-                       F.embedding(self.day_class[dow], self.dow)], -1)
+        e = torch.cat([self.node.expand(B, L, -1, -1), F.embedding(tod, self.tod), F.embedding(dow, self.dow)], -1)
         return self.future(e) + self.pos(start, L)[None, :, None]
 
     def forward(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -141,18 +188,13 @@ class STIDEmbedding(nn.Module):
         B, N, _ = series.shape
         dt = series.dtype  # one dtype for the hidden stream (bf16 under autocast), as STID
         tod, dow = time_indices(x[:, -1], self.spd)  # (B, N) of the last input step
-        parts = [series, self.node.to(dt).expand(B, -1, -1), F.embedding(tod, self.tod.to(dt)),
-                 F.embedding(self.day_class[dow], self.dow.to(dt))]
-        if self.profile_enc is not None:  # (B, N, T + out) -> (B, N, E)
-            parts.append(self.profile_enc(profile_window(self.profile, x, self.spd, self.out_steps)).to(dt))
-        if self.neighbours is not None:
-            w = value[..., 0].transpose(1, 2)  # (B, N, T)
-            S = len(self.transitions)
-            diffused = torch.einsum("snm,bmt->bnst", self.transitions.to(w.dtype), w)  # (B, N, S, T)
-            enc = self.neighbours.weight.view(S, -1, w.shape[-1])  # (S, E, T): one encoder per hop and direction
-            parts.append(torch.einsum("bnst,set->bnse", diffused, enc.to(w.dtype)).flatten(2)
-                         + self.neighbours.bias.to(dt))  # (B, N, S*E)
-        h = torch.cat(parts, dim=-1)  # (B, N, 4E [+ E] [+ S*E])
+        parts = [
+            series,
+            self.node.to(dt).expand(B, -1, -1),
+            F.embedding(tod, self.tod.to(dt)),
+            F.embedding(dow, self.dow.to(dt)),
+        ]
+        h = torch.cat(parts, dim=-1)  # (B, N, 4E)
         for layer in self.stem:
             h = h + layer(h)  # STID's residual MLP, once per sensor
         return h  # (B, N, H)
@@ -162,7 +204,7 @@ class STIDEmbedding(nn.Module):
         p, dt, B = self.patch, h.dtype, h.shape[0]
         patches = self.value(to_patches(value, p))  # (B, P, N, E)
         P = patches.shape[1]
-        token_tod, _ = time_indices(x[:, p - 1::p], self.spd)  # (B, P, N) of each patch's last step
+        token_tod, _ = time_indices(x[:, p - 1 :: p], self.spd)  # (B, P, N) of each patch's last step
         parts = [h[:, None].expand(-1, P, -1, -1), patches.to(dt), F.embedding(token_tod, self.tod.to(dt))]
         if self.adaptive is not None:
             parts.append(self.adaptive.to(dt).expand(B, -1, -1, -1))  # (B, P, N, A)
@@ -170,61 +212,87 @@ class STIDEmbedding(nn.Module):
 
 
 class EncoderDecoder(nn.Module):
-    """Transformer encoder-decoder over time, per sensor (no spatial attention)."""
+    """Transformer encoder-decoder over time, per sensor (no spatial attention).
 
-    def __init__(self, num_sensors: int, in_steps: int, out_steps: int, steps_per_day: int, null_z: float,
-                 d_model=64, n_heads=4, encoder_depth=4, decoder_depth=2, ffn_mult=4, dropout=0.05,
-                 pos_encoding="fixed", use_denoising=True, denoise_mask_ratio=0.15, denoise_noise_std=0.1,
-                 adaptive_dim=0, encoder_axes=None, decoder_axes=None, attn_short=0, patch=1, head="decoder",
-                 series_embedding=False, embedding="sum", embed_dim=32, stem_layers=2, transitions=None,
-                 day_embedding="week", stid_head=False, profile=None):
+    encoder_axes / decoder_axes: the axis each block attends over (1 = time, 2 = sensors; the stage-2 model
+    sets them); adaptive_dim: STAEformer's adaptive embedding (a stage-2 component).
+    """
+
+    def __init__(
+        self,
+        num_sensors: int,
+        in_steps: int,
+        out_steps: int,
+        steps_per_day: int,
+        null_z: float,
+        d_model=64,
+        n_heads=4,
+        encoder_depth=4,
+        decoder_depth=2,
+        ffn_mult=4,
+        dropout=0.05,
+        pos_encoding="fixed",
+        use_denoising=True,
+        denoise_mask_ratio=0.15,
+        denoise_noise_std=0.1,
+        denoise_weight=0.1,
+        attn_short=0,
+        patch=1,
+        head="decoder",
+        embedding="sum",
+        embed_dim=32,
+        stem_layers=2,
+        adaptive_dim=0,
+        encoder_axes=None,
+        decoder_axes=None,
+    ):
         super().__init__()
-        if head not in ("decoder", "linear"):
-            raise ValueError(f"model.head must be decoder or linear, got {head!r}")
-        if head == "decoder" and decoder_depth < 1:
-            raise ValueError("model.head: decoder needs model.decoder_depth >= 1")
-        if embedding not in ("sum", "stid"):
-            raise ValueError(f"model.embedding must be sum or stid, got {embedding!r}")
-        if profile is not None and embedding != "stid":
-            raise ValueError("model.daily_profile needs model.embedding: stid")
-        if stid_head and (embedding != "stid" or head != "linear"):
-            raise ValueError("model.stid_head needs model.embedding: stid and model.head: linear")
-        if in_steps % patch:
-            raise ValueError(f"model.patch ({patch}) must divide the {in_steps} input steps")
         if head == "linear":
             decoder_depth, decoder_axes = 0, []
         self.in_steps, self.out_steps, self.spd = in_steps, out_steps, steps_per_day
         self.tokens, self.head_kind = in_steps // patch, head  # tokens per sensor
-        # the axis each block attends over: 1 = time (each sensor over its steps), 2 = sensors
         self.encoder_axes = list(encoder_axes or [1] * encoder_depth)
         self.decoder_axes = list(decoder_axes or [1] * decoder_depth)
         self.null_z = null_z  # the z-score of a missing (0) value
         self.use_denoising, self.mask_ratio, self.noise_std = use_denoising, denoise_mask_ratio, denoise_noise_std
+        self.denoise_weight = denoise_weight
         if embedding == "stid":
-            self.embed = STIDEmbedding(num_sensors, steps_per_day, in_steps, d_model, embed_dim, stem_layers, dropout,
-                                       patch, adaptive_dim, pos_encoding, out_steps, transitions, day_embedding,
-                                       profile)
+            self.embed = STIDEmbedding(
+                num_sensors,
+                steps_per_day,
+                in_steps,
+                d_model,
+                embed_dim,
+                stem_layers,
+                dropout,
+                patch,
+                adaptive_dim,
+                pos_encoding,
+                out_steps,
+            )
         else:
-            self.embed = STEmbedding(num_sensors, steps_per_day, self.tokens + out_steps, d_model, pos_encoding,
-                                     self.tokens, adaptive_dim, patch, in_steps if series_embedding else 0)
+            self.embed = STEmbedding(
+                num_sensors,
+                steps_per_day,
+                self.tokens + out_steps,
+                d_model,
+                pos_encoding,
+                self.tokens,
+                adaptive_dim,
+                patch,
+            )
         # one learned query per horizon (decoder head)
         self.queries = nn.Parameter(torch.randn(out_steps, d_model) * 0.02) if head == "decoder" else None
-        self.encoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, short_attn=attn_short)
-                                     for _ in range(encoder_depth))
-        self.decoder = nn.ModuleList(Block(d_model, n_heads, ffn_mult, dropout, cross=True, short_attn=attn_short)
-                                     for _ in range(decoder_depth))
+        self.encoder = nn.ModuleList(
+            Block(d_model, n_heads, ffn_mult, dropout, short_attn=attn_short) for _ in range(encoder_depth)
+        )
+        self.decoder = nn.ModuleList(
+            Block(d_model, n_heads, ffn_mult, dropout, cross=True, short_attn=attn_short) for _ in range(decoder_depth)
+        )
         self.ln = nn.LayerNorm(d_model)
         # decoder: each horizon query -> its value; linear: a sensor's P tokens x D features -> the horizon
         self.head = nn.Linear(d_model, 1) if head == "decoder" else nn.Linear(self.tokens * d_model, out_steps)
         self.recon = nn.Linear(d_model, patch) if use_denoising else None  # each token -> its patch's values
-        # stid_head: STID's own regression head on the sensor state, the blocks' head added to it from zero:
-        # the model starts as STID exactly (not STID squeezed through the tokens) and attention is a correction
-        self.stid_head = None
-        self.stem_only = False  # set by the trainer (train.stem_epochs): STID's path alone, the blocks skipped
-        if stid_head:
-            self.stid_head = nn.Linear(self.embed.state_dim, out_steps)
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
         if embedding == "stid":  # every residual branch starts at zero: the model starts as the STID encoding
             for blk in [*self.encoder, *self.decoder]:
                 blk.zero_residuals()
@@ -252,21 +320,21 @@ class EncoderDecoder(nn.Module):
             q = blk(q, axis=axis, memory=memory)  # queries attend along `axis`, then to the memory over time
         return self.head(self.ln(q))  # (B, out, N, 1)
 
-    def forward(self, x: torch.Tensor):
-        value = x[..., :1]  # (B, T, N, 1) z-scored
-        denoise = self.training and self.use_denoising
-        seen = self.corrupt(value) if denoise else value
-        state = self.embed.state(x, seen) if self.stid_head is not None else None  # (B, N, H)
-        stid = self.stid_head(state).transpose(1, 2).unsqueeze(-1) if state is not None else None  # (B, out, N, 1)
-        if self.stem_only:  # STID's forecast alone: the blocks (and the denoising reconstruction) wait their turn
-            return stid
-        memory = self.encode(x, seen, state)  # (B, P, N, D)
-        pred = self.decode(x, memory)  # (B, out, N, 1)
-        if stid is not None:  # STID's forecast plus the blocks' correction
-            pred = pred + stid.to(pred.dtype)
-        if not denoise:
+    def inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(clean value, what the encoder sees): (B, T, N, 1) z-scored, corrupted in training with denoising."""
+        value = x[..., :1]
+        return value, self.corrupt(value) if self.training and self.use_denoising else value
+
+    def output(self, pred: torch.Tensor, memory: torch.Tensor, value: torch.Tensor):
+        """The forecast; in training with denoising, (forecast, the weighted reconstruction loss of the input)."""
+        if not (self.training and self.use_denoising):
             return pred
         recon = from_patches(self.recon(memory))  # (B, T, N, 1) reconstruct the clean input
         observed = (value != self.null_z).to(value.dtype)
         aux = ((recon - value).abs() * observed).sum() / observed.sum().clamp_min(1)
-        return pred, aux
+        return pred, self.denoise_weight * aux.float()
+
+    def forward(self, x: torch.Tensor):
+        value, seen = self.inputs(x)
+        memory = self.encode(x, seen)  # (B, P, N, D)
+        return self.output(self.decode(x, memory), memory, value)  # (B, out, N, 1)

@@ -72,15 +72,20 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p
     return torch.matmul(weights, v)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
-              max_batch: int | None = None) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0, max_batch: int | None = None
+) -> torch.Tensor:
     """scaled_dot_product_attention over (S, h, L, dh), in batch chunks of at most max_batch sequences
     (default: SDPA_MAX_BATCH on CUDA, no limit elsewhere)."""
     limit = max_batch or (SDPA_MAX_BATCH if q.device.type == "cuda" else None)
     if limit is None or q.shape[0] <= limit:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-    return torch.cat([F.scaled_dot_product_attention(a, b, c, dropout_p=dropout_p)
-                      for a, b, c in zip(q.split(limit), k.split(limit), v.split(limit))])
+    return torch.cat(
+        [
+            F.scaled_dot_product_attention(a, b, c, dropout_p=dropout_p)
+            for a, b, c in zip(q.split(limit), k.split(limit), v.split(limit))
+        ]
+    )
 
 
 class AxisAttention(nn.Module):
@@ -131,8 +136,15 @@ class AxisAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: self-attention along an axis, optional cross-attention, MLP."""
 
-    def __init__(self, d_model: int, n_heads: int, ffn_mult: int = 4, dropout: float = 0.0, cross: bool = False,
-                 short_attn: int = 0):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        ffn_mult: int = 4,
+        dropout: float = 0.0,
+        cross: bool = False,
+        short_attn: int = 0,
+    ):
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
         # dropout on the residual branches only: masks over attention weights and MLP hiddens double the
@@ -141,8 +153,9 @@ class Block(nn.Module):
         self.cross = AxisAttention(d_model, n_heads, short=short_attn) if cross else None
         self.ln2 = nn.LayerNorm(d_model) if cross else None
         self.ln3 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, ffn_mult * d_model), nn.GELU(),
-                                 nn.Linear(ffn_mult * d_model, d_model))
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, ffn_mult * d_model), nn.GELU(), nn.Linear(ffn_mult * d_model, d_model)
+        )
         self.drop = Dropout(dropout)
 
     def zero_residuals(self) -> None:
@@ -181,7 +194,7 @@ class PositionalEncoding(nn.Module):
             raise ValueError(f"pos_encoding must be 'fixed' or 'learned', got {kind!r}")
 
     def forward(self, start: int, length: int) -> torch.Tensor:
-        return self.table[start:start + length]  # (length, D)
+        return self.table[start : start + length]  # (length, D)
 
 
 def time_indices(x: torch.Tensor, steps_per_day: int) -> tuple[torch.Tensor, torch.Tensor]:

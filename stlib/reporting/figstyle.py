@@ -1,59 +1,19 @@
 """What every figure says and where its legend goes: a footer naming dataset, device and unit; legends beside the axes.
 
-    ax = ...draw...
-    legend_outside(ax)                           # right of the axes, never over the data
-    stamp(ax.figure, dataset=ds, device="cuda")  # "Data: pems08-tail, 5-minute steps | Device: ... | Unit: ..."
-
-The footer sits under everything the axes draw (tick labels, x labels, legends) and is kept by
-savefig(bbox_inches="tight"), which the notebooks use (stlib.nb.Context.save).
+The footer (stamp) sits under everything the axes draw and is kept by savefig(bbox_inches="tight").
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from matplotlib.text import Annotation
 from matplotlib.transforms import Bbox
 
-from .records import cpu_model, joined
-from .records import run_device as record_device
+from .records import NOT_RECORDED, device_label, joined, run_device  # noqa: F401  (device_label, run_device: here too)
 
 FOOTER_GID = "stlib-footer"
-NOT_RECORDED = "not recorded"
-ARCHITECTURES = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "ppc64le", "s390x"}
-
-
-def device_label(device=None) -> str:
-    """A device in words: a GPU's name as is, 'cpu' (this machine) as 'CPU (its model)', an architecture
-    ('x86_64', as run records of CPU runs hold it) as 'CPU (x86_64)'; None or empty: 'not recorded'."""
-    if device is None or (isinstance(device, float) and np.isnan(device)) or not str(device).strip():
-        return NOT_RECORDED
-    kind = getattr(device, "type", None) or str(device).split(":")[0].strip().lower()
-    if kind == "cpu":
-        return f"CPU ({cpu_model()})"
-    if kind == "cuda":
-        try:
-            import torch
-
-            return torch.cuda.get_device_name(torch.device(str(device)))
-        except (ImportError, RuntimeError, AssertionError):
-            return "CUDA GPU"
-    if kind == "mps":
-        return "Apple GPU (mps)"
-    text = str(device).strip()
-    return f"CPU ({text})" if text.lower() in ARCHITECTURES else text
-
-
-def run_device(run) -> str | None:
-    """The device a run trained on, in words: its record's env.json (records.recorded_device), else the run's own
-    device, else None."""
-    folder = getattr(run, "dir", None)
-    if folder is not None and (Path(folder) / "env.json").exists():
-        return record_device(folder)
-    dev = getattr(run, "device", None)
-    return str(dev) if dev is not None else None
 
 
 def export_context(path) -> dict:
@@ -69,10 +29,9 @@ def export_context(path) -> dict:
 
 
 def unit_of(data, interval_minutes: int = 5) -> str | None:
-    """The target's unit of a dataset known by name or by its DataConfig (without loading it): the config's
-    `unit` when set, else the dataset's own (vehicles/5 min for PEMS flow, mph for METR-LA / PEMS-BAY); None
-    when the name says nothing (your own file)."""
-    from ..data.sources import DCRNN_NAMES, PEMS_NAMES, flow_unit
+    """The unit of a dataset known by name or DataConfig (its `unit`, else PEMS flow or mph); None if unknown."""
+    from ..config import DCRNN_NAMES, PEMS_NAMES
+    from ..data.sources import flow_unit
 
     if hasattr(data, "name"):
         if getattr(data, "unit", None):
@@ -88,28 +47,29 @@ def unit_of(data, interval_minutes: int = 5) -> str | None:
 
 
 def footer(dataset=None, device=None, unit: str | None = None, computed: bool = True) -> str:
-    """'Data: pems08-tail, 5-minute steps | Device: NVIDIA H100 | Unit: vehicles/5 min'.
-
-    dataset: a Dataset (its name, interval and unit) or a name; unit overrides the dataset's; whatever is
-    unknown is said to be (a reviewer should see the gap, not guess). computed=False: a figure of the data
-    alone, which no device made (no device part).
-    """
+    """'Data: pems08-tail, 5-minute steps | Device: NVIDIA H100 | Unit: vehicles/5 min'; what is unknown is said to be;
+    computed=False: a figure of the data alone (no device)."""
     if dataset is not None and hasattr(dataset, "interval_minutes"):
         data = f"{dataset.name}, {dataset.interval_minutes}-minute steps"
         unit = unit or dataset.unit or "original units (not named by the dataset)"
     else:
         data = str(dataset) if dataset else NOT_RECORDED
-    parts = [f"Data: {data}", *([f"Device: {device_label(device)}"] if computed else []),
-             f"Unit: {unit or NOT_RECORDED}"]
+    parts = [
+        f"Data: {data}",
+        *([f"Device: {device_label(device)}"] if computed else []),
+        f"Unit: {unit or NOT_RECORDED}",
+    ]
     return "  |  ".join(parts)
 
 
 def _below_axes(fig):
     """xycoords for the footer: the union of the figure's axes as drawn (labels, legends, colour bars included)."""
+
     def bbox(renderer):
         boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
         boxes = [b for b in boxes if b is not None]
         return Bbox.union(boxes) if boxes else fig.bbox
+
     return bbox
 
 
@@ -122,8 +82,8 @@ def stamp(fig, dataset=None, device=None, unit: str | None = None, computed: boo
     for old in _footers(fig):
         old.remove()
     # anchored to the axes as drawn, so it clears tick labels, x labels and legends whatever the layout
-    note = Annotation(footer(dataset, device, unit, computed), xy=(0, 0), xycoords=_below_axes(fig), xytext=(0, -6),
-                      textcoords="offset points", ha="left", va="top", fontsize=7.5, color="0.3", gid=FOOTER_GID)
+    text, style = footer(dataset, device, unit, computed), {"fontsize": 7.5, "color": "0.3", "gid": FOOTER_GID}
+    note = Annotation(text, (0, 0), (0, -6), _below_axes(fig), "offset points", ha="left", va="top", **style)
     fig.add_artist(note)
     return note
 
@@ -141,6 +101,11 @@ def legend_outside(ax, handles=None, labels=None, **kw):
         labels = [h.get_label() for h in handles]
     if not handles:
         return None
-    kw = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": 8, "frameon": False,
-          **kw}
+    kw = {
+        "loc": "upper left",
+        "bbox_to_anchor": (1.02, 1.0),
+        "borderaxespad": 0.0,
+        "fontsize": 8,
+        "frameon": False,
+    } | kw
     return ax.legend(handles, labels, **kw)

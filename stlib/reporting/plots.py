@@ -1,16 +1,12 @@
-"""Data-overview figures for a Dataset, and the small pure computations behind them.
+"""Data-overview figures for a Dataset and the pure computations behind them (graph algorithms from networkx).
 
-Pure helpers (tested on their own): `connected_components`, `hop_distances`, `spectral_layout`,
-`deviation_series`, `series_correlation`, `hop_correlation_table`, `correlation_by_hops`, `daily_profile_table`,
-`data_overview`. Plot functions take the Dataset and an optional `ax` and return the Axes.
-Missing values are stored as 0 (see `stlib.data.core`) and are left out of every statistic here.
+Plot functions take the Dataset and an optional `ax` and return the Axes; missing values (stored as 0) are left out.
 """
 
 from __future__ import annotations
 
-from collections import deque
-
 import matplotlib.pyplot as plt
+import networkx as nx
 import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
@@ -22,143 +18,69 @@ UNCONNECTED = "unconnected"
 
 
 # ---------------------------------------------------------------------------------------------
-# graph helpers (undirected view of the edge list; costs are ignored)
+# graph helpers (networkx, on the undirected view of the edge list; costs ignored)
 
 
-def _neighbours(edges: pd.DataFrame, n: int) -> list[set[int]]:
-    """Undirected adjacency sets; self-loops and duplicate edges dropped."""
-    nbrs: list[set[int]] = [set() for _ in range(n)]
-    for a, b in zip(edges["from"].to_numpy(np.int64).tolist(), edges["to"].to_numpy(np.int64).tolist()):
-        if a != b:
-            nbrs[a].add(b)
-            nbrs[b].add(a)
-    return nbrs
+def sensor_graph_nx(edges: pd.DataFrame, n: int) -> nx.Graph:
+    """The undirected graph of nodes 0..n-1 and the edges' from/to pairs, self-loops and duplicates dropped."""
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from((a, b) for a, b in zip(edges["from"].tolist(), edges["to"].tolist()) if a != b)
+    return g
 
 
 def connected_components(edges: pd.DataFrame, n: int) -> np.ndarray:
     """(n,) component label per node of the undirected graph, labelled 0.. in order of first node."""
-    nbrs = _neighbours(edges, n)
-    labels = np.full(n, -1, dtype=np.int64)
-    count = 0
-    for start in range(n):
-        if labels[start] >= 0:
-            continue
-        labels[start] = count
-        queue = deque([start])
-        while queue:
-            u = queue.popleft()
-            for v in nbrs[u]:
-                if labels[v] < 0:
-                    labels[v] = count
-                    queue.append(v)
-        count += 1
+    labels = np.empty(n, dtype=np.int64)
+    for i, nodes in enumerate(sorted(nx.connected_components(sensor_graph_nx(edges, n)), key=min)):
+        labels[list(nodes)] = i
     return labels
 
 
 def hop_distances(edges: pd.DataFrame, n: int) -> np.ndarray:
-    """(n, n) int hop counts on the undirected graph by BFS; -1 where no path exists, 0 on the diagonal."""
-    nbrs = _neighbours(edges, n)
+    """(n, n) int hop counts on the undirected graph; -1 where no path exists, 0 on the diagonal."""
     hops = np.full((n, n), -1, dtype=np.int64)
-    for src in range(n):
-        row = hops[src]
-        row[src] = 0
-        queue = deque([src])
-        while queue:
-            u = queue.popleft()
-            for v in nbrs[u]:
-                if row[v] < 0:
-                    row[v] = row[u] + 1
-                    queue.append(v)
+    for src, lengths in nx.all_pairs_shortest_path_length(sensor_graph_nx(edges, n)):
+        hops[src, list(lengths)] = list(lengths.values())
     return hops
 
 
-def _laplacian_eigenmap(nodes: np.ndarray, nbrs: list[set[int]]) -> np.ndarray:
-    """(k, 2) eigenvectors 2 and 3 of the Laplacian of one connected component (a 2-node one has only one)."""
-    k = len(nodes)
-    index = {int(v): i for i, v in enumerate(nodes)}
-    adj = np.zeros((k, k))
-    for v in nodes:
-        for w in nbrs[int(v)]:
-            adj[index[int(v)], index[w]] = 1.0
-    _, vecs = np.linalg.eigh(np.diag(adj.sum(1)) - adj)
-    xy = np.zeros((k, 2))
-    take = vecs[:, 1:3]  # skip the constant eigenvector
-    xy[:, : take.shape[1]] = take
-    return xy
-
-
-def _stress_refine(xy: np.ndarray, hops: np.ndarray, iters: int = 100, tol: float = 1e-4) -> np.ndarray:
-    """Stress majorization (SMACOF, weights 1/d^2) of one connected component towards hop distances, from xy."""
-    k = len(hops)
-    w = np.zeros_like(hops, dtype=np.float64)
-    off = hops > 0
-    w[off] = hops[off] ** -2.0
-    lw = -w
-    np.fill_diagonal(lw, w.sum(1))
-    # lw is singular (constant null space); B @ x is always centred, where inv(lw + 1/k) acts as lw's
-    # pseudo-inverse, and an LU inverse is much faster than pinv's SVD
-    lw_inv = np.linalg.inv(lw + 1.0 / k)
-    # start at the scale of the target distances so the first steps are not spent rescaling
-    x = xy * (hops.max() / max(np.ptp(xy, axis=0).max(), 1e-12))
-    for _ in range(iters):
-        dist = np.hypot(x[:, None, 0] - x[None, :, 0], x[:, None, 1] - x[None, :, 1])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            b = np.where(dist > 0, -w * hops / dist, 0.0)
-        np.fill_diagonal(b, 0.0)
-        np.fill_diagonal(b, -b.sum(1))
-        new = lw_inv @ (b @ x)
-        moved = np.abs(new - x).max()
-        x = new
-        if moved < tol * hops.max():
-            break
-    return x
-
-
-def _component_embedding(nodes: np.ndarray, nbrs: list[set[int]], hops: np.ndarray | None) -> np.ndarray:
-    """(k, 2) layout of one connected component, centred, radius 1, signs fixed; stress-refined if hops given."""
-    if len(nodes) == 1:
-        return np.zeros((1, 2))
-    xy = _laplacian_eigenmap(nodes, nbrs)
-    if hops is not None and len(nodes) > 2:
-        xy = _stress_refine(xy, hops[np.ix_(nodes, nodes)].astype(np.float64))
-    xy = xy - xy.mean(0)
-    for c in range(2):  # eigenvector signs are arbitrary: make the largest entry positive
-        col = xy[:, c]
-        if col[np.argmax(np.abs(col))] < 0:
-            xy[:, c] = -col
+def _component_layout(g: nx.Graph, refine: bool) -> np.ndarray:
+    """(k, 2) layout of one connected component: networkx's spectral layout (numpy's dense solver without scipy),
+    spread by a seeded spring layout from it where networkx does that without scipy (under 500 nodes); centred,
+    radius 1, the sign of each axis fixed (the largest entry positive)."""
+    nodes = sorted(g)
+    if len(nodes) <= 2:  # networkx puts both nodes of a pair at the centre
+        return np.zeros((1, 2)) if len(nodes) == 1 else np.array([[-1.0, 0.0], [1.0, 0.0]])
+    pos = nx.spectral_layout(g)
+    if refine and len(nodes) < 500:  # the spectral layout alone crowds a road network's dense core
+        pos = nx.spring_layout(g, pos=pos, seed=0, method="force")
+    xy = np.array([pos[v] for v in nodes], dtype=np.float64)
+    xy -= xy.mean(0)
+    xy *= np.where(xy[np.abs(xy).argmax(0), [0, 1]] < 0, -1.0, 1.0)
     radius = np.linalg.norm(xy, axis=1).max()
     return xy / radius if radius > 0 else xy
 
 
 def spectral_layout(edges: pd.DataFrame, n: int, refine: bool = True) -> np.ndarray:
-    """(n, 2) node positions: a Laplacian eigenmap per component, components tiled, isolated nodes in a grid below.
-
-    With refine, each eigenmap seeds a stress majorization towards hop distances: eigenmaps alone crowd
-    the dense core of a real road network into a blob (PEMS08), the refinement spreads it out.
-    """
-    if n == 0:
-        return np.zeros((0, 2))
-    nbrs = _neighbours(edges, n)
-    labels = connected_components(edges, n)
-    hops = hop_distances(edges, n) if refine else None
-    groups = [np.flatnonzero(labels == c) for c in range(labels.max() + 1)]
-    multi = sorted((g for g in groups if len(g) > 1), key=len, reverse=True)
-    singles = np.array(sorted(int(g[0]) for g in groups if len(g) == 1), dtype=np.int64)
+    """(n, 2) node positions: a layout per component (_component_layout), components tiled largest first with area
+    roughly proportional to their size, isolated nodes in a grid below."""
+    g = sensor_graph_nx(edges, n)
+    groups = sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: (-len(c), c[0]))
+    multi = [c for c in groups if len(c) > 1]
+    singles = sorted(c[0] for c in groups if len(c) == 1)
     pos = np.zeros((n, 2))
-    if multi:
-        ncols = int(np.ceil(np.sqrt(len(multi))))
-        largest = len(multi[0])
-        for i, nodes in enumerate(multi):
-            row, col = divmod(i, ncols)
-            scale = np.sqrt(len(nodes) / largest)  # area roughly proportional to node count
-            pos[nodes] = _component_embedding(nodes, nbrs, hops) * scale + [2.5 * col, -2.5 * row]
-    if len(singles):
+    ncols = int(np.ceil(np.sqrt(len(multi)))) if multi else 1
+    for i, nodes in enumerate(multi):
+        row, col = divmod(i, ncols)
+        scale = np.sqrt(len(nodes) / len(multi[0]))
+        pos[nodes] = _component_layout(g.subgraph(nodes), refine) * scale + [2.5 * col, -2.5 * row]
+    if singles:
         if multi:  # a compact grid under the components, as wide as they are
             step, top = 0.25, -2.5 * ((len(multi) - 1) // ncols) - 1.4
             per_row = int((2.5 * (ncols - 1) + 2.0) / step) + 1
         else:  # no edges at all: a square grid
-            step, top = 1.0, 0.0
-            per_row = int(np.ceil(np.sqrt(len(singles))))
+            step, top, per_row = 1.0, 0.0, int(np.ceil(np.sqrt(len(singles))))
         rows, cols = np.divmod(np.arange(len(singles)), per_row)
         pos[singles, 0] = -1.0 + cols * step
         pos[singles, 1] = top - rows * step
@@ -175,12 +97,11 @@ def _missing_as_nan(values: np.ndarray) -> np.ndarray:
     return x
 
 
-def deviation_series(values: np.ndarray, time_of_day: np.ndarray, steps_per_day: int,
-                     weekend: np.ndarray | None = None) -> np.ndarray:
-    """(T, N) values minus each sensor's mean at that time of day (per weekday/weekend if given); 0 -> NaN.
-
-    Profiles are computed over the rows given, so pass training rows only to keep val/test out.
-    """
+def deviation_series(
+    values: np.ndarray, time_of_day: np.ndarray, steps_per_day: int, weekend: np.ndarray | None = None
+) -> np.ndarray:
+    """(T, N) values minus each sensor's mean at that time of day (per weekday/weekend if given) over the rows
+    given (pass training rows only); 0 -> NaN."""
     x = _missing_as_nan(values)
     slot = np.asarray(time_of_day, dtype=np.int64)
     if weekend is not None:  # separate profiles: otherwise the weekend shift is shared by all sensors
@@ -214,13 +135,11 @@ def hop_group_labels(max_hops: int) -> list[str]:
     return [str(h) for h in range(1, max_hops + 1)] + [f">{max_hops}", UNCONNECTED]
 
 
-def hop_correlation_table(corr: np.ndarray, hops: np.ndarray, max_hops: int = 10, max_far_pairs: int = 20000,
-                          seed: int = 0) -> pd.DataFrame:
-    """One row per sensor pair i < j: i, j, hops, group (see `hop_group_labels`), corr.
-
-    All pairs within max_hops are kept; farther and unconnected pairs are subsampled to at most
-    max_far_pairs (seeded) so that large graphs stay fast without thinning the near pairs.
-    """
+def hop_correlation_table(
+    corr: np.ndarray, hops: np.ndarray, max_hops: int = 10, max_far_pairs: int = 20000, seed: int = 0
+) -> pd.DataFrame:
+    """One row per sensor pair i < j (i, j, hops, group, corr): all pairs within max_hops, farther and
+    unconnected ones subsampled (seeded) to at most max_far_pairs."""
     i, j = np.triu_indices(corr.shape[0], k=1)
     h = hops[i, j]
     far = (h > max_hops) | (h < 0)
@@ -240,8 +159,9 @@ def correlation_by_hops(ds: Dataset, max_hops: int = 10, max_far_pairs: int = 20
     """`hop_correlation_table` of the training-row deviations from each sensor's weekday/weekend daily profile."""
     rows = ds.train_rows
     dev = deviation_series(ds.target[rows], ds.time_of_day[rows], ds.steps_per_day, weekend=ds.day_of_week[rows] >= 5)
-    return hop_correlation_table(series_correlation(dev), hop_distances(ds.edges, ds.num_sensors),
-                                 max_hops=max_hops, max_far_pairs=max_far_pairs)
+    return hop_correlation_table(
+        series_correlation(dev), hop_distances(ds.edges, ds.num_sensors), max_hops=max_hops, max_far_pairs=max_far_pairs
+    )
 
 
 def daily_profile_table(ds: Dataset) -> pd.DataFrame:
@@ -303,8 +223,9 @@ def daily_profile(ds: Dataset, ax=None):
     for (day_type, part), color in zip(table.groupby("day_type", sort=True), ("tab:blue", "tab:orange")):
         days = len(np.unique(ds.timestamps.normalize()[(ds.day_of_week >= 5) == (day_type == "weekend")]))
         ax.plot(part["hour"], part["mean"], color=color, label=f"{day_type} mean ({days} days)")
-        ax.fill_between(part["hour"], part["q25"], part["q75"], color=color, alpha=0.2, linewidth=0,
-                        label=f"{day_type} 25-75 %")
+        ax.fill_between(
+            part["hour"], part["q25"], part["q75"], color=color, alpha=0.2, linewidth=0, label=f"{day_type} 25-75 %"
+        )
     ax.set_xlim(0, 24)
     ax.set_xticks(range(0, 25, 3))
     ax.set_xlabel("hour of day")
@@ -322,8 +243,8 @@ def sensor_heatmap(ds: Dataset, days: float = 7, max_sensors: int = 60, ax=None)
     sensors = np.unique(np.linspace(0, ds.num_sensors - 1, min(max_sensors, ds.num_sensors)).round().astype(int))
     block = ds.target[:steps, sensors].T
     cmap = plt.get_cmap("viridis").with_extremes(bad="red")
-    image = ax.imshow(np.ma.masked_equal(block, 0), aspect="auto", cmap=cmap, interpolation="nearest",
-                      extent=(-0.5, steps - 0.5, len(sensors) - 0.5, -0.5))
+    extent = (-0.5, steps - 0.5, len(sensors) - 0.5, -0.5)
+    image = ax.imshow(np.ma.masked_equal(block, 0), cmap, aspect="auto", interpolation="nearest", extent=extent)
     ts = ds.timestamps[:steps]
     midnights = np.flatnonzero((ts.hour == 0) & (ts.minute == 0))
     if len(midnights) == 0:
@@ -331,7 +252,9 @@ def sensor_heatmap(ds: Dataset, days: float = 7, max_sensors: int = 60, ax=None)
     ax.set_xticks(midnights, [t.strftime("%a\n%Y-%m-%d") for t in ts[midnights]], fontsize="small")
     ticks = np.unique(np.linspace(0, len(sensors) - 1, min(8, len(sensors))).round().astype(int))
     ax.set_yticks(ticks, sensors[ticks])
-    ax.set_ylabel("sensor" + (f" ({len(sensors)} of {ds.num_sensors}, evenly spaced)" if len(sensors) < ds.num_sensors else ""))
+    ax.set_ylabel(
+        "sensor" + (f" ({len(sensors)} of {ds.num_sensors}, evenly spaced)" if len(sensors) < ds.num_sensors else "")
+    )
     missing = float((block == 0).mean())
     ax.set_title(f"{ds.name}: first {steps / ds.steps_per_day:g} days (missing = red, {100 * missing:.2f} % of cells)")
     ax.figure.colorbar(image, ax=ax, label=ds.value_label, pad=0.01)
@@ -348,14 +271,21 @@ def sensor_graph(ds: Dataset, ax=None, arrows: bool = False):
     src, dst = src[keep], dst[keep]
     if arrows:
         for a, b in zip(src, dst):
-            ax.annotate("", xy=pos[b], xytext=pos[a], zorder=1,
-                        arrowprops=dict(arrowstyle="-|>", color="0.5", lw=0.8, shrinkA=4, shrinkB=4))
+            ax.annotate(
+                "",
+                xy=pos[b],
+                xytext=pos[a],
+                zorder=1,
+                arrowprops=dict(arrowstyle="-|>", color="0.5", lw=0.8, shrinkA=4, shrinkB=4),
+            )
     else:
-        ax.add_collection(LineCollection(np.stack([pos[src], pos[dst]], axis=1), colors="0.6", linewidths=0.8, zorder=1))
+        ax.add_collection(
+            LineCollection(np.stack([pos[src], pos[dst]], axis=1), colors="0.6", linewidths=0.8, zorder=1)
+        )
     with np.errstate(invalid="ignore"):
         mean_value = np.nanmean(_missing_as_nan(ds.target), axis=0)
-    nodes = ax.scatter(pos[:, 0], pos[:, 1], c=mean_value, cmap="viridis", s=max(8, 2400 / max(ds.num_sensors, 1) ** 0.9),
-                       edgecolors="k", linewidths=0.3, zorder=2)
+    size = max(8, 2400 / max(ds.num_sensors, 1) ** 0.9)
+    nodes = ax.scatter(*pos.T, size, mean_value, cmap="viridis", edgecolors="k", linewidths=0.3, zorder=2)
     ax.figure.colorbar(nodes, ax=ax, label=f"mean {ds.value_label}", shrink=0.8)
     components = len(np.unique(connected_components(ds.edges, ds.num_sensors)))
     ax.set_title(f"{ds.name}: {ds.num_sensors} sensors, {len(ds.edges)} edges, {components} component(s)")
@@ -393,8 +323,11 @@ def correlation_vs_distance(ds: Dataset, ax=None, max_hops: int = 10, max_far_pa
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xlabel("hops on the undirected sensor graph (pairs)")
     ax.set_ylabel("correlation of deviations")
-    ax.set_title(f"{ds.name}: correlation of deviations from each sensor's daily profile\n"
-                 "(weekday/weekend profiles, train rows; box = quartiles, whiskers 1.5 IQR)", fontsize="medium")
+    ax.set_title(
+        f"{ds.name}: correlation of deviations from each sensor's daily profile\n"
+        "(weekday/weekend profiles, train rows; box = quartiles, whiskers 1.5 IQR)",
+        fontsize="medium",
+    )
     ax.grid(alpha=0.3, axis="y")
     return _stamp(ax, ds, f"none (correlations of {ds.value_label})")
 

@@ -1,10 +1,5 @@
-"""Run records: outputs/runs/<stage>/<run-id>/ and the ledger, every file written atomically.
-
-A run directory holds config.yaml (resolved), history.csv, metrics.json, env.json (the code's git
-commit, versions, device), best.pt and last.pt (the full training state, for `python -m stlib.train
---resume`), and tensorboard/ with train.tensorboard. outputs/ledger.csv gets one row per finished
-run. A write goes to a temp file in the same folder, is fsynced and renamed over the target, so a
-crash or a full disk mid-write leaves the previous version intact.
+"""Run records: outputs/runs/<stage>/<run-id>/ (config.yaml, history.csv, metrics.json, env.json, best.pt, last.pt,
+tensorboard/) and outputs/ledger.csv, every file written atomically (temp file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -28,9 +23,30 @@ import yaml
 
 from ..paths import REPO_ROOT, output_dir
 
-LEDGER_COLUMNS = ["run_id", "stage", "name", "profile", "model", "dataset", "seed", "params", "best_epoch",
-                  "epochs_run", "train_seconds", "seconds_per_epoch", "val_mae", "test_mae", "test_rmse",
-                  "test_mape", "mae_h3", "mae_h6", "mae_h12", "device", "finished", "run_dir"]
+LEDGER_COLUMNS = [
+    "run_id",
+    "stage",
+    "name",
+    "profile",
+    "model",
+    "dataset",
+    "seed",
+    "params",
+    "best_epoch",
+    "epochs_run",
+    "train_seconds",
+    "seconds_per_epoch",
+    "val_mae",
+    "test_mae",
+    "test_rmse",
+    "test_mape",
+    "mae_h3",
+    "mae_h6",
+    "mae_h12",
+    "device",
+    "finished",
+    "run_dir",
+]
 # read as text, not guessed: stage "01" would become the integer 1, a run named "3" the number 3
 LEDGER_TEXT = ("run_id", "stage", "name", "profile", "model", "dataset", "device", "finished", "run_dir")
 
@@ -139,9 +155,12 @@ def read_run(run_dir: str | Path) -> dict:
 
 def git_state(repo: Path = REPO_ROOT) -> dict:
     """{'git_commit': HEAD's hash, 'git_dirty': tracked files changed since}; None for both without git or a repo."""
+
     def git(*args):
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
     try:
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
@@ -181,21 +200,43 @@ def environment(device: torch.device) -> dict:
     return env
 
 
-def recorded_device(env: dict) -> str | None:
-    """The device an env.json names, in words: a GPU's name; a CPU as 'CPU (its model)' (a record written before
-    env.json kept the model: 'CPU (x86_64)', its architecture); None when the record names no device."""
-    kind = str(env.get("device") or "").split(":")[0].strip().lower()
+NOT_RECORDED = "not recorded"
+ARCHITECTURES = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "ppc64le", "s390x"}
+
+
+def device_label(device=None, missing: str | None = NOT_RECORDED) -> str | None:
+    """A device in words, the one place that says it: a GPU's name as is; 'cpu' (this machine) as 'CPU (its model)';
+    an architecture ('x86_64', how older records name a CPU) as 'CPU (x86_64)'; 'mps' as 'Apple GPU (mps)'; a run
+    record's env.json (a dict) as the device it names, a CPU by its recorded model; `missing` when nothing names one."""
+    if isinstance(device, dict):  # env.json
+        kind = str(device.get("device") or "").split(":")[0].strip().lower()
+        if kind == "cpu":
+            model = device.get("cpu_model") or device.get("device_name") or device.get("processor")
+            return f"CPU ({model or 'model not recorded'})"
+        device = "mps" if kind == "mps" else device.get("device_name") or device.get("device")
+    if device is None or (isinstance(device, float) and device != device) or not str(device).strip():
+        return missing
+    kind = getattr(device, "type", None) or str(device).split(":")[0].strip().lower()
     if kind == "cpu":
-        return f"CPU ({env.get('cpu_model') or env.get('device_name') or env.get('processor') or 'model not recorded'})"
+        return f"CPU ({cpu_model()})"
+    if kind == "cuda":
+        try:
+            return torch.cuda.get_device_name(torch.device(str(device)))
+        except (RuntimeError, AssertionError):
+            return "CUDA GPU"
     if kind == "mps":
         return "Apple GPU (mps)"
-    return env.get("device_name") or env.get("device") or None
+    text = str(device).strip()
+    return f"CPU ({text})" if text.lower() in ARCHITECTURES else text
 
 
-def run_device(run_dir: str | Path) -> str | None:
-    """The device a run trained on, in words (recorded_device), from its env.json; None without one."""
-    path = Path(run_dir) / "env.json"
-    return recorded_device(json.loads(path.read_text())) if path.exists() else None
+def run_device(run) -> str | None:
+    """The device a run trained on, in words: its record's env.json (run: a run directory or a Run), else a Run's
+    own `device`; None when neither names one."""
+    folder = run if isinstance(run, (str, Path)) else getattr(run, "dir", None)
+    if folder is not None and (Path(folder) / "env.json").exists():
+        return device_label(json.loads((Path(folder) / "env.json").read_text()), missing=None)
+    return device_label(getattr(run, "device", None), missing=None)
 
 
 def joined(values) -> str | None:
@@ -240,15 +281,14 @@ def file_lock(path: Path, busy: str | None = None):
 
 def run_lock(run_dir: Path):
     """Hold run_dir/.lock while this process trains the run: a second one (resuming a live run) is refused."""
-    return file_lock(Path(run_dir) / ".lock", busy=f"{run_dir} is in use by another process (is it still "
-                     "running?): resume it once that process has stopped")
+    return file_lock(
+        Path(run_dir) / ".lock",
+        busy=f"{run_dir} is in use by another process (is it still running?): resume it once that process has stopped",
+    )
 
 
 def read_ledger(path: Path) -> pd.DataFrame:
-    """A ledger.csv with its text columns as text (stage "01", not 1); empty with the columns when absent.
-
-    Ledgers written before stages were read as text hold "1" for stage "01": those come back as "01".
-    """
+    """A ledger.csv with its text columns as text (stage "01", not 1, also from older ledgers); empty when absent."""
     path = Path(path)
     if not path.exists() or not path.stat().st_size:
         return pd.DataFrame(columns=LEDGER_COLUMNS)

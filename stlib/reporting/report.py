@@ -1,9 +1,6 @@
-"""The roadmap's route as measured: MAE per stage, the roadmap's ranges, the gates, speed; REPORT.md.
+"""The roadmap's route as measured (MAE per stage, its ranges, the gates, speed) and REPORT.md; trains nothing.
 
-Reads what the stage notebooks wrote under outputs/<profile>/ (01_summary.csv,
-03_ablation_summary.csv, 04_summary.csv) and the committed benchmark files; trains nothing.
-The roadmap's MAE figures belong to its author's data, where the baseline scored 14.57; here they
-are scaled by our baseline's MAE on the same protocol (a ratio carries over, a number does not).
+The roadmap's MAE figures belong to its author's data (baseline 14.57): they are scaled by our baseline's MAE.
 """
 
 from __future__ import annotations
@@ -13,14 +10,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figstyle import NOT_RECORDED, device_label
-from .records import atomic_write_text
+from .records import atomic_write_text, device_label
 from .reference import ROADMAP, STAEFORMER_CPU, STID_PEER_MAE
-from .results import from_export, seed_summary
+from .results import UNKNOWN, beats, from_export, seed_summary, versus
 
 # the roadmap's MAE on its author's data, per stage: (low, high)
-ROADMAP_RANGES = {"01 where we stand": (ROADMAP["current_mae"], ROADMAP["current_mae"]),
-                  "03 stage 1 (tuned)": (15.0, 16.0), "04 stage 2 (alternating)": ROADMAP["stage2_target"]}
+ROADMAP_RANGES = {
+    "01 where we stand": (ROADMAP["current_mae"], ROADMAP["current_mae"]),
+    "03 stage 1 (tuned)": (15.0, 16.0),
+    "04 stage 2 (alternating)": ROADMAP["stage2_target"],
+}
 
 
 def scaled_range(stage: str, baseline_mae: float) -> tuple[float, float]:
@@ -52,48 +51,44 @@ def _stage2_pick(s: pd.DataFrame) -> str:
     return (with_space if len(with_space) else s)["MAE"].idxmin()
 
 
-def _device(recorded) -> str | None:
-    """A summary's device cell in words ('x86_64' -> 'CPU (x86_64)'); None when it has none."""
-    words = device_label(recorded)
-    return None if words == NOT_RECORDED else words
+def _stage_row(stage: str, cfg: str, r: pd.Series, device, **extra) -> dict:
+    """One row of the route's table from a configuration's seed summary row."""
+    row = {"stage": stage, "configuration": cfg, "MAE": float(r["MAE"]), "MAE sd": float(r.get("MAE sd", float("nan")))}
+    row.update(seeds=int(r.get("seeds", 1)), epochs=float(r.get("epochs", float("nan"))))
+    return {**row, "s/epoch": float(r.get("s/epoch", float("nan"))), **extra, "device": device}
+
+
+def _with_ranges(rows: list[dict], baseline: float | None, stages) -> pd.DataFrame:
+    """The route's table, with the roadmap's scaled range of each of `stages` and every MAE against the baseline."""
+    table = pd.DataFrame(rows)
+    if baseline is not None and len(table):
+        nan = (float("nan"),) * 2
+        table["roadmap low"], table["roadmap high"] = zip(
+            *[scaled_range(s, baseline) if s in stages else nan for s in table["stage"]]
+        )
+        table["vs baseline"] = table["MAE"] / baseline
+    return table
 
 
 def route(out: Path) -> tuple[pd.DataFrame, float | None]:
-    """(one row per stage reached, baseline MAE) from the stage summaries in `out`.
-
-    Stage 1 appears twice: its start and the configuration notebook 03 chose for stage 2 (the start itself when no
-    item beat the seed spread). Stage 2 is its best configuration with spatial attention. `epochs` is each stage's
-    training budget; `device` what its runs trained on, in words, as the stage notebooks recorded it (None where a
-    summary has no device column).
-    """
+    """(one row per stage reached, baseline MAE) from the stage summaries in `out`: the baseline, stage 1's start and
+    the configuration notebook 03 chose, stage 2's best with spatial attention; each with its epochs and device in words."""
     rows, baseline = [], None
-    s01 = _read(out / "01_summary.csv")
+    s01, s03, s04 = (_read(out / f) for f in ("01_summary.csv", "03_ablation_summary.csv", "04_summary.csv"))
     if s01 is not None:
         if "stid" in s01.index:
             baseline = float(s01.loc["stid", "MAE"])
             rows.append((BASELINE, "stid", s01.loc["stid"]))
         if "encdec_start" in s01.index:
             rows.append((WHERE_WE_STAND, "encdec_start", s01.loc["encdec_start"]))
-    s03 = _read(out / "03_ablation_summary.csv")
     if s03 is not None and len(s03):
         if "start" in s03.index:
             rows.append((STAGE1_START, "start", s03.loc["start"]))
-        pick = _stage1_pick(s03)
-        rows.append((STAGE1_TUNED, pick, s03.loc[pick]))
-    s04 = _read(out / "04_summary.csv")
+        rows.append((STAGE1_TUNED, _stage1_pick(s03), s03.loc[_stage1_pick(s03)]))
     if s04 is not None and len(s04):
-        pick = _stage2_pick(s04)
-        rows.append((STAGE2, pick, s04.loc[pick]))
-    table = pd.DataFrame([{"stage": stage, "configuration": cfg, "MAE": float(r["MAE"]),
-                           "MAE sd": float(r.get("MAE sd", float("nan"))), "seeds": int(r.get("seeds", 1)),
-                           "epochs": float(r.get("epochs", float("nan"))),
-                           "s/epoch": float(r.get("s/epoch", float("nan"))), "device": _device(r.get("device"))}
-                          for stage, cfg, r in rows])
-    if baseline is not None and len(table):
-        ranges = [scaled_range(s, baseline) if s in ROADMAP_RANGES else (float("nan"),) * 2 for s in table["stage"]]
-        table["roadmap low"], table["roadmap high"] = zip(*ranges)
-        table["vs baseline"] = table["MAE"] / baseline
-    return table, baseline
+        rows.append((STAGE2, _stage2_pick(s04), s04.loc[_stage2_pick(s04)]))
+    rows = [_stage_row(st, cfg, r, device_label(r.get("device"), missing=None)) for st, cfg, r in rows]
+    return _with_ranges(rows, baseline, ROADMAP_RANGES), baseline
 
 
 def stage1_why(out: Path) -> str | None:
@@ -125,18 +120,14 @@ def budget(table: pd.DataFrame) -> str:
 
 
 def _beats(table: pd.DataFrame, a: str, b: str) -> bool:
-    """Stage a's MAE is below stage b's by more than their seed sds added (an sd unknown with one seed counts 0)."""
+    """Stage a beats stage b beyond the seed spread (results.beats: never with an unknown spread)."""
     r = table.set_index("stage")
-    spread = r.loc[[a, b], "MAE sd"].fillna(0).sum()
-    return bool(r.loc[b, "MAE"] - r.loc[a, "MAE"] > spread)
+    return bool(beats(r.loc[a, "MAE"], r.loc[a, "MAE sd"], r.loc[b, "MAE"], r.loc[b, "MAE sd"]))
 
 
 def ordering(table: pd.DataFrame) -> tuple[bool | None, str]:
-    """(holds, one plain sentence): does the route keep the roadmap's order at this budget?
-
-    The roadmap's order: the tuned stage 1 beats its start, stage 2 beats stage 1, and stage 2 beats the baseline,
-    each by more than the seed spread (the two sds added). holds is None when the route has too few stages to tell.
-    """
+    """(holds, one plain sentence): does the route keep the roadmap's order (tuned stage 1 beats its start, stage 2
+    beats stage 1 and the baseline, each beyond the seed spread)? holds is None with too few stages to tell."""
     stages = set(table["stage"]) if len(table) else set()
     start = STAGE1_START if STAGE1_START in stages else WHERE_WE_STAND if WHERE_WE_STAND in stages else None
     r = table.set_index("stage") if len(table) else None
@@ -145,31 +136,33 @@ def ordering(table: pd.DataFrame) -> tuple[bool | None, str]:
         sd = r.loc[stage, "MAE sd"]
         return f"{r.loc[stage, 'MAE']:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
 
+    def check(a, b, what_a, what_b):
+        ok = _beats(table, a, b)
+        return ok, f"{what_a} {'beats' if ok else 'does not beat'} {what_b}"
+
     checks = []
     if STAGE1_TUNED in stages and start is not None:
         if STAGE1_START in stages and r.loc[STAGE1_TUNED, "configuration"] == r.loc[STAGE1_START, "configuration"]:
             checks.append((False, "stage 1 keeps its start (no item beat the seed spread)"))
         else:
-            ok = _beats(table, STAGE1_TUNED, start)
-            checks.append((ok, f"the tuned stage 1 ({show(STAGE1_TUNED)}) {'beats' if ok else 'does not beat'} "
-                               f"its start ({show(start)})"))
+            checks.append(
+                check(STAGE1_TUNED, start, f"the tuned stage 1 ({show(STAGE1_TUNED)})", f"its start ({show(start)})")
+            )
     if STAGE2 in stages and STAGE1_TUNED in stages:
-        ok = _beats(table, STAGE2, STAGE1_TUNED)
-        checks.append((ok, f"stage 2 ({r.loc[STAGE2, 'configuration']}, {show(STAGE2)}) "
-                           f"{'beats' if ok else 'does not beat'} stage 1 ({show(STAGE1_TUNED)})"))
+        s2 = f"stage 2 ({r.loc[STAGE2, 'configuration']}, {show(STAGE2)})"
+        checks.append(check(STAGE2, STAGE1_TUNED, s2, f"stage 1 ({show(STAGE1_TUNED)})"))
     if STAGE2 in stages and BASELINE in stages:
-        ok = _beats(table, STAGE2, BASELINE)
-        checks.append((ok, f"stage 2 {'beats' if ok else 'does not beat'} the STID-style baseline ({show(BASELINE)})"))
+        checks.append(check(STAGE2, BASELINE, "stage 2", f"the STID-style baseline ({show(BASELINE)})"))
     if len(checks) < 2:
         return None, "The route has too few stages to judge the roadmap's ordering."
-    b = budget(table)
-    at = f"At this budget ({b})" if b.endswith("each") else "At these budgets"
+    at = "At this budget (" + budget(table) + ")" if budget(table).endswith("each") else "At these budgets"
+    said = "; ".join(t for _, t in checks)
     if all(ok for ok, _ in checks):
-        return True, f"{at} the roadmap's ordering holds: " + "; ".join(t for _, t in checks) + \
-            ", each by more than the seed spread."
-    return False, (f"{at} the roadmap's ordering does not hold: " + "; ".join(t for _, t in checks)
-                   + " (a difference counts only beyond the seed spread). This is what the budget measured, "
-                   "not the roadmap's route.")
+        return True, f"{at} the roadmap's ordering holds: {said}, each by more than the seed spread."
+    return False, (
+        f"{at} the roadmap's ordering does not hold: {said} (a difference counts only beyond the seed spread). "
+        "This is what the budget measured, not the roadmap's route."
+    )
 
 
 def story(table: pd.DataFrame, why_stage1: str | None = None) -> str:
@@ -193,72 +186,60 @@ def _export_rows(export: pd.DataFrame, keep=()) -> pd.DataFrame:
 
 
 def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float | None]:
-    """route()'s table from committed long runs instead of the stage notebooks' records.
-
-    files: {stage: "file.csv" or "file.csv:configuration"} with stages among "baseline: STID-style",
-    "03 stage 1 (start)", "03 stage 1 (tuned)", "04 stage 2 (alternating)", ...; a stage without a named
-    configuration takes the file's lowest mean MAE. The baseline's MAE scales the roadmap's ranges.
-    """
+    """route()'s table from committed long runs, {stage: "file.csv" or "file.csv:configuration"} (else the
+    file's lowest mean MAE); a "baseline..." stage's MAE scales the roadmap's ranges."""
     rows, baseline = [], None
     for stage, spec in files.items():
         fname, _, config = str(spec).partition(":")
         path = Path(bench_dir) / fname
         if not path.exists():
             raise FileNotFoundError(f"{path}: committed runs for {stage!r} not found")
-        runs = _export_rows(pd.read_csv(path))
-        summary = seed_summary(runs)
+        summary = seed_summary(_export_rows(pd.read_csv(path)))
         pick = config or summary["MAE"].idxmin()
         if pick not in summary.index:
             raise ValueError(f"{path}: no configuration {pick!r} (has {list(summary.index)})")
         r = summary.loc[pick]
-        rows.append({"stage": stage, "configuration": pick, "MAE": float(r["MAE"]), "MAE sd": float(r["MAE sd"]),
-                     "seeds": int(r["seeds"]), "epochs": float(r["epochs"]), "s/epoch": float(r["s/epoch"]),
-                     "train minutes": float(r["seconds"] / 60), "file": fname, "device": r.get("device")})
+        rows.append(_stage_row(stage, pick, r, r.get("device"), **{"train minutes": r["seconds"] / 60, "file": fname}))
         if stage.startswith("baseline"):
             baseline = rows[-1]["MAE"]
-    table = pd.DataFrame(rows)
-    if baseline is not None and len(table):
-        key = {"03 stage 1 (start)": None, "03 stage 1 (tuned)": "03 stage 1 (tuned)",
-               "04 stage 2 (alternating)": "04 stage 2 (alternating)"}
-        ranges = [scaled_range(key[s], baseline) if key.get(s) else (float("nan"),) * 2 for s in table["stage"]]
-        table["roadmap low"], table["roadmap high"] = zip(*ranges)
-        table["vs baseline"] = table["MAE"] / baseline
-    return table, baseline
+    return _with_ranges(rows, baseline, (STAGE1_TUNED, STAGE2)), baseline
 
 
-def gates(table: pd.DataFrame, baseline: float | None, peer_mae: float | None = None,
-          committed: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Each decision gate of the roadmap (and the issue's peer target), computed from the route.
-
-    committed: the committed stage-2 runs (budgeted_runs); with peer_mae (pems08-tail), their best result is
-    held to the same targets, and each CPU batch (stage2_cpu*.csv) to STAEformer's 55 CPU minutes.
-    """
+def gates(
+    table: pd.DataFrame, baseline: float | None, peer_mae: float | None = None, committed: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Each decision gate of the roadmap (and the issue's peer target), from the route; with peer_mae, the committed
+    stage-2 runs' best result too (budgeted_runs) and each CPU batch against STAEformer's 55 CPU minutes."""
     by = table.set_index("stage")["MAE"] if len(table) else pd.Series(dtype=float)
     rows = []
     if baseline is not None:
         ratio = ROADMAP["stage1_gate_mae"] / ROADMAP["baseline_mae"]
-        if "03 stage 1 (tuned)" in by:
-            rows.append(("stage 1 -> stage 2: MAE <= 16 on the roadmap's data (x%.3f baseline)" % ratio,
-                         by["03 stage 1 (tuned)"], ratio * baseline))
-        if "04 stage 2 (alternating)" in by:
-            lo, hi = scaled_range("04 stage 2 (alternating)", baseline)
-            rows.append(("stage 2 reaches the roadmap's 13-14 (scaled)", by["04 stage 2 (alternating)"], hi))
-            rows.append(("stage 2 beats the baseline", by["04 stage 2 (alternating)"], baseline))
-    if peer_mae is not None and "04 stage 2 (alternating)" in by:
-        rows.append(("stage 2 at least 5 % below the peer STID", by["04 stage 2 (alternating)"], 0.95 * peer_mae))
+        if STAGE1_TUNED in by:
+            gate = f"stage 1 -> stage 2: MAE <= 16 on the roadmap's data (x{ratio:.3f} baseline)"
+            rows.append((gate, by[STAGE1_TUNED], ratio * baseline))
+        if STAGE2 in by:
+            rows.append(("stage 2 reaches the roadmap's 13-14 (scaled)", by[STAGE2], scaled_range(STAGE2, baseline)[1]))
+            rows.append(("stage 2 beats the baseline", by[STAGE2], baseline))
+    if peer_mae is not None and STAGE2 in by:
+        rows.append(("stage 2 at least 5 % below the peer STID", by[STAGE2], 0.95 * peer_mae))
     if peer_mae is not None and committed is not None and len(committed):
         best = committed.loc[committed["MAE"].idxmin()]
         where = f"committed runs, best ({best['name']}, {best['device']})"
         rows.append((f"{where}: at least 5 % below the peer STID", best["MAE"], 0.95 * peer_mae))
         if baseline is not None:
             rows.append((f"{where}: beats the baseline", best["MAE"], baseline))
+        ref = STAEFORMER_CPU
         for _, r in cpu_batches(committed).iterrows():
-            minutes = (r["budget s"] or r["longest run s"]) / 60  # the budget, else the slowest seed's training time
-            rows.append((f"CPU stage 2 ({r['name']}, {minutes:.0f} min a seed) beats STAEformer's own code "
-                         f"within {STAEFORMER_CPU['minutes']} min on this CPU", r["MAE"], STAEFORMER_CPU["mae"]))
+            gate = f"CPU stage 2 ({r['name']}, {_minutes(r):.0f} min a seed) beats STAEformer's own code"
+            rows.append((f"{gate} within {ref['minutes']} min on this CPU", r["MAE"], ref["mae"]))
     out = pd.DataFrame(rows, columns=["gate", "MAE", "threshold"])
     out["passed"] = out["MAE"] <= out["threshold"]
     return out
+
+
+def _minutes(r: pd.Series) -> float:
+    """A committed batch's training minutes a seed: its budget, else the slowest seed's training time."""
+    return (r["budget s"] or r["longest run s"]) / 60
 
 
 def speed(bench_dir: Path) -> pd.DataFrame:
@@ -267,23 +248,29 @@ def speed(bench_dir: Path) -> pd.DataFrame:
     for f in sorted(Path(bench_dir).glob("speed_*.json")):
         r = json.loads(f.read_text())
         t = pd.DataFrame(r["table"])
-        rows.append({"file": f.name, "device": r.get("device"), "dataset": r.get("dataset"),
-                     "naive s/epoch": float(t["s_per_epoch"].iloc[0]), "fastest s/epoch": float(t["s_per_epoch"].min()),
-                     "fastest rung": t.loc[t["s_per_epoch"].idxmin(), "rung"],
-                     "speed-up": float(t["s_per_epoch"].iloc[0] / t["s_per_epoch"].min()),
-                     "throughput x": float(t["throughput_x"].max())})
+        rows.append(
+            {
+                "file": f.name,
+                "device": r.get("device"),
+                "dataset": r.get("dataset"),
+                "naive s/epoch": float(t["s_per_epoch"].iloc[0]),
+                "fastest s/epoch": float(t["s_per_epoch"].min()),
+                "fastest rung": t.loc[t["s_per_epoch"].idxmin(), "rung"],
+                "speed-up": float(t["s_per_epoch"].iloc[0] / t["s_per_epoch"].min()),
+                "throughput x": float(t["throughput_x"].max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
-    """Committed time-budgeted runs of a study (<study>_<device>.csv, exported with python -m stlib.reporting.results
-    from the run records of scripts/gpu_session.sh on a lent GPU, or of a CPU batch): one row per batch and
-    config.
-
-    MAE mean and sd over seeds, the epochs each run reached in its time budget, and the budget.
-    """
-    frames = [pd.read_csv(f).assign(file=f.name) for f in sorted(Path(bench_dir).glob(f"{study}_*.csv"))
-              if not f.stem.endswith("_history")]
+    """Committed time-budgeted runs of a study (<study>_<device>.csv results exports): one row per batch and
+    config with MAE mean and sd over seeds, the epochs reached, the budget and the slowest seed's training time."""
+    frames = [
+        pd.read_csv(f).assign(file=f.name)
+        for f in sorted(Path(bench_dir).glob(f"{study}_*.csv"))
+        if not f.stem.endswith("_history")
+    ]
     if not frames:
         return pd.DataFrame()
     runs = _export_rows(pd.concat(frames, ignore_index=True), keep=("file", "batch", "time_budget_s"))
@@ -296,11 +283,8 @@ def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
 
 
 def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, stacked histories) of committed run exports (python -m stlib.reporting.results --out F --histories F_history).
-
-    files: file names (or glob patterns) under bench_dir of the run tables; each run keeps its `file`. A missing
-    history file is an error naming it.
-    """
+    """(runs, stacked histories) of committed run exports (file names or globs under bench_dir), each row with its
+    `file`; a missing F_history.csv is an error naming it."""
     paths = sorted({p for f in files for p in Path(bench_dir).glob(f) if not p.stem.endswith("_history")})
     if not paths:
         return pd.DataFrame(), pd.DataFrame()
@@ -308,7 +292,9 @@ def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
     for f in paths:
         h = f.with_name(f.stem + "_history.csv")
         if not h.exists():
-            raise FileNotFoundError(f"{h}: the histories of {f.name} are missing (python -m stlib.reporting.results --histories)")
+            raise FileNotFoundError(
+                f"{h}: the histories of {f.name} are missing (python -m stlib.reporting.results --histories)"
+            )
         runs.append(pd.read_csv(f).assign(file=f.name))
         hists.append(pd.read_csv(h).assign(file=f.name))
     return pd.concat(runs, ignore_index=True), pd.concat(hists, ignore_index=True)
@@ -323,23 +309,22 @@ def wall_clock(hist: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration (file, name): seeds, size, speed, training minutes and the MAE they bought.
-
-    `minutes to best` is when the best-validation checkpoint (the one tested) was written.
-    """
+    """One row per configuration (file, name): seeds, size, speed, training minutes (`minutes to best`: when the
+    tested checkpoint was written) and the MAE they bought."""
     h = wall_clock(hist)
     best = h.loc[h.dropna(subset=["val_mae"]).groupby("run_dir")["val_mae"].idxmin(), ["run_dir", "minutes"]]
     r = runs.merge(best.rename(columns={"minutes": "minutes to best"}), on="run_dir", how="left")
     rows = from_export(r, keep=("file", "val_mae", "minutes to best")).rename(columns={"val_mae": "val MAE"})
     rows["train minutes"] = rows["seconds"] / 60
-    by = ["file", "config"]
-    s = seed_summary(rows, by, ("s/epoch", "epochs", "train minutes", "minutes to best", "val MAE", "MAE", "MAE h12"))
+    by, cols = (
+        ["file", "config"],
+        ["s/epoch", "epochs", "train minutes", "minutes to best", "val MAE", "MAE", "MAE h12"],
+    )
+    out = seed_summary(rows, by, cols)[["seeds", *cols[:-1], "MAE sd", "MAE h12"]]
+    out = out.rename(columns={"MAE": "test MAE", "MAE sd": "test MAE sd"})
     g = rows.groupby(by, sort=False)
-    out = pd.DataFrame({
-        "seeds": s["seeds"], "params": g["params"].first(), "s/epoch": s["s/epoch"], "epochs": s["epochs"],
-        "train minutes": s["train minutes"], "train minutes max": g["train minutes"].max(),
-        "minutes to best": s["minutes to best"], "val MAE": s["val MAE"], "test MAE": s["MAE"],
-        "test MAE sd": s["MAE sd"], "MAE h12": s["MAE h12"]})
+    out.insert(1, "params", g["params"].first())
+    out.insert(5, "train minutes max", g["train minutes"].max())
     return out.reset_index().rename(columns={"config": "name"})
 
 
@@ -349,27 +334,26 @@ def cpu_batches(committed: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict(summary: pd.DataFrame, a: str, b: str) -> str:
-    """'a beats / loses to / is within the seed spread of b', from a table indexed by config with MAE and MAE sd.
-
-    A difference counts only when it exceeds the two configurations' seed sds added.
-    """
+    """results.versus of a against b in a sentence with the numbers, from a table indexed by config (MAE, MAE sd)."""
     if a not in summary.index or b not in summary.index:
         return f"{a} vs {b}: not both measured"
-    d = summary.loc[b, "MAE"] - summary.loc[a, "MAE"]
-    spread = summary.loc[a, "MAE sd"] + summary.loc[b, "MAE sd"]
-    word = "beats" if d > spread else ("loses to" if -d > spread else "is within the seed spread of")
-    return (f"{a} {word} {b}: {summary.loc[a, 'MAE']:.3f} vs {summary.loc[b, 'MAE']:.3f} "
-            f"(difference {d:+.3f}, spread {spread:.3f})")
+    (ma, sa), (mb, sb) = summary.loc[a, ["MAE", "MAE sd"]], summary.loc[b, ["MAE", "MAE sd"]]
+    word = versus(ma, sa, mb, sb)
+    head = f"{a} vs {b}: {UNKNOWN} (one seed)" if word == UNKNOWN else f"{a} {word} {b}"
+    return f"{head}: {ma:.3f} vs {mb:.3f} (difference {mb - ma:+.3f}, spread {sa + sb:.3f})"
 
 
 def peer_target(mae: float) -> str:
     """Whether an MAE meets the issue's target on pems08-tail: 5 % below the peer STID."""
     target = 0.95 * STID_PEER_MAE
-    return f"target (5 % below the peer STID {STID_PEER_MAE}): <= {target:.2f} -> {'MET' if mae <= target else 'NOT met'}"
+    return (
+        f"target (5 % below the peer STID {STID_PEER_MAE}): <= {target:.2f} -> {'MET' if mae <= target else 'NOT met'}"
+    )
 
 
-def against_baseline(summary: pd.DataFrame, baseline: pd.Series, label: str,
-                     peer_mae: float | None = None) -> pd.DataFrame:
+def against_baseline(
+    summary: pd.DataFrame, baseline: pd.Series, label: str, peer_mae: float | None = None
+) -> pd.DataFrame:
     """MAE, MAE sd, MAE h12 and seeds of each configuration of a seed summary and of the baseline's row (named
     label), each as a % above (+) or below (-) the baseline's MAE and, with peer_mae, the peer's."""
     cols = ["MAE", "MAE sd", "MAE h12", "seeds"]
@@ -395,63 +379,86 @@ def batch_verdicts(committed: pd.DataFrame, pairs) -> list[str]:
 def stage2_verdicts(committed: pd.DataFrame, pairs) -> str:
     """What the committed stage-2 runs say (budgeted_runs' table): batch_verdicts on pairs; each CPU batch against
     STAEformer's own code on this CPU; the best result against the peer target."""
-    lines = batch_verdicts(committed, pairs)
-    ref = STAEFORMER_CPU
+    lines, ref = batch_verdicts(committed, pairs), STAEFORMER_CPU
     for _, r in cpu_batches(committed).iterrows():
-        minutes = (r["budget s"] or r["longest run s"]) / 60  # the budget, else the slowest seed's training time
-        lines.append(f"CPU, {r['name']!r}: MAE {r['MAE']:.3f} +- {r['MAE sd']:.3f} after {minutes:.0f} min of training "
-                     f"a seed; STAEformer's own code reached {ref['mae']:.2f} in {ref['minutes']} min on this CPU: "
-                     f"{ref['mae'] - r['MAE']:+.2f} for us")
+        lines.append(
+            f"CPU, {r['name']!r}: MAE {r['MAE']:.3f} +- {r['MAE sd']:.3f} after {_minutes(r):.0f} min of training "
+            f"a seed; STAEformer's own code reached {ref['mae']:.2f} in {ref['minutes']} min on this CPU: "
+            f"{ref['mae'] - r['MAE']:+.2f} for us"
+        )
     best = committed.loc[committed["MAE"].idxmin()]
-    lines.append(f"best committed stage-2 result: {best['name']!r} [{best['batch']}], MAE {best['MAE']:.3f} +- "
-                 f"{best['MAE sd']:.3f}; {peer_target(best['MAE'])}")
+    lines.append(
+        f"best committed stage-2 result: {best['name']!r} [{best['batch']}], MAE {best['MAE']:.3f} +- "
+        f"{best['MAE sd']:.3f}; {peer_target(best['MAE'])}"
+    )
     return "\n".join(lines)
 
 
 def route_title(table: pd.DataFrame) -> str:
     """The route figure's title: the training budget, and whether the roadmap's ordering holds at it."""
     b = budget(table)
-    head = f"Test MAE per stage, {b}" if b.endswith("each") else "Test MAE per stage" + (
-        " (epochs differ: under each stage)" if b.startswith("epochs differ") else "")
-    holds, _ = ordering(table)
-    verdict = {True: "the roadmap's ordering holds at this budget",
-               False: "the roadmap's ordering does not hold at this budget", None: ""}[holds]
-    return head + (f"\n{verdict}" if verdict else "")
+    head = f"Test MAE per stage, {b}" if b.endswith("each") else "Test MAE per stage"
+    head += " (epochs differ: under each stage)" if b.startswith("epochs differ") else ""
+    holds = ordering(table)[0]
+    return head + (
+        "" if holds is None else f"\nthe roadmap's ordering {'holds' if holds else 'does not hold'} at this budget"
+    )
 
 
 def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """A DataFrame as a GitHub Markdown table (floats rounded), without the tabulate dependency."""
+
     def cell(v):
         if isinstance(v, float):
             return "" if pd.isna(v) else f"{v:.{digits}f}"
         return str(v).replace("|", "/")
+
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "---|" * len(df.columns)
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
 
-def markdown(profile: str, dataset: str, table: pd.DataFrame, gate_table: pd.DataFrame, speed_table: pd.DataFrame,
-             stage2_table: pd.DataFrame | None = None, time_table: pd.DataFrame | None = None,
-             committed: bool = False, summary: str | None = None) -> str:
+def markdown(
+    profile: str,
+    dataset: str,
+    table: pd.DataFrame,
+    gate_table: pd.DataFrame,
+    speed_table: pd.DataFrame,
+    stage2_table: pd.DataFrame | None = None,
+    time_table: pd.DataFrame | None = None,
+    committed: bool = False,
+    summary: str | None = None,
+) -> str:
     """REPORT.md text. summary: the opening paragraph (story(): budget, stage-1 choice, the ordering verdict)."""
+
     def md(df):
         return table_markdown(df) if df is not None and len(df) else "(nothing measured yet)"
-    source = ("the committed long runs under outputs/benchmarks/ (the `file` column; trained outside "
-              "the notebooks)" if committed else "the stage notebooks' records")
-    return "\n\n".join([
-        f"# Report: profile `{profile}`, dataset `{dataset}`",
-        f"Written by notebooks/05_summary.ipynb from {source}. MAE is test MAE (masked, "
-        "original units) averaged over the 12 horizons, mean over seeds; the roadmap's ranges are scaled by "
-        f"our baseline / {ROADMAP['baseline_mae']}.",
-        *([f"## In short\n\n{summary}"] if summary else []),
-        "## The route\n\n" + md(table) + ("\n\n![route](figures/05_route.png)" if len(table) else ""),
-        "## Accuracy against training time\n\n" + md(time_table)
-        + ("\n\n![time to accuracy](figures/05_time_to_accuracy.png)" if time_table is not None else ""),
-        "## Gates\n\n" + md(gate_table),
-        "## Speed (committed benchmark files)\n\n" + md(speed_table),
-        "## Stage 2, committed time-budgeted runs (pems08-tail; lent GPUs and this CPU)\n\n" + md(stage2_table),
-    ]) + "\n"
+
+    source = (
+        "the committed long runs under outputs/benchmarks/ (the `file` column; trained outside the notebooks)"
+        if committed
+        else "the stage notebooks' records"
+    )
+    return (
+        "\n\n".join(
+            [
+                f"# Report: profile `{profile}`, dataset `{dataset}`",
+                f"Written by notebooks/05_summary.ipynb from {source}. MAE is test MAE (masked, "
+                "original units) averaged over the 12 horizons, mean over seeds; the roadmap's ranges are scaled by "
+                f"our baseline / {ROADMAP['baseline_mae']}.",
+                *([f"## In short\n\n{summary}"] if summary else []),
+                "## The route\n\n" + md(table) + ("\n\n![route](figures/05_route.png)" if len(table) else ""),
+                "## Accuracy against training time\n\n"
+                + md(time_table)
+                + ("\n\n![time to accuracy](figures/05_time_to_accuracy.png)" if time_table is not None else ""),
+                "## Gates\n\n" + md(gate_table),
+                "## Speed (committed benchmark files)\n\n" + md(speed_table),
+                "## Stage 2, committed time-budgeted runs (pems08-tail; lent GPUs and this CPU)\n\n" + md(stage2_table),
+            ]
+        )
+        + "\n"
+    )
 
 
 def write(path: Path, text: str) -> Path:

@@ -1,10 +1,4 @@
-"""The report's figures and the committed benchmarks': the route (MAE per stage), training cost per stage and
-accuracy against training time (notebook 05), and step cost against the number of sensors (the scale benchmark,
-notebook 04).
-
-Every figure names its dataset, device and unit in a footer and keeps its legend beside the axes
-(stlib.reporting.figstyle); the tables they draw come from stlib.reporting.report and the benchmark files.
-"""
+"""The report's figures (route, cost per stage, accuracy against training time) and the scale benchmark's."""
 
 from __future__ import annotations
 
@@ -22,25 +16,28 @@ from .report import route_title, short_number, time_to_accuracy, wall_clock
 from .results import fit_growth
 
 
-def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, dataset=None, device=None,
-               unit: str | None = None):
-    """MAE per stage (mean +- sd over seeds) with the roadmap's scaled ranges as shaded bands; the title states the
-    training budget and whether the roadmap's ordering holds at it (route_title), each tick its stage's epochs.
-
-    dataset (a name), device, unit: named in the footer and on the axis; device defaults to the table's
-    `device` column (committed_route writes one), unit to the dataset's own.
-    """
+def plot_route(
+    table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, dataset=None, device=None, unit: str | None = None
+):
+    """MAE per stage (mean +- sd over seeds) against the roadmap's scaled ranges, titled by route_title, each tick
+    with its stage's epochs; the footer names dataset, device (else the table's) and unit (else the dataset's)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
     t = table.reset_index(drop=True)
     ax.figure.set_figwidth(max(ax.figure.get_figwidth(), 1.35 * len(t) + 3))  # room for each stage's wrapped name
-    ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, color="tab:blue",
-                label="measured (mean ± 1 sd over seeds)")
+    measured = {"color": "tab:blue", "label": "measured (mean ± 1 sd over seeds)"}
+    ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, **measured)
     ranged = t.index[t["roadmap low"].notna()] if "roadmap low" in t else []
     for i in ranged:
         low, high = t.loc[i, "roadmap low"], t.loc[i, "roadmap high"]
-        ax.fill_between([i - 0.3, i + 0.3], low, max(high, low + 0.05), color="tab:orange", alpha=0.3,
-                        label="roadmap's range (scaled)" if i == ranged[0] else None)
+        ax.fill_between(
+            [i - 0.3, i + 0.3],
+            low,
+            max(high, low + 0.05),
+            color="tab:orange",
+            alpha=0.3,
+            label="roadmap's range (scaled)" if i == ranged[0] else None,
+        )
     if peer_mae is not None:
         ax.axhline(peer_mae, color="tab:red", ls=":", label=f"peer STID (BasicTS): {peer_mae}")
     unit = unit or (unit_of(dataset) if dataset else None) or "original units"
@@ -70,21 +67,23 @@ def plot_stage_cost(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
             ax.text(v, y, f" {v:.1f} s", va="center", fontsize=8)
     top = t["s/epoch"].max()
     ax.set_xlim(0, 1.15 * top if pd.notna(top) and top > 0 else 1.0)  # bars start at zero; room for the labels
-    ax.set(xlabel="training seconds per epoch",
-           title="Training cost per stage (its chosen configuration)")
+    ax.set(xlabel="training seconds per epoch", title="Training cost per stage (its chosen configuration)")
     if device is None and "device" in t:
         device = joined(t["device"])
     stamp(ax.figure, dataset, device, "seconds per epoch")
     return ax
 
 
-def plot_time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame, ax=None, peer_mae: float | None = None,
-                          peer_minutes: float | None = None, device: str = "this CPU"):
-    """Validation MAE (lines, one per run) and test MAE (markers, mean +- sd over seeds, at the mean training time)
-    against training wall-clock minutes, with the peer STID and STAEformer's CPU point marked.
-
-    One legend entry per configuration (its lines share the marker's colour); a name that two files share is
-    followed by its file's stem."""
+def plot_time_to_accuracy(
+    runs: pd.DataFrame,
+    hist: pd.DataFrame,
+    ax=None,
+    peer_mae: float | None = None,
+    peer_minutes: float | None = None,
+    device: str = "this CPU",
+):
+    """Validation MAE (a line a run) and test MAE (mean +- sd at the mean training time, a legend entry a
+    configuration) against training minutes, with the peer STID and STAEformer's CPU point."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8.5, 4.6))
     h = wall_clock(hist).dropna(subset=["val_mae"])
@@ -97,21 +96,25 @@ def plot_time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame, ax=None, peer_
         for _, run in sel.groupby("run_dir"):
             ax.plot(run["minutes"], run["val_mae"], color=c, lw=0.8, alpha=0.5)
         name = f"{row['name']} [{Path(row['file']).stem}]" if row["name"] in shared else row["name"]
-        ax.errorbar(row["train minutes"], row["test MAE"], yerr=0 if pd.isna(row["test MAE sd"]) else row["test MAE sd"],
-                    fmt="o", color=c, ms=7, capsize=4, mec="black",
-                    label=f"{name}: test {row['test MAE']:.2f} ({row['seeds']} seeds)")
+        sd, label = row["test MAE sd"], f"{name}: test {row['test MAE']:.2f} ({row['seeds']} seeds)"
+        point = {"fmt": "o", "color": c, "ms": 7, "capsize": 4, "mec": "black", "label": label}
+        ax.errorbar(row["train minutes"], row["test MAE"], yerr=0 if pd.isna(sd) else sd, **point)
     ax.plot([], [], color="grey", lw=0.8, label="validation MAE, one line a run (its configuration's colour)")
     if peer_mae is not None:
-        ax.plot([peer_minutes or 7], [peer_mae], "s", color="black", ms=8, label=f"peer STID (BasicTS): test {peer_mae}")
-    ax.plot([STAEFORMER_CPU["minutes"]], [STAEFORMER_CPU["mae"]], "X", color="tab:red", ms=10,
-            label=f"STAEformer's own code: test {STAEFORMER_CPU['mae']}")
+        ax.plot(
+            [peer_minutes or 7], [peer_mae], "s", color="black", ms=8, label=f"peer STID (BasicTS): test {peer_mae}"
+        )
+    ref = STAEFORMER_CPU
+    ax.plot(
+        [ref["minutes"]], [ref["mae"]], "X", color="tab:red", ms=10, label=f"STAEformer's own code: test {ref['mae']}"
+    )
     ax.set_xscale("log")
     top = max(STAEFORMER_CPU["mae"], table["test MAE"].max()) + 3
     ax.set_ylim(min(table["test MAE"].min(), peer_mae or 99) - 1, top)
     dataset = joined(runs["dataset"]) if "dataset" in runs else None
     unit = (unit_of(dataset) if dataset else None) or "vehicles/5 min"  # the committed runs are PEMS08 flow
-    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel=f"MAE ({unit})",
-           title=f"Accuracy against training time on {dataset or 'pems08-tail'}")
+    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel=f"MAE ({unit})")
+    ax.set_title(f"Accuracy against training time on {dataset or 'pems08-tail'}")
     legend_outside(ax, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     used = joined(device_label(d) for d in runs["device"]) if "device" in runs else None
     stamp(ax.figure, dataset or "pems08-tail", f"{device}" + (f" (runs: {used})" if used else ""), unit)
@@ -133,29 +136,31 @@ def _ticks_at(axis, values, fmt, min_share: float) -> None:
 
 
 def plot_scale(table: pd.DataFrame, axes=None, *, device=None):
-    """Step time and peak memory against N on log-log axes, ticks at the measured N, with the fitted exponents.
-
-    device: named in the footer (else the table's `device` and `dtype` columns).
-    """
+    """Step time and peak memory against N (log-log, ticks at the measured N) with the fitted exponents."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     ok = table.dropna(subset=["step_s"]) if "step_s" in table else table.iloc[:0]
     handles = []
-    panels = ((axes[0], "step_s", "step time", "seconds per training step", lambda v: f"{v:.3g}"),
-              (axes[1], "peak_mb", "peak memory", "peak memory (MiB)", lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"))
+    panels = (
+        (axes[0], "step_s", "step time", "seconds per training step", lambda v: f"{v:.3g}"),
+        (axes[1], "peak_mb", "peak memory", "peak memory (MiB)", lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"),
+    )
     for i, (ax, col, what, ylabel, fmt) in enumerate(panels):
         k = fit_growth(ok, col)
-        line, = ax.loglog(ok["N"], ok[col], "o-", color=f"C{i}", label=f"{what}, measured (N^{k:.2f})")
+        (line,) = ax.loglog(ok["N"], ok[col], "o-", color=f"C{i}", label=f"{what}, measured (N^{k:.2f})")
         handles.append(line)
         if len(ok):
             n0, v0 = float(ok["N"].iloc[0]), float(ok[col].iloc[0])
             grid = np.array([ok["N"].min(), ok["N"].max()], dtype=float)
-            ref = [ax.loglog(grid, v0 * grid / n0, "k:", lw=1, label="linear in N")[0],
-                   ax.loglog(grid, v0 * (grid / n0) ** 2, "r:", lw=1, label="quadratic in N")[0]]
+            ref = [
+                ax.loglog(grid, v0 * grid / n0, "k:", lw=1, label="linear in N")[0],
+                ax.loglog(grid, v0 * (grid / n0) ** 2, "r:", lw=1, label="quadratic in N")[0],
+            ]
             _ticks_at(ax.xaxis, ok["N"], lambda v: f"{v:,.0f}", 0.12)
             _ticks_at(ax.yaxis, ok[col], fmt, 0.07)
-        ax.set(xlabel="sensors N (ticks at the measured N)", ylabel=ylabel,
-               title=f"{what.capitalize()} grows as N^{k:.2f}")
+        ax.set(
+            xlabel="sensors N (ticks at the measured N)", ylabel=ylabel, title=f"{what.capitalize()} grows as N^{k:.2f}"
+        )
     if len(ok):
         handles += ref
     legend_outside(axes[-1], handles)
@@ -163,6 +168,10 @@ def plot_scale(table: pd.DataFrame, axes=None, *, device=None):
         dtype = f", {joined(ok['dtype'])}" if "dtype" in ok else ""
         device = f"{joined(device_label(d) for d in ok['device'])}{dtype}"
     batch = f"batch {joined(ok['batch'])}, " if "batch" in ok and len(ok) else ""
-    stamp(axes[0].figure, f"random inputs ({batch}12 steps x N sensors)", device,
-          "seconds per training step; MiB of peak memory")
+    stamp(
+        axes[0].figure,
+        f"random inputs ({batch}12 steps x N sensors)",
+        device,
+        "seconds per training step; MiB of peak memory",
+    )
     return axes

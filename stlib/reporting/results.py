@@ -1,8 +1,5 @@
-"""Read run records back into pandas: the ledger, many runs, and the one path from runs to mean +- sd over seeds.
-
-Per-run rows (metrics_table from trained runs, from_export from a committed export) share one set of columns;
-seed_summary turns them into one row per configuration. One run alone: records.read_run. A benchmark's cost
-against the number of sensors: fit_growth.
+"""Run records read back into pandas: the ledger, many runs, and the one path from runs to mean +- sd over seeds
+(metrics_table / from_export -> seed_summary) with the one rule for "beats beyond the seed spread" (versus).
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..paths import output_dir
-from .records import joined, read_run, recorded_device, run_device
+from .records import device_label, joined, read_run, run_device
 
 
 def ledger(root: Path | None = None) -> pd.DataFrame:
@@ -31,15 +28,27 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
     for mfile in sorted(base.glob(pattern)):
         run = read_run(mfile.parent)
         cfg, m = run["config"], run["metrics"]
-        row = {"run_dir": str(mfile.parent), "stage": cfg.get("stage"), "name": cfg.get("name"),
-               "model": cfg["model"]["name"], "seed": cfg["train"]["seed"], "dataset": m.get("dataset"),
-               "test_mae": m["test"]["mae"], "test_rmse": m["test"]["rmse"], "test_mape": m["test"]["mape"],
-               **{f"mae_h{h}": v["mae"] for h, v in m["test"]["by_horizon"].items()},
-               "val_mae": m["val"]["mae"], "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
-               "seconds_per_epoch": m["seconds_per_epoch"], "train_seconds": m["train_seconds"],
-               "params": m["params"], "time_budget_s": cfg["train"].get("time_budget_s", 0.0),
-               "stopped_by": m.get("stopped_by", ""),
-               "device": recorded_device(run["env"]) or ""}
+        row = {
+            "run_dir": str(mfile.parent),
+            "stage": cfg.get("stage"),
+            "name": cfg.get("name"),
+            "model": cfg["model"]["name"],
+            "seed": cfg["train"]["seed"],
+            "dataset": m.get("dataset"),
+            "test_mae": m["test"]["mae"],
+            "test_rmse": m["test"]["rmse"],
+            "test_mape": m["test"]["mape"],
+            **{f"mae_h{h}": v["mae"] for h, v in m["test"]["by_horizon"].items()},
+            "val_mae": m["val"]["mae"],
+            "best_epoch": m["best_epoch"],
+            "epochs_run": m["epochs_run"],
+            "seconds_per_epoch": m["seconds_per_epoch"],
+            "train_seconds": m["train_seconds"],
+            "params": m["params"],
+            "time_budget_s": cfg["train"].get("time_budget_s", 0.0),
+            "stopped_by": m.get("stopped_by", ""),
+            "device": device_label(run["env"], missing=""),
+        }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -48,34 +57,49 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
 METRICS = ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds", "s/epoch")
 
 # a run export's columns (runs(), export()) -> the per-run columns of metrics_table
-EXPORT_COLUMNS = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6",
-                  "mae_h12": "MAE h12", "test_rmse": "RMSE", "test_mape": "MAPE %", "best_epoch": "best epoch",
-                  "epochs_run": "epochs", "seconds_per_epoch": "s/epoch", "params": "params",
-                  "train_seconds": "seconds", "run_dir": "run"}
+EXPORT_COLUMNS = {
+    "name": "config",
+    "seed": "seed",
+    "test_mae": "MAE",
+    "mae_h3": "MAE h3",
+    "mae_h6": "MAE h6",
+    "mae_h12": "MAE h12",
+    "test_rmse": "RMSE",
+    "test_mape": "MAPE %",
+    "best_epoch": "best epoch",
+    "epochs_run": "epochs",
+    "seconds_per_epoch": "s/epoch",
+    "params": "params",
+    "train_seconds": "seconds",
+    "run_dir": "run",
+}
 
 
 def metrics_table(runs: dict, kinds: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per run of {(config, seed): Run}: its test MAE / RMSE / MAPE averaged over the horizon and per horizon,
-    best epoch, epochs trained, seconds per epoch, parameters, the device it trained on (in words, from its record;
-    None when unrecorded), total training seconds and run id. kinds: {config: kind}, a `kind` column."""
+    """One row per run of {(config, seed): Run}: test metrics over the horizon and per horizon, epochs, speed, size,
+    device (in words, from its record; None when unrecorded), seconds and run id; kinds: {config: kind}."""
     rows = []
     for (name, seed), run in runs.items():
         t, m = run.metrics["test"], run.metrics
-        row = {"config": name, **({"kind": kinds.get(name, "")} if kinds is not None else {}), "seed": seed,
-               "MAE": t["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"]}
+        row = {
+            "config": name,
+            **({"kind": kinds.get(name, "")} if kinds is not None else {}),
+            "seed": seed,
+            "MAE": t["mae"],
+            "RMSE": t["rmse"],
+            "MAPE %": t["mape"],
+        }
         for h, v in t["by_horizon"].items():
             row.update({f"MAE h{h}": v["mae"], f"RMSE h{h}": v["rmse"], f"MAPE h{h}": v["mape"]})
-        row.update({"best epoch": m["best_epoch"], "epochs": m.get("epochs_run"), "s/epoch": m["seconds_per_epoch"],
-                    "params": m["params"], "device": run_device(run.dir), "seconds": m["train_seconds"],
-                    "run": run.run_id})
-        rows.append(row)
+        row.update({"best epoch": m["best_epoch"], "epochs": m.get("epochs_run"), "s/epoch": m["seconds_per_epoch"]})
+        rows.append({**row, "params": m["params"], "device": run_device(run.dir), "seconds": m["train_seconds"]})
+        rows[-1]["run"] = run.run_id
     return pd.DataFrame(rows)
 
 
 def from_export(export: pd.DataFrame, keep=()) -> pd.DataFrame:
-    """Committed runs (a python -m stlib.reporting.results export: one row per run) in metrics_table's columns (those
-    of EXPORT_COLUMNS it has; name, seed and test_mae at least), with the export's `device` and the `keep` columns
-    as they are."""
+    """Committed runs (a results export: one row per run, with name, seed and test_mae at least) in metrics_table's
+    columns (EXPORT_COLUMNS), with its `device` and the `keep` columns as they are."""
     missing = [c for c in ("name", "seed", "test_mae") if c not in export]
     if missing:
         raise ValueError(f"not a run export (python -m stlib.reporting.results): columns {missing} are missing")
@@ -84,10 +108,8 @@ def from_export(export: pd.DataFrame, keep=()) -> pd.DataFrame:
 
 
 def seed_summary(rows: pd.DataFrame, by="config", columns=METRICS) -> pd.DataFrame:
-    """Per-run rows (one per configuration and seed) -> one row per configuration (the `by` column or columns, in
-    order of appearance): `seeds`, how many runs it has; the mean over them of each of `columns` the rows have;
-    `MAE sd`, the sample sd of MAE over the seeds (ddof 1, NaN with one seed); its `kind`, and `device`, the devices
-    its seeds trained on, when the rows carry them."""
+    """Per-run rows -> one row per configuration (`by`, in order of appearance): `seeds`, the mean of each of
+    `columns`, `MAE sd` (ddof 1: NaN with one seed, see versus), and its `kind` and `device`s when the rows have them."""
     g = rows.groupby(by, sort=False)
     out = g[[c for c in columns if c in rows]].mean()
     if "MAE" in out:
@@ -98,6 +120,25 @@ def seed_summary(rows: pd.DataFrame, by="config", columns=METRICS) -> pd.DataFra
     if "device" in rows:
         out["device"] = g["device"].agg(joined)
     return out
+
+
+BEATS, LOSES, WITHIN, UNKNOWN = "beats", "loses to", "is within the seed spread of", "spread unknown"
+
+
+def versus(mae_a, sd_a, mae_b, sd_b) -> str:
+    """How configuration a compares with b (mean MAE and seed sd of each): BEATS when a's MAE is below b's by more
+    than the two sds added, LOSES when above by more, WITHIN otherwise. An unknown sd (NaN: one seed) makes the
+    spread unknown: then nothing is claimed either way (UNKNOWN), however large the difference."""
+    spread = sd_a + sd_b
+    if pd.isna(spread):
+        return UNKNOWN
+    d = mae_b - mae_a
+    return BEATS if d > spread else LOSES if -d > spread else WITHIN
+
+
+def beats(mae_a, sd_a, mae_b, sd_b):
+    """Whether a beats b beyond the seed spread (versus); False where a spread is unknown. Works elementwise."""
+    return pd.notna(sd_a + sd_b) & (mae_b - mae_a > sd_a + sd_b)
 
 
 def fit_growth(table: pd.DataFrame, column: str) -> float:
@@ -116,14 +157,11 @@ def histories(run_dirs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def export(roots: dict[str, Path], stage: str, rename: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per run, every run's history) of the runs of `stage` under several outputs roots.
-
-    roots: {label: outputs root}, e.g. the unpacked run records of two GPU sessions; each row gets its
-    label (`batch`), its time budget, why it stopped and the epochs it ran. rename: {run name: the name to
-    publish} (a run's short working name -> the configuration's description); a name absent from every
-    root is an error, so a typo cannot pass silently.
-    """
+def export(
+    roots: dict[str, Path], stage: str, rename: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per run, every run's history) of the runs of `stage` under {label (`batch`): outputs root}; rename:
+    {run name: the name to publish}, a name no root has being an error (a typo cannot pass silently)."""
     tables, hists = [], []
     for label, root in roots.items():
         table = runs(stage, Path(root))
@@ -133,19 +171,20 @@ def export(roots: dict[str, Path], stage: str, rename: dict[str, str] | None = N
         table["concurrent_runs"] = len(table)
         tables.append(table)
         h = histories(table["run_dir"])
-        names = dict(zip(table["run_dir"], zip(table["name"], table["seed"])))
         h.insert(0, "batch", label)
-        h.insert(1, "name", [names[d][0] for d in h["run_dir"]])
-        h.insert(2, "seed", [names[d][1] for d in h["run_dir"]])
+        for i, col in enumerate(("name", "seed"), 1):
+            h.insert(i, col, h["run_dir"].map(dict(zip(table["run_dir"], table[col]))))
         hists.append(h)
     out, hist = pd.concat(tables, ignore_index=True), pd.concat(hists, ignore_index=True)
     missing = sorted(set(rename or {}) - set(out["name"].dropna()))
     if missing:
-        raise ValueError(f"--rename: no run named {', '.join(map(repr, missing))} "
-                         f"(names: {', '.join(map(repr, sorted(out['name'].dropna().unique())))})")
-    out["name"], hist["name"] = out["name"].replace(rename or {}), hist["name"].replace(rename or {})
-    out["run_dir"] = out["run_dir"].map(lambda d: Path(d).name)  # the machine's paths mean nothing here
-    hist["run_dir"] = hist["run_dir"].map(lambda d: Path(d).name)
+        raise ValueError(
+            f"--rename: no run named {', '.join(map(repr, missing))} "
+            f"(names: {', '.join(map(repr, sorted(out['name'].dropna().unique())))})"
+        )
+    for df in (out, hist):
+        df["name"] = df["name"].replace(rename or {})
+        df["run_dir"] = df["run_dir"].map(lambda d: Path(d).name)  # the machine's paths mean nothing here
     return out, hist
 
 
@@ -156,12 +195,10 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m stlib.reporting.results", description=main.__doc__)
     ap.add_argument("--stage", required=True)
-    ap.add_argument("--root", action="append", required=True, metavar="LABEL=DIR",
-                    help="an outputs root (holding runs/ and ledger.csv) and its label")
+    ap.add_argument("--root", action="append", required=True, metavar="LABEL=DIR", help="an outputs root, labelled")
     ap.add_argument("--out", required=True, help="CSV: one row per run")
     ap.add_argument("--histories", help="CSV: every run's history, stacked")
-    ap.add_argument("--rename", action="append", default=[], metavar="NAME=NEW",
-                    help="publish the runs named NAME as NEW (repeatable)")
+    ap.add_argument("--rename", action="append", default=[], metavar="NAME=NEW", help="publish runs NAME as NEW")
     args = ap.parse_args(argv)
     try:
         roots = dict(r.split("=", 1) for r in args.root)
@@ -172,19 +209,18 @@ def main(argv=None) -> int:
         print(f"error: --rename takes NAME=NEW, got {args.rename}", file=sys.stderr)
         return 2
     try:
-        table, hist = export({k: Path(v) for k, v in roots.items()}, args.stage,
-                             dict(r.split("=", 1) for r in args.rename))
+        table, hist = export(
+            {k: Path(v) for k, v in roots.items()}, args.stage, dict(r.split("=", 1) for r in args.rename)
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from .records import atomic_write_text
 
-    for f in (args.out, args.histories):
+    for f, df in ((args.out, table), (args.histories, hist)):
         if f:
             Path(f).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(args.out), table.to_csv(index=False))
-    if args.histories:
-        atomic_write_text(Path(args.histories), hist.to_csv(index=False))
+            atomic_write_text(Path(f), df.to_csv(index=False))
     summary = seed_summary(from_export(table, keep=("batch",)), by=["batch", "config"])
     print(summary[["seeds", "MAE", "MAE sd"]].round(3).to_string())
     return 0

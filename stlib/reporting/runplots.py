@@ -1,8 +1,4 @@
-"""Plots of training runs: learning curves, error by horizon, forecasts against the truth, speed and ablation bars.
-
-Every figure names its dataset, device and unit in a footer and keeps its legend beside the axes
-(stlib.reporting.figstyle); seed spreads are mean +- 1 sd (seaborn draws the bands where it has the per-seed rows).
-"""
+"""Plots of training runs: learning curves, error by horizon, forecasts, speed and ablation bars (spreads +- 1 sd)."""
 
 from __future__ import annotations
 
@@ -13,12 +9,24 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .figstyle import device_label, joined, legend_outside, run_device, stamp, unit_of
+from .figstyle import joined, legend_outside, run_device, stamp, unit_of
 
-KIND_COLOURS = {"start": "0.55", "alone": "tab:blue", "cumulative": "tab:green", "extra": "tab:orange",
-                "component": "tab:purple", "baseline": "tab:gray"}
-KIND_WORDS = {"start": "starting point", "alone": "one item alone", "cumulative": "items cumulated",
-              "extra": "extra check", "component": "one component added", "baseline": "baseline"}
+KIND_COLOURS = {
+    "start": "0.55",
+    "alone": "tab:blue",
+    "cumulative": "tab:green",
+    "extra": "tab:orange",
+    "component": "tab:purple",
+    "baseline": "tab:gray",
+}
+KIND_WORDS = {
+    "start": "starting point",
+    "alone": "one item alone",
+    "cumulative": "items cumulated",
+    "extra": "extra check",
+    "component": "one component added",
+    "baseline": "baseline",
+}
 NO_EFFECT = "did not act at this budget"
 CANNOT_ACT = "cannot act at this budget"
 LINE_STYLES = ("-", "--", "-.", ":")
@@ -29,14 +37,9 @@ def _dataset(runs: dict):
     return next((run.dataset for run in runs.values() if getattr(run, "dataset", None) is not None), None)
 
 
-def run_devices(runs: dict) -> str | None:
-    """The devices a set of runs trained on, in words ('NVIDIA H100 80GB HBM3', 'CPU (x86_64)'); None if unrecorded."""
-    return joined(device_label(d) for d in (run_device(run) for run in runs.values()) if d is not None)
-
-
-def _device(runs: dict, device=None):
-    """The device named by the caller, else the devices the runs trained on (their records), else None."""
-    return device if device is not None else run_devices(runs)
+def run_devices(runs: dict, device=None) -> str | None:
+    """The device named by the caller, else the devices the runs trained on, in words (their records), else None."""
+    return device if device is not None else joined(run_device(run) for run in runs.values())
 
 
 def _units(ds) -> str:
@@ -70,8 +73,8 @@ def _seed_lines(rows: pd.DataFrame, ax, colours: dict, labels: bool = True, **kw
         n = g["seed"].nunique()
         label = f"{name} ({n} seed{'s' if n > 1 else ''})" if labels else None
         # a line style per model as well as a colour: curves that coincide stay distinguishable
-        sns.lineplot(data=g, x="x", y="y", errorbar="sd", color=colours[name], linestyle=LINE_STYLES[i % 4], ax=ax,
-                     legend=False, **({"label": label} if label else {}), **kw)
+        style = {"color": colours[name], "linestyle": LINE_STYLES[i % 4], **({"label": label} if label else {}), **kw}
+        sns.lineplot(data=g, x="x", y="y", errorbar="sd", ax=ax, legend=False, **style)
 
 
 def learning_curves(runs: dict, ax=None, *, device=None):
@@ -81,8 +84,10 @@ def learning_curves(runs: dict, ax=None, *, device=None):
     trained = {k: r for k, r in runs.items() if not r.history.empty}
     colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(name for name, _ in trained))}
     loss = _seed_rows(trained, lambda r: (r.history["epoch"], r.history["train_loss"]))
-    val = _seed_rows(trained, lambda r: (r.history.dropna(subset=["val_mae"])["epoch"],
-                                         r.history.dropna(subset=["val_mae"])["val_mae"]))
+    val = _seed_rows(
+        trained,
+        lambda r: (r.history.dropna(subset=["val_mae"])["epoch"], r.history.dropna(subset=["val_mae"])["val_mae"]),
+    )
     _seed_lines(loss, ax[0], colours, labels=False, marker=".")
     _seed_lines(val, ax[1], colours, marker=".")
     ds = _dataset(runs)
@@ -91,7 +96,7 @@ def learning_curves(runs: dict, ax=None, *, device=None):
     for a in ax[:2]:
         a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     legend_outside(ax[1], title="mean ± 1 sd over seeds", title_fontsize=8)
-    stamp(ax[0].figure, ds, _device(runs, device), _units(ds))
+    stamp(ax[0].figure, ds, run_devices(runs, device), _units(ds))
     return ax
 
 
@@ -99,8 +104,9 @@ def error_by_horizon(runs: dict, ax=None, references: dict | None = None, *, dev
     """Test MAE at every horizon step, mean +- 1 sd over seeds per model (error bars); optional reference points."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.8))
-    rows = _seed_rows(runs, lambda r: (np.arange(1, len(r.metrics["test"]["mae_per_step"]) + 1),
-                                       r.metrics["test"]["mae_per_step"]))
+    rows = _seed_rows(
+        runs, lambda r: (np.arange(1, len(r.metrics["test"]["mae_per_step"]) + 1), r.metrics["test"]["mae_per_step"])
+    )
     colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(rows["model"]))}
     _seed_lines(rows, ax, colours, marker="o", err_style="bars", err_kws={"capsize": 3})
     for label, points in (references or {}).items():
@@ -111,15 +117,26 @@ def error_by_horizon(runs: dict, ax=None, references: dict | None = None, *, dev
     step = f"{ds.interval_minutes}-minute steps" if ds is not None else "steps"
     if len(rows):
         ax.set_xticks(np.arange(1, int(rows["x"].max()) + 1))
-    ax.set(xlabel=f"horizon ({step} ahead)", ylabel=f"test MAE ({_units(ds)})",
-           title="Test error by forecast horizon (mean ± 1 sd over seeds)")
+    ax.set(
+        xlabel=f"horizon ({step} ahead)",
+        ylabel=f"test MAE ({_units(ds)})",
+        title="Test error by forecast horizon (mean ± 1 sd over seeds)",
+    )
     legend_outside(ax)
-    stamp(ax.figure, ds, _device(runs, device), _units(ds))
+    stamp(ax.figure, ds, run_devices(runs, device), _units(ds))
     return ax
 
 
-def forecast_vs_truth(runs: dict, dataset, sensors=(0, 1, 2), horizon: int = 12, day_windows: int | None = None,
-                      split: str = "test", *, device=None):
+def forecast_vs_truth(
+    runs: dict,
+    dataset,
+    sensors=(0, 1, 2),
+    horizon: int = 12,
+    day_windows: int | None = None,
+    split: str = "test",
+    *,
+    device=None,
+):
     """The true value and each model's `horizon`-step-ahead forecast over one day of the split, per sensor."""
     n = day_windows or dataset.steps_per_day
     fig, axes = plt.subplots(len(sensors), 1, figsize=(11, 2.4 * len(sensors)), sharex=True, squeeze=False)
@@ -137,12 +154,20 @@ def forecast_vs_truth(runs: dict, dataset, sensors=(0, 1, 2), horizon: int = 12,
         for name, (seed, p) in first.items():
             ax.plot(times, p[:, s], lw=1, label=f"{name} (seed {seed})")
         ax.set_ylabel(f"sensor {dataset.sensors[s]}" + (f"\n{dataset.unit}" if dataset.unit else ""))
-    axes[0, 0].set_title(f"{horizon}-step-ahead forecast ({dataset.interval_minutes * horizon} min) vs true "
-                         f"{dataset.value_name}, {split} split")
+    axes[0, 0].set_title(
+        f"{horizon}-step-ahead forecast ({dataset.interval_minutes * horizon} min) vs true "
+        f"{dataset.value_name}, {split} split"
+    )
     legend_outside(axes[0, 0])
     fig.autofmt_xdate()
-    stamp(fig, dataset, _device(runs, device), _units(dataset))
+    stamp(fig, dataset, run_devices(runs, device), _units(dataset))
     return fig
+
+
+# epoch_seconds' columns: the history's column of each
+EPOCH_PHASES = {"s/epoch (train)": "train_seconds", "validation s": "validation_s", "data s": "data_s"}
+EPOCH_PHASES |= {"forward s": "forward_s", "backward s": "backward_s", "optimizer s": "optimizer_s"}
+EPOCH_PHASES |= {"samples/s": "samples_per_s"}
 
 
 def epoch_seconds(runs: dict) -> pd.DataFrame:
@@ -152,19 +177,13 @@ def epoch_seconds(runs: dict) -> pd.DataFrame:
         h = run.history
         if h.empty:
             continue
-        rows.append({"model": name, "seed": seed, "s/epoch (train)": h["train_seconds"].median(),
-                     "validation s": h["validation_s"].median(), "data s": h["data_s"].median(),
-                     "forward s": h["forward_s"].median(), "backward s": h["backward_s"].median(),
-                     "optimizer s": h["optimizer_s"].median(), "samples/s": h["samples_per_s"].median()})
+        rows.append({"model": name, "seed": seed, **{k: h[c].median() for k, c in EPOCH_PHASES.items()}})
     return pd.DataFrame(rows).round(3)
 
 
 def phase_bars(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
-    """Stacked bars from zero: seconds per epoch of each speed-ladder rung split into its phases, speed-up on top.
-
-    dataset, device: what the ladder ran on (bench.speed_ladder's result["dataset"] and ["device"]); a
-    `device` column of the table serves when no device is given.
-    """
+    """Stacked bars from zero: seconds per epoch of each speed-ladder rung by phase, speed-up on top; the footer
+    names dataset and device (else the table's `device` column)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4))
     phases = ["data_s", "forward_s", "backward_s", "optimizer_s", "validation_s"]
@@ -176,8 +195,10 @@ def phase_bars(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
         ax.text(i, total, f"{sp:.2f}x", ha="center", va="bottom", fontsize=9)
     top = float(np.nanmax(np.r_[bottom, table["s_per_epoch"].to_numpy(dtype=float)]))
     ax.set_ylim(0, 1.12 * top if top > 0 else 1)  # bars start at zero; room for the speed-up labels
-    ax.set(ylabel="seconds per epoch",
-           title="Speed ladder: where an epoch's time goes (label: speed-up over the first rung)")
+    ax.set(
+        ylabel="seconds per epoch",
+        title="Speed ladder: where an epoch's time goes (label: speed-up over the first rung)",
+    )
     plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
     legend_outside(ax, title="phase", title_fontsize=8)
     if device is None and "device" in table:
@@ -203,20 +224,23 @@ def no_effect(summary: pd.DataFrame, reference: str | None) -> pd.Series:
     return pd.Series(flags, index=summary.index) & (summary.index != reference)
 
 
-def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start", lines: dict | None = None,
-                title: str = "Test MAE per configuration (mean ± 1 sd over seeds)", *,
-                seeds: pd.DataFrame | None = None,
-                dataset=None, device=None, unit: str | None = None):
-    """Horizontal bars from zero of mean test MAE per configuration with seed-sd error bars, each bar labelled.
+def config_bars(
+    summary: pd.DataFrame,
+    ax=None,
+    reference: str | None = "start",
+    lines: dict | None = None,
+    title: str = "Test MAE per configuration (mean ± 1 sd over seeds)",
+    *,
+    seeds: pd.DataFrame | None = None,
+    dataset=None,
+    device=None,
+    unit: str | None = None,
+):
+    """Horizontal bars from zero of mean test MAE per configuration (summary: MAE, MAE sd, optional kind / acts /
+    note), seed sd error bars and each seed as a dot (seeds: config, MAE); labelled with the difference to `reference`.
 
-    summary: index = configuration, columns "MAE", "MAE sd" (and optionally "kind" for colours);
-    reference: a configuration drawn as a dashed line, the others labelled with their difference to it; a
-    configuration equal to it to the last digit is hatched and marked "did not act at this budget"; with summarize's
-    `acts` and `note` columns, one that cannot act at this budget gets no bar, error bar or seed dots, only the
-    reason in words (it is not a result);
-    lines: {label: MAE} drawn as dotted lines; seeds: the per-seed table (columns "config", "MAE"), drawn as
-    dots; dataset (a Dataset or a name), device, unit: named in the footer (unit also on the axis).
-    """
+    A configuration equal to the reference to the last digit is hatched (did not act); one that cannot act at this
+    budget gets no bar, only its reason. lines: {label: MAE} dotted lines; dataset, device, unit: the footer."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 0.42 * len(summary) + 1.2))
     kinds = summary["kind"] if "kind" in summary else pd.Series("alone", index=summary.index)
@@ -225,14 +249,19 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
     y = np.arange(len(summary))  # first configuration on top (the axis is inverted below)
     notes = summary["note"].fillna("").astype(str) if "note" in summary else pd.Series("", index=summary.index)
     # not results: a change that cannot act at this budget (summarize's `acts`), or one that changed nothing
-    cannot = ((~summary["acts"].astype(bool)) & notes.str.startswith(CANNOT_ACT)).to_numpy() if "acts" in summary \
+    cannot = (
+        ((~summary["acts"].astype(bool)) & notes.str.startswith(CANNOT_ACT)).to_numpy()
+        if "acts" in summary
         else np.zeros(len(summary), dtype=bool)
-    noop = (no_effect(summary, reference).to_numpy()
-            | ((~summary["acts"].astype(bool)).to_numpy() if "acts" in summary else False)) & ~cannot
+    )
+    noop = (
+        no_effect(summary, reference).to_numpy()
+        | ((~summary["acts"].astype(bool)).to_numpy() if "acts" in summary else False)
+    ) & ~cannot
     colours = [KIND_COLOURS.get(k, "tab:blue") for k in kinds]
     # a configuration that cannot act gets no bar, no error bar and no seed dots: only its reason
-    bars = ax.barh(y, np.where(cannot, 0.0, mae), xerr=np.where(cannot, 0.0, sd), color=colours, capsize=3,
-                   alpha=0.85, error_kw={"lw": 1})
+    bar_style = {"color": colours, "capsize": 3, "alpha": 0.85, "error_kw": {"lw": 1}}
+    bars = ax.barh(y, np.where(cannot, 0.0, mae), xerr=np.where(cannot, 0.0, sd), **bar_style)
     for bar, flat, skip in zip(bars, noop, cannot):
         if flat:
             bar.set(facecolor="white", edgecolor="0.45", hatch="///", alpha=1.0)
@@ -244,11 +273,24 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
 
         dots = seeds[seeds["config"].isin(summary.index)]
         dots = dots.assign(MAE=dots["MAE"].where(~dots["config"].isin(summary.index[cannot])))  # NaN: not drawn
-        sns.stripplot(data=dots, x="MAE", y="config", order=list(summary.index), orient="h", color="black",
-                      size=3, jitter=0.15, alpha=0.7, ax=ax, legend=False)
+        sns.stripplot(
+            data=dots,
+            x="MAE",
+            y="config",
+            order=list(summary.index),
+            orient="h",
+            color="black",
+            size=3,
+            jitter=0.15,
+            alpha=0.7,
+            ax=ax,
+            legend=False,
+        )
     hi = float(np.nanmax(mae + sd)) if len(mae) else 1.0
-    handles = [Patch(color=KIND_COLOURS.get(k, "tab:blue"), alpha=0.85, label=KIND_WORDS.get(k, k))
-               for k in dict.fromkeys(kinds)]
+    handles = [
+        Patch(color=KIND_COLOURS.get(k, "tab:blue"), alpha=0.85, label=KIND_WORDS.get(k, k))
+        for k in dict.fromkeys(kinds)
+    ]
     if ref is not None:
         handles.append(ax.axvline(ref, color="0.3", ls="--", lw=1, label=f"reference: {reference}"))
     for i, (label, value) in enumerate((lines or {}).items()):
@@ -260,7 +302,7 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
         handles.append(Line2D([], [], ls="", marker="o", ms=3, color="black", label="one seed"))
     for i, name in enumerate(summary.index):
         if cannot[i]:
-            reason = notes.iloc[i][len(CANNOT_ACT):].lstrip(": ")
+            reason = notes.iloc[i][len(CANNOT_ACT) :].lstrip(": ")
             text = f"{CANNOT_ACT}: " + (reason if len(reason) <= 80 else reason[:77] + "...")
         elif noop[i]:
             text = f"{NO_EFFECT}: {mae[i]:.3f}, the same as {reference}"
@@ -268,8 +310,17 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
             text = f"{mae[i]:.3f} ± {sd[i]:.3f}"
             if ref is not None and name != reference:
                 text += f"   ({mae[i] - ref:+.3f} vs {reference})"
-        ax.text(0.01 * hi, i, text, va="center", ha="left", fontsize=7.5, style="italic" if cannot[i] else "normal",
-                color="0.3" if cannot[i] else "black", bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1})
+        ax.text(
+            0.01 * hi,
+            i,
+            text,
+            va="center",
+            ha="left",
+            fontsize=7.5,
+            style="italic" if cannot[i] else "normal",
+            color="0.3" if cannot[i] else "black",
+            bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1},
+        )
     ax.set_yticks(y, summary.index)
     ax.set_ylim(len(summary) - 0.5, -0.5)
     ax.set_xlim(0, 1.06 * hi)  # bars start at zero: no truncated axis makes a small difference look large
@@ -279,22 +330,22 @@ def config_bars(summary: pd.DataFrame, ax=None, reference: str | None = "start",
     return ax
 
 
-def budget_curves(history: pd.DataFrame, ax=None, by: str = "name", *, dataset=None, device=None,
-                  unit: str | None = None):
-    """Validation MAE against epoch, mean over seeds with a +-1 sd band, one line per configuration.
-
-    history: stacked run histories with `by`, `seed`, `epoch` and `val_mae` columns (as stlib.reporting.results.export);
-    dataset, device: named in the footer (else the history's `dataset` / `device` columns when it has them);
-    unit: the MAE's unit (else the dataset's when it is a Dataset).
-    """
+def budget_curves(
+    history: pd.DataFrame, ax=None, by: str = "name", *, dataset=None, device=None, unit: str | None = None
+):
+    """Validation MAE against epoch of stacked run histories (`by`, seed, epoch, val_mae), mean over seeds with a
+    +-1 sd band; dataset, device: the footer (else the history's columns), unit: the MAE's."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6))
     h = history.dropna(subset=["val_mae"])
     rows = h.rename(columns={by: "model", "epoch": "x", "val_mae": "y"})[["model", "seed", "x", "y"]]
     colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(rows["model"]))}
     _seed_lines(rows, ax, colours)
-    ax.set(xlabel="epoch", ylabel=f"validation MAE ({_unit(dataset, unit)})",
-           title="Validation MAE per epoch (band: ± 1 sd over seeds)")
+    ax.set(
+        xlabel="epoch",
+        ylabel=f"validation MAE ({_unit(dataset, unit)})",
+        title="Validation MAE per epoch (band: ± 1 sd over seeds)",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     legend_outside(ax)
     if dataset is None and "dataset" in history:

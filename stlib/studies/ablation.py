@@ -1,13 +1,9 @@
 """Ablations: configs x seeds -> a table of runs, resumable; the roadmap's stage-1 items as configs.
 
-    variants = stage1_variants(scaled_constants(cfg, ds))
-    runs, table = run_ablation(profile, variants, seeds=[0, 1, 2], stage="03", dataset=ds)  # a row per run
+    runs, table = run_ablation(profile, stage1_variants(scaled_constants(cfg, n)), [0, 1, 2], "03", dataset=ds)
     summary = summarize(table)  # a row per config: mean and sd over seeds, gain over the start
 
-A (config, seed) whose run is already recorded with the same configuration is read back, not
-trained again, so an ablation that died half-way resumes where it stopped. `jobs=2` trains two
-runs at a time in worker processes (one torch thread each), which on a 2-core CPU gives more
-throughput than one run on two threads.
+A recorded (config, seed) is read back, not trained again; `jobs=2` trains two runs at a time in worker processes.
 """
 
 from __future__ import annotations
@@ -26,12 +22,12 @@ import yaml
 
 from ..config import Profile, RunConfig
 from ..data import Dataset
-from .experiments import find_run
 from ..paths import output_dir
 from ..reporting.records import atomic_write_text
-from ..reporting.results import from_export, metrics_table, seed_summary
 from ..reporting.reference import ROADMAP
+from ..reporting.results import beats, from_export, metrics_table, seed_summary
 from ..training import Run, fit
+from .experiments import find_run
 
 # the roadmap author's run, as far as the note tells (ROADMAP.md): 100 epochs; their data is full
 # PEMS08 (about 10700 training windows); batch 64 is the ladder's naive rung and assumed here
@@ -39,7 +35,6 @@ ROADMAP_RUN = {"epochs": 100, "train_windows": 10700, "batch_size": 64, "patienc
 
 # the roadmap's stage-1 items with its expected MAE gain (its author's data), in its order
 STAGE1_EXPECTED = {"scheduler": (0.5, 1.0), "depth": (0.5, 1.0), "noise": (0.3, 0.5), "warmup": (0.2, 0.4)}
-STAGE1_TOTAL = (2.0, 3.5)
 
 
 @dataclass
@@ -53,13 +48,8 @@ class Variant:
 
 
 def scaled_constants(cfg: RunConfig, train_windows: int) -> dict:
-    """The roadmap's warmup (1000 steps) and plateau patience (10) as shares of its run, applied to ours.
-
-    Warmup: 1000 steps of a 100-epoch run at ~168 steps an epoch is 6 % of all updates; we warm up
-    over the same share of our updates. Patience: 10 validations of 100 is 10 % of the run; ours is
-    10 % of our validations (epochs // validate_every), at least 1. Returns the overrides and the
-    arithmetic, for the notebook to print.
-    """
+    """The roadmap's warmup (1000 steps, 6 % of its updates) and plateau patience (10 of 100 validations) as the
+    same shares of our run (at least 1 each): the overrides and the arithmetic, for the notebook to print."""
     r = ROADMAP_RUN
     r_steps = math.ceil(r["train_windows"] / r["batch_size"]) * r["epochs"]
     warm_share = r["warmup_steps"] / r_steps
@@ -67,16 +57,23 @@ def scaled_constants(cfg: RunConfig, train_windows: int) -> dict:
     steps = math.ceil(train_windows / t.batch_size / t.accumulation_steps) * t.epochs
     validations = max(1, t.epochs // t.validate_every)
     patience_share = r["patience"] / r["epochs"]
-    return {
-        "overrides": {"train.warmup_steps": max(1, round(warm_share * steps)),
-                      "train.patience": max(1, round(patience_share * validations))},
-        "roadmap_steps": r_steps, "warmup_share": warm_share, "our_steps": steps,
-        "patience_share": patience_share, "our_validations": validations,
+    overrides = {
+        "train.warmup_steps": max(1, round(warm_share * steps)),
+        "train.patience": max(1, round(patience_share * validations)),
     }
+    return dict(
+        overrides=overrides,
+        roadmap_steps=r_steps,
+        warmup_share=warm_share,
+        our_steps=steps,
+        patience_share=patience_share,
+        our_validations=validations,
+    )
 
 
-def stage1_variants(scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: float = 0.01,
-                    dropout: tuple[float, float] = (0.05, 0.1)) -> list[Variant]:
+def stage1_variants(
+    scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: float = 0.01, dropout: tuple[float, float] = (0.05, 0.1)
+) -> list[Variant]:
     """Start; each roadmap item alone; the items added cumulatively; denoising, positions and dropout."""
     o = scaled["overrides"]
     items = {
@@ -95,9 +92,11 @@ def stage1_variants(scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: fl
             lo = sum(STAGE1_EXPECTED[n][0] for n in names)
             hi = sum(STAGE1_EXPECTED[n][1] for n in names)
             out.append(Variant("+" + "+".join(names), dict(acc), "cumulative", (lo, hi)))
-    out += [Variant("no denoising", {**base, "model.use_denoising": False}, "extra"),
-            Variant("learned positions", {**base, "model.pos_encoding": "learned"}, "extra"),
-            Variant(f"dropout {dropout[1]}", {**base, "model.dropout": dropout[1]}, "extra")]
+    out += [
+        Variant("no denoising", {**base, "model.use_denoising": False}, "extra"),
+        Variant("learned positions", {**base, "model.pos_encoding": "learned"}, "extra"),
+        Variant(f"dropout {dropout[1]}", {**base, "model.dropout": dropout[1]}, "extra"),
+    ]
     return out
 
 
@@ -105,8 +104,11 @@ def stage1_variants(scaled: dict, depth: tuple[int, int] = (4, 6), noise_std: fl
 # can an item act at this budget? (a change that cannot act is not a result)
 
 # the config fields of each roadmap item: a variant acts only through the items it changes
-ITEM_FIELDS = {"scheduler": ("scheduler", "patience", "factor", "min_lr", "milestones", "gamma"),
-               "warmup": ("warmup_steps",), "noise": ("noise_std",)}
+ITEM_FIELDS = {
+    "scheduler": ("scheduler", "patience", "factor", "min_lr", "milestones", "gamma"),
+    "warmup": ("warmup_steps",),
+    "noise": ("noise_std",),
+}
 CANNOT_ACT = "cannot act at this budget"
 
 
@@ -116,23 +118,16 @@ def validation_epochs(epochs: int, validate_every: int = 1) -> list[int]:
 
 
 def plateau_can_act(epochs: int, validate_every: int, patience: int) -> bool:
-    """Whether ReduceLROnPlateau(patience) can lower the learning rate before the run ends.
-
-    The first validation sets the best; a cut needs patience + 1 validations without improvement after it,
-    so the earliest cut follows validation patience + 2, and it changes training only if epochs follow it.
-    """
+    """Whether ReduceLROnPlateau(patience) can cut the learning rate before the run ends: the earliest cut follows
+    validation patience + 2 (the first sets the best), and it acts only if epochs follow it."""
     vals = validation_epochs(epochs, validate_every)
     k = patience + 2
     return len(vals) >= k and vals[k - 1] < epochs
 
 
 def why_inert(cfg: RunConfig, start: RunConfig, train_windows: int) -> dict[str, str | None]:
-    """{item: None if it can act, else why not} for every item in which cfg differs from the start config.
-
-    Items: scheduler, warmup, noise (the training knobs whose effect depends on the budget); any other changed
-    field (depth, dropout, positions, ...) is one item `other` that always acts. An empty dict: cfg changes
-    nothing.
-    """
+    """{item: None if it can act, else why not} for each item (scheduler, warmup, noise; any other change is one item
+    `other`, which always acts) in which cfg differs from the start config; empty when cfg changes nothing."""
     t, t0 = cfg.train, start.train
     steps = math.ceil(train_windows / t.batch_size / t.accumulation_steps) * t.epochs
     validations = len(validation_epochs(t.epochs, t.validate_every))
@@ -145,15 +140,17 @@ def why_inert(cfg: RunConfig, start: RunConfig, train_windows: int) -> dict[str,
             if t.scheduler == "none":
                 out[item] = "no scheduler is on"
             elif t.scheduler == "plateau" and not plateau_can_act(t.epochs, t.validate_every, t.patience):
-                out[item] = (f"plateau patience {t.patience} needs {t.patience + 2} validations before the last "
-                             f"epoch; the run has {validations} in {t.epochs} epochs")
+                out[item] = (
+                    f"plateau patience {t.patience} needs {t.patience + 2} validations before the last "
+                    f"epoch; the run has {validations} in {t.epochs} epochs"
+                )
             elif t.scheduler == "multistep" and not any(0 < m < t.epochs for m in t.milestones):
                 out[item] = f"no milestone within the {t.epochs} epochs"
             else:
                 out[item] = None
         elif item == "warmup":
-            out[item] = (None if 0 < t.warmup_steps < steps else "warmup 0" if t.warmup_steps <= 0 else
-                         f"warmup {t.warmup_steps} steps spans the whole run ({steps} updates)")
+            spans = f"warmup {t.warmup_steps} steps spans the whole run ({steps} updates)"
+            out[item] = None if 0 < t.warmup_steps < steps else "warmup 0" if t.warmup_steps <= 0 else spans
         elif item == "noise":
             out[item] = None if t.noise_std > 0 else "noise std 0"
     rest = {f"train.{k}" for k in changed - {f for fs in ITEM_FIELDS.values() for f in fs}}
@@ -163,14 +160,15 @@ def why_inert(cfg: RunConfig, start: RunConfig, train_windows: int) -> dict[str,
     return out
 
 
-def budget_check(profile: Profile, variants: list[Variant], train_windows: int,
-                 base_overrides: dict | None = None, reference: str = "start") -> pd.DataFrame:
-    """One row per variant: `acts` (can any of its changes act at this budget) and a `note` saying what cannot.
-
-    A variant none of whose changes can act (a plateau scheduler whose patience outlasts the run, a warmup longer
-    than the run, noise 0, or no change at all) is not a result: it trains the start again. A variant with some
-    inert items still acts through the others; the note names the inert ones.
-    """
+def budget_check(
+    profile: Profile,
+    variants: list[Variant],
+    train_windows: int,
+    base_overrides: dict | None = None,
+    reference: str = "start",
+) -> pd.DataFrame:
+    """One row per variant: `acts` (can any of its changes act at this budget; if none can, it trains the reference
+    again and is not a result) and a `note` naming what cannot (why_inert)."""
     base = dict(base_overrides or {})
     by = {v.name: profile.run_config(overrides={**base, **v.overrides}) for v in variants}
     start = by.get(reference)
@@ -186,7 +184,8 @@ def budget_check(profile: Profile, variants: list[Variant], train_windows: int,
             note = f"{CANNOT_ACT}: the same configuration as {reference}"
         elif inert:
             note = ("" if acts else f"{CANNOT_ACT}: ") + "; ".join(
-                (f"{k} cannot act: " if acts else f"{k}: ") + w for k, w in inert.items())
+                (f"{k} cannot act: " if acts else f"{k}: ") + w for k, w in inert.items()
+            )
         else:
             note = ""
         rows.append({"config": v.name, "acts": acts, "note": note})
@@ -198,8 +197,8 @@ def same_in_every_seed(table: pd.DataFrame, name: str, reference: str = "start")
     a = table[table["config"] == name].set_index("seed")["MAE"]
     b = table[table["config"] == reference].set_index("seed")["MAE"]
     common = a.index.intersection(b.index)
-    return name != reference and len(common) > 0 and bool(
-        (a[common].to_numpy(dtype=float) == b[common].to_numpy(dtype=float)).all())
+    same = (a[common].to_numpy(dtype=float) == b[common].to_numpy(dtype=float)).all()
+    return name != reference and len(common) > 0 and bool(same)
 
 
 # stage 2's configurations, one component at a time (stage2_variants)
@@ -208,22 +207,19 @@ STACKED = "+ spatial attention (stacked T..S..)"
 ALTERNATION = "+ alternation (T S T S)"
 ADAPTIVE = "+ adaptive embedding"
 STAEFORMER_ORDER = "stacked + adaptive (STAEformer order)"
-# what notebook 04 asks of them, each (a, b): does a beat b beyond the seed spread? Of its own runs: does
-# alternation beat stacking and temporal-only, does the adaptive embedding do better in alternation than in
-# STAEformer's order; of each committed batch (a subset of the configurations): also does space beat time alone,
-# and does the adaptive embedding add to alternation
+# what notebook 04 asks, each (a, b): does a beat b beyond the seed spread? Of its own runs, and of each committed batch
 STAGE2_QUESTIONS = [(ALTERNATION, STACKED), (ALTERNATION, STAGE2_START), (ADAPTIVE, STAEFORMER_ORDER)]
-STAGE2_BATCH_QUESTIONS = [(ALTERNATION, STACKED), (ALTERNATION, STAGE2_START), (STACKED, STAGE2_START),
-                          (ADAPTIVE, ALTERNATION)]
+STAGE2_BATCH_QUESTIONS = [
+    (ALTERNATION, STACKED),
+    (ALTERNATION, STAGE2_START),
+    (STACKED, STAGE2_START),
+    (ADAPTIVE, ALTERNATION),
+]
 
 
 def stage2_variants(encoder_depth: int | None = None, adaptive_dim: int = 80) -> list[Variant]:
-    """Stage 2, one component at a time: temporal only, + spatial attention (stacked), + alternation,
-    + adaptive embedding; and the STAEformer order (stacked + adaptive) as a control.
-
-    encoder_depth: the same depth for every configuration (None keeps the base config's); below 3,
-    stacked and alternating are the same order.
-    """
+    """Stage 2, one component at a time (temporal only, + spatial attention stacked, + alternation, + adaptive
+    embedding) and STAEformer's order as a control, all at encoder_depth (None: the base config's)."""
     depth = {} if encoder_depth is None else {"model.encoder_depth": encoder_depth}
     alt = {"model.name": "alternating", **depth}
     return [
@@ -251,10 +247,7 @@ def _config(profile: Profile, v: Variant, seed: int, stage: str, base: dict) -> 
 
 
 def _fit_in_worker(profile_path: str, cfg_dict: dict, out_root: str) -> str:
-    """Worker process: one run on one torch thread; returns its run directory.
-
-    Its progress is one line per epoch at most (no bar): several workers write to the same terminal.
-    """
+    """Worker process: one run on one torch thread, progress in lines (workers share a terminal); its run dir."""
     import torch
 
     from ..config import build_run_config
@@ -264,9 +257,16 @@ def _fit_in_worker(profile_path: str, cfg_dict: dict, out_root: str) -> str:
     return str(fit(cfg, out_root=Path(out_root), progress="lines").dir)
 
 
-def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, dataset: Dataset | None = None,
-                 base_overrides: dict | None = None, reuse: bool = True, jobs: int = 1
-                 ) -> tuple[dict[tuple[str, int], Run], pd.DataFrame]:
+def run_ablation(
+    profile: Profile,
+    variants: list[Variant],
+    seeds,
+    stage: str,
+    dataset: Dataset | None = None,
+    base_overrides: dict | None = None,
+    reuse: bool = True,
+    jobs: int = 1,
+) -> tuple[dict[tuple[str, int], Run], pd.DataFrame]:
     """Train every variant with every seed (reading back recorded runs); ({(name, seed): Run}, one row per run:
     results.metrics_table with each variant's kind)."""
     base = dict(base_overrides or {})
@@ -280,26 +280,21 @@ def run_ablation(profile: Profile, variants: list[Variant], seeds, stage: str, d
     if jobs > 1 and len(todo) > 1:
         # spawn, not fork: a forked worker cannot use CUDA, and several runs share one GPU well
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futs = {key: pool.submit(_fit_in_worker, str(profile.path), cfgs[key].to_dict(), str(output_dir()))
-                    for key in todo}
-            for key, fut in futs.items():
-                dirs[key] = Path(fut.result())
-    runs = {}
-    for key in cfgs:
-        if dirs[key] is None:
-            runs[key] = fit(cfgs[key], dataset=dataset)
-        else:
-            runs[key] = Run.from_dir(dirs[key], dataset=dataset)
-    kinds = {v.name: v.kind for v in variants}
-    return runs, metrics_table(runs, kinds)
+            args = (str(profile.path), str(output_dir()))
+            futs = {key: pool.submit(_fit_in_worker, args[0], cfgs[key].to_dict(), args[1]) for key in todo}
+            dirs.update({key: Path(fut.result()) for key, fut in futs.items()})
+    runs = {
+        k: fit(c, dataset=dataset) if dirs[k] is None else Run.from_dir(dirs[k], dataset=dataset)
+        for k, c in cfgs.items()
+    }
+    return runs, metrics_table(runs, {v.name: v.kind for v in variants})
 
 
-def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None,
-                      names: dict | None = None) -> pd.DataFrame:
-    """Committed runs (a python -m stlib.reporting.results export: one row per run) as run_ablation's table, so a
-    notebook can summarise long runs trained outside it exactly as the ones it trains. With variants, only their
-    names are kept, in their order, each with its kind; a variant with no committed run is an error naming it.
-    names: {variant name: the name its runs have in the export}, for runs exported under other names."""
+def table_from_export(
+    runs: pd.DataFrame, variants: list[Variant] | None = None, names: dict | None = None
+) -> pd.DataFrame:
+    """Committed runs (a results export) as run_ablation's table; with variants, only theirs, in their order,
+    each with its kind (one without runs is an error); names: {variant: its runs' name in the export}."""
     table = from_export(runs)
     if names:
         absent = [n for n in names.values() if n not in set(table["config"])]
@@ -318,17 +313,18 @@ def table_from_export(runs: pd.DataFrame, variants: list[Variant] | None = None,
     return table.reset_index(drop=True)
 
 
-def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, reference: str = "start",
-              check: pd.DataFrame | None = None) -> pd.DataFrame:
-    """results.seed_summary per config (mean over seeds, MAE sd); gain = reference MAE - config MAE (positive =
-    better) and its spread.
+def summarize(
+    table: pd.DataFrame,
+    variants: list[Variant] | None = None,
+    reference: str = "start",
+    check: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """results.seed_summary per config; gain = reference MAE - config MAE (positive = better) and `gain sd`, the sd
+    of a difference of two means, sqrt(sd_ref^2/n_ref + sd^2/n).
 
-    `gain sd` is the sd of the difference of two means, sqrt(sd_ref^2/n_ref + sd^2/n). A gain is
-    `clear` when it exceeds both configs' seed sd added (their +-1 sd bands do not overlap).
-    `acts` and `note`: whether the configuration is a result at this budget. It is not when budget_check (`check`)
-    says none of its changes can act, or when it scored exactly the reference's MAE on every seed (its change never
-    reached the tested model, e.g. a plateau scheduler that never lowered the learning rate): the note then says it
-    cannot act at this budget. Such a configuration is never `clear`.
+    `clear`: the configuration beats the reference beyond the seed spread (results.beats: never with one seed) and
+    `acts`. It does not act when budget_check (`check`) says none of its changes can, or when it scored exactly the
+    reference's MAE on every seed (its change never reached the tested model); `note` then says why.
     """
     out = seed_summary(table)
     acts = pd.Series(True, index=out.index)
@@ -341,13 +337,15 @@ def summarize(table: pd.DataFrame, variants: list[Variant] | None = None, refere
         for name in out.index:
             if acts[name] and same_in_every_seed(table, name, reference):
                 acts[name] = False
-                note[name] = f"{CANNOT_ACT}: the same test MAE as {reference} on every seed, it trained {reference} again"
+                note[name] = (
+                    f"{CANNOT_ACT}: the same test MAE as {reference} on every seed, it trained {reference} again"
+                )
     out["acts"], out["note"] = acts, note
     if reference in out.index:
         ref = out.loc[reference]
         out["gain"] = ref["MAE"] - out["MAE"]
         out["gain sd"] = ((ref["MAE sd"] ** 2 / ref["seeds"]) + out["MAE sd"] ** 2 / out["seeds"]) ** 0.5
-        out["clear"] = (out["gain"] > (ref["MAE sd"] + out["MAE sd"])) & out["acts"]
+        out["clear"] = beats(out["MAE"], out["MAE sd"], ref["MAE"], ref["MAE sd"]) & out["acts"]
         out.loc[reference, "clear"] = False
     if variants is not None:
         exp = {v.name: v.expected for v in variants}
@@ -372,26 +370,30 @@ def choose(summary: pd.DataFrame, reference: str = "start") -> Choice:
     others = summary.drop(index=reference)
     results = others[others["acts"].astype(bool)] if "acts" in others else others
     inert = [n for n in others.index if n not in results.index]
-    not_results = (f" Not results at this budget: {', '.join(inert)}." if inert else "")
+    not_results = f" Not results at this budget: {', '.join(inert)}." if inert else ""
     clear = results[results["clear"].astype(bool)] if "clear" in results else results.iloc[:0]
     if len(clear):
         pick = clear["MAE"].idxmin()
         r = clear.loc[pick]
         spread = ref["MAE sd"] + r["MAE sd"]
-        why = (f"{pick!r}: its gain over {reference} ({r['gain']:.3f} MAE, {r['MAE']:.3f} against {ref['MAE']:.3f}) "
-               f"beats the seed spread ({spread:.3f}, the two sds added)"
-               + (f"; the lowest mean MAE of the {len(clear)} configurations that do." if len(clear) > 1 else ".")
-               + not_results)
+        why = (
+            f"{pick!r}: its gain over {reference} ({r['gain']:.3f} MAE, {r['MAE']:.3f} against {ref['MAE']:.3f}) "
+            f"beats the seed spread ({spread:.3f}, the two sds added)"
+            + (f"; the lowest mean MAE of the {len(clear)} configurations that do." if len(clear) > 1 else ".")
+            + not_results
+        )
         return Choice(pick, why)
     if int(ref.get("seeds", 1)) < 2:
-        why = (f"{reference!r}: with one seed there is no seed spread to beat, so no gain counts." + not_results)
+        why = f"{reference!r}: with one seed there is no seed spread to beat, so no gain counts." + not_results
         return Choice(reference, why)
     if len(results):
         top = results["MAE"].idxmin()
         r = results.loc[top]
         spread = ref["MAE sd"] + r["MAE sd"]
-        why = (f"{reference!r}: no configuration's gain beats the seed spread (the best, {top!r}, gains "
-               f"{ref['MAE'] - r['MAE']:.3f} MAE against a spread of {spread:.3f})." + not_results)
+        why = (
+            f"{reference!r}: no configuration's gain beats the seed spread (the best, {top!r}, gains "
+            f"{ref['MAE'] - r['MAE']:.3f} MAE against a spread of {spread:.3f})." + not_results
+        )
     else:
         why = f"{reference!r}: no other configuration acts at this budget." + not_results
     return Choice(reference, why)
@@ -409,18 +411,18 @@ def gate(mae: float, baseline_mae: float) -> dict:
     """The roadmap's stage-1 gate (MAE <= 16 against its baseline 14.57) as a ratio to our baseline."""
     ratio = ROADMAP["stage1_gate_mae"] / ROADMAP["baseline_mae"]
     threshold = ratio * baseline_mae
-    return {"ratio": ratio, "baseline_mae": baseline_mae, "threshold": threshold, "mae": mae,
-            "passed": bool(mae <= threshold)}
+    return {
+        "ratio": ratio,
+        "baseline_mae": baseline_mae,
+        "threshold": threshold,
+        "mae": mae,
+        "passed": bool(mae <= threshold),
+    }
 
 
 def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Path:
-    """Write the profile with `overrides` folded into its base as a new params file (atomically).
-
-    The new file keeps the profile's presets and notebook parameters; stage 2 starts from it. It also
-    keeps the profile's name (`profile:`), whatever the file is called: the runs it configures are that
-    profile's runs in the ledger and its outputs go to outputs/<profile>/ (a file outputs/default/stage1.yaml
-    is profile default, not "stage1").
-    """
+    """The profile with `overrides` folded into its base, as a new params file (atomically) that stage 2 starts from;
+    it keeps the profile's presets, notebook parameters and name (its runs stay that profile's, whatever the file)."""
     from ..config import load_profile, set_dotted
 
     tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.base.items()}
@@ -431,8 +433,13 @@ def write_params(profile: Profile, overrides: dict, path: Path, note: str) -> Pa
     doc = {**tree, "presets": profile.presets, "notebooks": profile.notebooks}
     text = f"# {note}\n# written by stlib.studies.ablation.write_params from {profile.path.name}\n"
     text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+    check = path.with_name(f".{path.stem}.check{path.suffix}")  # it must read back as a valid profile before it is
+    atomic_write_text(check, text)  # written: a bad key leaves nothing behind
+    try:
+        load_profile(check)
+    finally:
+        check.unlink(missing_ok=True)
     atomic_write_text(path, text)
-    load_profile(path)  # the file must read back as a valid profile
     return path
 
 
@@ -457,14 +464,12 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="*", default=[], help="variant names (default: all)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--jobs", type=int, default=default_jobs(), help="runs at a time, each in its own process")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="dotted override on every variant, e.g. --set train.time_budget_s=300")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="dotted override")
     ap.add_argument("--depth", type=int, nargs=2, default=(4, 6), help="stage 1: encoder depth start, tuned")
     ap.add_argument("--encoder-depth", type=int, help="stage 2: encoder depth of every configuration")
     ap.add_argument("--adaptive-dim", type=int, default=80, help="stage 2: adaptive embedding size")
     ap.add_argument("--stage", help="record under outputs/runs/<stage>/ (default 03 or 04)")
-    ap.add_argument("--out", default=None, help="folder for <study>_runs.csv and <study>_summary.csv "
-                                                "(default outputs/<profile>)")
+    ap.add_argument("--out", help="folder for <study>_runs.csv and <study>_summary.csv (default outputs/<profile>)")
     args = ap.parse_args(argv)
     try:
         profile = load_profile(resolve_params(args.params))

@@ -36,16 +36,25 @@ from ..models import build_model
 from ..paths import REPO_ROOT
 from ..training.progress import duration, on_terminal, tqdm
 
-PROFILES = {"cpu": "params/pems08_tail_cpu.yaml", "gpu": "params/pems08_tail_gpu.yaml",
-            "default": "params/default.yaml"}
+PROFILES = {
+    "cpu": "params/pems08_tail_cpu.yaml",
+    "gpu": "params/pems08_tail_gpu.yaml",
+    "default": "params/default.yaml",
+}
 
 # the roadmap's expected saving per rung (fraction of epoch time), for the comparison table
-ROADMAP_EXPECTED = {"+ AMP": (0.30, 0.50), "+ batch 128": (0.20, 0.30), "+ DataLoader workers": (0.10, 0.20),
-                    "+ torch.compile": (0.10, 0.30), "+ validate every 5": (0.20, 0.20)}
+ROADMAP_EXPECTED = {
+    "+ AMP": (0.30, 0.50),
+    "+ batch 128": (0.20, 0.30),
+    "+ DataLoader workers": (0.10, 0.20),
+    "+ torch.compile": (0.10, 0.30),
+    "+ validate every 5": (0.20, 0.20),
+}
 
 
-def ladder(device: torch.device, compile_mode: str = "default", workers: int | None = None,
-           lr: float | None = None) -> list[tuple[str, dict]]:
+def ladder(
+    device: torch.device, compile_mode: str = "default", workers: int | None = None, lr: float | None = None
+) -> list[tuple[str, dict]]:
     """[(rung, cumulative dotted overrides)]: each rung adds one optimisation.
 
     The batch-128 rung doubles the learning rate with the batch (the linear scaling rule) when `lr`
@@ -53,13 +62,25 @@ def ladder(device: torch.device, compile_mode: str = "default", workers: int | N
     """
     workers = workers or min(4, os.cpu_count() or 1)  # the roadmap's 4, capped at the cores there are
     steps = [
-        ("naive", {"train.amp": "off", "train.compile": "off", "train.loader": "dataloader",
-                   "train.num_workers": 0, "train.pin_memory": False, "train.batch_size": 64,
-                   "train.accumulation_steps": 1, "train.validate_every": 1}),
+        (
+            "naive",
+            {
+                "train.amp": "off",
+                "train.compile": "off",
+                "train.loader": "dataloader",
+                "train.num_workers": 0,
+                "train.pin_memory": False,
+                "train.batch_size": 64,
+                "train.accumulation_steps": 1,
+                "train.validate_every": 1,
+            },
+        ),
         ("+ AMP", {"train.amp": "auto"}),
         ("+ batch 128", {"train.batch_size": 128, **({"train.lr": 2 * lr} if lr else {})}),
-        ("+ DataLoader workers", {"train.num_workers": workers, "train.pin_memory": device.type == "cuda",
-                                  "train.prefetch_factor": 2}),
+        (
+            "+ DataLoader workers",
+            {"train.num_workers": workers, "train.pin_memory": device.type == "cuda", "train.prefetch_factor": 2},
+        ),
         ("+ device-resident windows", {"train.loader": "device", "train.num_workers": 0}),
         ("+ torch.compile", {"train.compile": compile_mode}),
         ("+ validate every 5", {"train.validate_every": 5}),
@@ -80,8 +101,11 @@ def ladder_compile_mode(cfg: RunConfig) -> str:
 
 def subset(ds: Dataset, train_windows: int, val_windows: int) -> Dataset:
     """The same dataset with the first `train_windows` / `val_windows` windows of each split."""
-    splits = {"train": ds.splits["train"][:train_windows], "val": ds.splits["val"][:val_windows],
-              "test": ds.splits["test"][:min(val_windows, len(ds.splits["test"]))]}
+    splits = {
+        "train": ds.splits["train"][:train_windows],
+        "val": ds.splits["val"][:val_windows],
+        "test": ds.splits["test"][: min(val_windows, len(ds.splits["test"]))],
+    }
     small = dc_replace(ds, splits=splits)
     small.__dict__.update(mean=ds.mean, std=ds.std)  # keep the full training statistics
     return small
@@ -129,12 +153,15 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
 # the ladder
 
 
-def ladder_plan(n_rungs: int, repeats: int, epochs: int, train_windows: int, val_windows: int,
-                n_train: int | None = None) -> str:
+def ladder_plan(
+    n_rungs: int, repeats: int, epochs: int, train_windows: int, val_windows: int, n_train: int | None = None
+) -> str:
     """What a ladder will run, in one line: rungs x repeats = fits, epochs each, on how many windows."""
     of = f" of {n_train}" if n_train else ""
-    return (f"speed ladder: {n_rungs} rungs x {repeats} repeats = {n_rungs * repeats} fits of {epochs} epochs "
-            f"each, on {train_windows}{of} training and {val_windows} validation windows")
+    return (
+        f"speed ladder: {n_rungs} rungs x {repeats} repeats = {n_rungs * repeats} fits of {epochs} epochs "
+        f"each, on {train_windows}{of} training and {val_windows} validation windows"
+    )
 
 
 def previous_seconds(path: Path, fits: int, epochs: int, train_windows: int) -> float | None:
@@ -149,9 +176,17 @@ def previous_seconds(path: Path, fits: int, epochs: int, train_windows: int) -> 
         return None
 
 
-def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, epochs: int = 3,
-                 train_windows: int = 1280, val_windows: int = 256, rungs=None, progress=print,
-                 bar: bool = False) -> dict:
+def speed_ladder(
+    cfg: RunConfig,
+    ds: Dataset | None = None,
+    repeats: int = 2,
+    epochs: int = 3,
+    train_windows: int = 1280,
+    val_windows: int = 256,
+    rungs=None,
+    progress=print,
+    bar: bool = False,
+) -> dict:
     """Run every rung `repeats` times, interleaved; return per-rung medians and the raw epochs.
 
     Odd repeats run the rungs in reverse order (naive, ..., fastest, fastest, ..., naive), so a warm-up or
@@ -169,9 +204,19 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     compile_mode = ladder_compile_mode(cfg)
     rungs = rungs or ladder(device, compile_mode, lr=cfg.train.lr)
     # phases timed with a device sync at each boundary (every rung alike), so the split is real on a GPU too
-    base = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
-                           "train.scheduler": "none", "train.early_stop_patience": 0, "train.time_budget_s": 0.0,
-                           "train.time_phases": True, "stage": "bench"})
+    base = replace(
+        cfg,
+        **{
+            "train.epochs": epochs,
+            "train.quiet": True,
+            "train.save_checkpoint": False,
+            "train.scheduler": "none",
+            "train.early_stop_patience": 0,
+            "train.time_budget_s": 0.0,
+            "train.time_phases": True,
+            "stage": "bench",
+        },
+    )
     raw, failed = [], {}  # failed: rung -> the error that stopped it (the other rungs still run)
     fits, started = repeats * len(rungs), time.perf_counter()
     shown = tqdm(total=fits, desc="speed ladder", unit="fit", file=sys.stderr, dynamic_ncols=True) if bar else None
@@ -179,7 +224,7 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
             order = list(enumerate(rungs))
-            for i, (name, overrides) in (order[::-1] if rep % 2 else order):
+            for i, (name, overrides) in order[::-1] if rep % 2 else order:
                 done += 1
                 if name in failed:
                     if shown is not None:
@@ -203,9 +248,11 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
                 wall = time.perf_counter() - t0
                 h = run.history.assign(rung=name, rung_index=i, repeat=rep, fit_seconds=wall)
                 raw.append(h)
-                progress(f"repeat {rep + 1}/{repeats}  {name:<26s} {h['train_seconds'].iloc[1:].median():7.3f} s "
-                         f"per {len(small.splits['train'])} windows  "
-                         f"(fit {done}/{fits}: {wall:.0f} s; {time_left(started, done, fits)})")
+                progress(
+                    f"repeat {rep + 1}/{repeats}  {name:<26s} {h['train_seconds'].iloc[1:].median():7.3f} s "
+                    f"per {len(small.splits['train'])} windows  "
+                    f"(fit {done}/{fits}: {wall:.0f} s; {time_left(started, done, fits)})"
+                )
     if shown is not None:
         shown.close()
     raw = pd.concat(raw, ignore_index=True)
@@ -227,13 +274,21 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
         dt = amp_dtype(overrides["train.amp"], device) or torch.float32
         if dt not in dtype_peak:
             dtype_peak[dt] = matmul_peak(device, dt)
-        rows.append({
-            "rung": name, "s_per_epoch": epoch_s, "train_s": train_full, "validation_s": val_full / validate_every,
-            **{f"{p}_s": v for p, v in phase.items()},
-            "samples_per_s": sps, "warmup_s": float(r[r["epoch"] == 1]["train_seconds"].median()) * scale_train
-            - train_full, "peak_mem_mb": float(r["peak_mem_mb"].max()), "dtype": str(dt).replace("torch.", ""),
-            "achieved_tflops": fps * sps / 1e12, "peak_tflops": dtype_peak[dt] / 1e12,
-        })
+        rows.append(
+            {
+                "rung": name,
+                "s_per_epoch": epoch_s,
+                "train_s": train_full,
+                "validation_s": val_full / validate_every,
+                **{f"{p}_s": v for p, v in phase.items()},
+                "samples_per_s": sps,
+                "warmup_s": float(r[r["epoch"] == 1]["train_seconds"].median()) * scale_train - train_full,
+                "peak_mem_mb": float(r["peak_mem_mb"].max()),
+                "dtype": str(dt).replace("torch.", ""),
+                "achieved_tflops": fps * sps / 1e12,
+                "peak_tflops": dtype_peak[dt] / 1e12,
+            }
+        )
     table = pd.DataFrame(rows)
     table["speedup"] = table["s_per_epoch"].iloc[0] / table["s_per_epoch"]
     table["throughput_x"] = table["samples_per_s"] / table["samples_per_s"].iloc[0]
@@ -241,12 +296,24 @@ def speed_ladder(cfg: RunConfig, ds: Dataset | None = None, repeats: int = 2, ep
     table["cumulative_saving"] = 1 - table["s_per_epoch"] / table["s_per_epoch"].iloc[0]
     table["fraction_of_peak"] = table["achieved_tflops"] / table["peak_tflops"]
     table["data_share"] = table["data_s"] / table[["data_s", "forward_s", "backward_s", "optimizer_s"]].sum(axis=1)
-    table["roadmap_expected"] = table["rung"].map(lambda r: "-".join(f"{100 * v:.0f}%" for v in
-                                                                     sorted(set(ROADMAP_EXPECTED.get(r, ())))))
-    return {"table": table, "raw": raw, "flops_per_sample": fps, "device": device_name(device),
-            "dataset": ds.name, "train_windows_full": n_train, "train_windows_measured": len(small.splits["train"]),
-            "repeats": repeats, "epochs_per_fit": epochs, "failed": failed, "model": cfg.model.__dict__,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    table["roadmap_expected"] = table["rung"].map(
+        lambda r: "-".join(f"{100 * v:.0f}%" for v in sorted(set(ROADMAP_EXPECTED.get(r, ()))))
+    )
+    return {
+        "table": table,
+        "raw": raw,
+        "flops_per_sample": fps,
+        "device": device_name(device),
+        "dataset": ds.name,
+        "train_windows_full": n_train,
+        "train_windows_measured": len(small.splits["train"]),
+        "repeats": repeats,
+        "epochs_per_fit": epochs,
+        "failed": failed,
+        "model": cfg.model.__dict__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def time_left(started: float, done: int, total: int) -> str:
@@ -257,8 +324,14 @@ def time_left(started: float, done: int, total: int) -> str:
     return f"about {duration(per_fit * (total - done))} left"
 
 
-def op_profile(cfg: RunConfig, ds: Dataset | None = None, rung: str | None = None, epochs: int = 2,
-               train_windows: int = 640, top: int = 25) -> pd.DataFrame:
+def op_profile(
+    cfg: RunConfig,
+    ds: Dataset | None = None,
+    rung: str | None = None,
+    epochs: int = 2,
+    train_windows: int = 640,
+    top: int = 25,
+) -> pd.DataFrame:
     """Where a rung's time goes, op by op: torch.profiler over a short fit, top ops by self device time.
 
     rung: a rung name (default: the fastest rung that still launches its kernels one by one, so that
@@ -277,16 +350,33 @@ def op_profile(cfg: RunConfig, ds: Dataset | None = None, rung: str | None = Non
         rung = [n for n, o in rungs if o.get("train.compile") != "reduce-overhead"][-1]
     if rung not in named:
         raise ValueError(f"unknown rung {rung!r}; one of {list(named)}")
-    rcfg = replace(cfg, **{**named[rung], "train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
-                           "train.scheduler": "none", "train.early_stop_patience": 0, "train.time_budget_s": 0.0,
-                           "stage": "bench"})
+    rcfg = replace(
+        cfg,
+        **{
+            **named[rung],
+            "train.epochs": epochs,
+            "train.quiet": True,
+            "train.save_checkpoint": False,
+            "train.scheduler": "none",
+            "train.early_stop_patience": 0,
+            "train.time_budget_s": 0.0,
+            "stage": "bench",
+        },
+    )
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
         fit(rcfg, dataset=subset(ds, train_windows, train_windows // 4), out_root=Path(tmp))
     dev_attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    rows = [{"op": e.key, "kind": "op" if e.device_type == torch.autograd.DeviceType.CPU else "kernel",
-             "calls": e.count, "self_device_ms": getattr(e, dev_attr, 0.0) / 1e3,
-             "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in prof.key_averages()]
+    rows = [
+        {
+            "op": e.key,
+            "kind": "op" if e.device_type == torch.autograd.DeviceType.CPU else "kernel",
+            "calls": e.count,
+            "self_device_ms": getattr(e, dev_attr, 0.0) / 1e3,
+            "self_cpu_ms": e.self_cpu_time_total / 1e3,
+        }
+        for e in prof.key_averages()
+    ]
     table = device_shares(pd.DataFrame(rows)).sort_values("self_device_ms", ascending=False)
     return table.head(top).assign(rung=rung, device=device_name(device)).reset_index(drop=True)
 
@@ -314,23 +404,34 @@ def slug(name: str) -> str:
 def to_markdown(result: dict) -> str:
     """The ladder as a Markdown table (the roadmap's format plus the phase split and % of peak)."""
     t = result["table"]
-    lines = [f"# Speed ladder on {result['device']}", "",
-             f"dataset {result['dataset']}, {result['train_windows_measured']} of {result['train_windows_full']} "
-             f"training windows per measured epoch (scaled to the full epoch), {result['repeats']} repeats "
-             f"(interleaved, every second one in reverse order) x {result['epochs_per_fit'] - 1} measured epochs; medians. torch {result['torch']}. "
-             f"Model: {result['model']['name']} d_model {result['model']['d_model']}, "
-             f"{result['flops_per_sample'] / 1e9:.3f} GFLOP per training window."
-             + (f" Every rung attends sequences of up to {result['model']['attn_short']} steps by explicit matmuls "
-                f"(model.attn_short {result['model']['attn_short']})." if result["model"].get("attn_short") else ""),
-             "",
-             "| rung | s/epoch | speed-up | cumulative saving | roadmap expected (this rung) | data | forward | "
-             "backward | optimizer | validation | samples/s | TFLOP/s | % of peak | warm-up s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Speed ladder on {result['device']}",
+        "",
+        f"dataset {result['dataset']}, {result['train_windows_measured']} of {result['train_windows_full']} "
+        f"training windows per measured epoch (scaled to the full epoch), {result['repeats']} repeats "
+        f"(interleaved, every second one in reverse order) x {result['epochs_per_fit'] - 1} measured epochs; medians. torch {result['torch']}. "
+        f"Model: {result['model']['name']}"
+        + (f" d_model {result['model']['d_model']}" if "d_model" in result["model"] else "")
+        + ", "
+        f"{result['flops_per_sample'] / 1e9:.3f} GFLOP per training window."
+        + (
+            f" Every rung attends sequences of up to {result['model']['attn_short']} steps by explicit matmuls "
+            f"(model.attn_short {result['model']['attn_short']})."
+            if result["model"].get("attn_short")
+            else ""
+        ),
+        "",
+        "| rung | s/epoch | speed-up | cumulative saving | roadmap expected (this rung) | data | forward | "
+        "backward | optimizer | validation | samples/s | TFLOP/s | % of peak | warm-up s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in t.itertuples():
-        lines.append(f"| {r.rung} | {r.s_per_epoch:.2f} | {r.speedup:.2f}x | {100 * r.cumulative_saving:.0f}% | "
-                     f"{r.roadmap_expected or '-'} | {r.data_s:.2f} | {r.forward_s:.2f} | {r.backward_s:.2f} | "
-                     f"{r.optimizer_s:.2f} | {r.validation_s:.2f} | {r.samples_per_s:.0f} | "
-                     f"{r.achieved_tflops:.3f} | {100 * r.fraction_of_peak:.1f}% ({r.dtype}) | {r.warmup_s:.1f} |")
+        lines.append(
+            f"| {r.rung} | {r.s_per_epoch:.2f} | {r.speedup:.2f}x | {100 * r.cumulative_saving:.0f}% | "
+            f"{r.roadmap_expected or '-'} | {r.data_s:.2f} | {r.forward_s:.2f} | {r.backward_s:.2f} | "
+            f"{r.optimizer_s:.2f} | {r.validation_s:.2f} | {r.samples_per_s:.0f} | "
+            f"{r.achieved_tflops:.3f} | {100 * r.fraction_of_peak:.1f}% ({r.dtype}) | {r.warmup_s:.1f} |"
+        )
     for rung, error in result.get("failed", {}).items():
         lines.append(f"\n{rung}: failed, not measured ({error})")
     return "\n".join(lines) + "\n"
@@ -349,8 +450,9 @@ def save(result: dict, out: Path) -> tuple[Path, Path]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stlib.studies.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m stlib.studies.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     ap.add_argument("--params", help="params file (overrides --profile)")
     ap.add_argument("--out", default="outputs/benchmarks")
@@ -358,16 +460,31 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="epochs per fit; the first is warm-up")
     ap.add_argument("--train-windows", type=int, default=1280)
     ap.add_argument("--val-windows", type=int, default=256)
-    ap.add_argument("--op-profile", action="store_true",
-                    help="also profile the fastest kernel-by-kernel rung op by op -> ops_<device>.csv")
-    ap.add_argument("--attn-ab", action="store_true",
-                    help="only the attention A/B: fused kernels vs explicit matmuls for short sequences "
-                         "(model.attn_short 0 vs --short) -> attn_<device>.csv")
+    ap.add_argument(
+        "--op-profile",
+        action="store_true",
+        help="also profile the fastest kernel-by-kernel rung op by op -> ops_<device>.csv",
+    )
+    ap.add_argument(
+        "--attn-ab",
+        action="store_true",
+        help="only the attention A/B: fused kernels vs explicit matmuls for short sequences "
+        "(model.attn_short 0 vs --short) -> attn_<device>.csv",
+    )
     ap.add_argument("--short", type=int, default=32, help="--attn-ab: the model.attn_short to try against 0")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="dotted override of the params file, e.g. --set model.name=alternating")
-    ap.add_argument("--peer-only", action="store_true",
-                    help="only our STID-style runners against the peer runner -> peer_<device>.csv (--repeats, --epochs)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override of the params file, e.g. --set model.name=alternating",
+    )
+    ap.add_argument(
+        "--peer-only",
+        action="store_true",
+        help="only our STID-style runners against the peer runner -> peer_<device>.csv (--repeats, --epochs)",
+    )
     args = ap.parse_args(argv)
     params = Path(args.params or REPO_ROOT / PROFILES[args.profile])
     profile = load_profile(params)
@@ -377,8 +494,14 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.attn_ab:
-        table = attention_ab(cfg, shorts=(0, args.short), repeats=args.repeats, epochs=max(args.epochs, 2),
-                             train_windows=args.train_windows, val_windows=args.val_windows)
+        table = attention_ab(
+            cfg,
+            shorts=(0, args.short),
+            repeats=args.repeats,
+            epochs=max(args.epochs, 2),
+            train_windows=args.train_windows,
+            val_windows=args.val_windows,
+        )
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"attn_{slug(table['device'].iloc[0])}.csv"
@@ -398,8 +521,15 @@ def main(argv=None) -> int:
         return 0
     say_plan(cfg, args)
     t0 = time.time()
-    result = speed_ladder(cfg, repeats=args.repeats, epochs=args.epochs, train_windows=args.train_windows,
-                          val_windows=args.val_windows, progress=tqdm.write, bar=on_terminal())
+    result = speed_ladder(
+        cfg,
+        repeats=args.repeats,
+        epochs=args.epochs,
+        train_windows=args.train_windows,
+        val_windows=args.val_windows,
+        progress=tqdm.write,
+        bar=on_terminal(),
+    )
     result["wall_seconds"] = time.time() - t0
     js, md = save(result, Path(args.out))
     print(md.read_text())
@@ -423,8 +553,12 @@ def say_plan(cfg: RunConfig, args) -> None:
     print(ladder_plan(n_rungs, args.repeats, args.epochs, args.train_windows, args.val_windows), flush=True)
     before = Path(args.out) / f"speed_{slug(device_name(device))}.json"
     guess = previous_seconds(before, fits, args.epochs, args.train_windows)
-    print(f"about {duration(guess)} in all, scaled from {before} (the last ladder saved there)" if guess else
-          "time: not known yet; each fit's line says about how long is left", flush=True)
+    print(
+        f"about {duration(guess)} in all, scaled from {before} (the last ladder saved there)"
+        if guess
+        else "time: not known yet; each fit's line says about how long is left",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,13 +572,29 @@ def accuracy_guard(cfg: RunConfig, ds: Dataset, epochs: int, out_root: Path | No
     rungs = ladder(pick_device(cfg.train.device), ladder_compile_mode(cfg), lr=cfg.train.lr)
     rows = []
     for name, overrides in (rungs[0], rungs[-1]):
-        rcfg = replace(cfg, **{**overrides, "train.epochs": epochs, "train.quiet": True, "stage": "02",
-                               "name": f"guard {name}", "train.scheduler": "none"})
+        rcfg = replace(
+            cfg,
+            **{
+                **overrides,
+                "train.epochs": epochs,
+                "train.quiet": True,
+                "stage": "02",
+                "name": f"guard {name}",
+                "train.scheduler": "none",
+            },
+        )
         run = fit(rcfg, dataset=ds, out_root=out_root)
         last = run.history.dropna(subset=["val_mae"]).iloc[-1]
-        rows.append({"rung": name, "epochs": epochs, "val_mae_last": float(last["val_mae"]),
-                     "best_val_mae": float(run.history["val_mae"].min()), "test_mae": run.metrics["test"]["mae"],
-                     "train_seconds": run.metrics["train_seconds"]})
+        rows.append(
+            {
+                "rung": name,
+                "epochs": epochs,
+                "val_mae_last": float(last["val_mae"]),
+                "best_val_mae": float(run.history["val_mae"].min()),
+                "test_mae": run.metrics["test"]["mae"],
+                "train_seconds": run.metrics["train_seconds"],
+            }
+        )
     table = pd.DataFrame(rows)
     table["vs_naive"] = table["val_mae_last"] / table["val_mae_last"].iloc[0] - 1
     return table
@@ -454,18 +604,32 @@ def time_epochs(cfg: RunConfig, ds: Dataset, epochs: int = 3, out_root: Path | N
     """Median seconds per full training epoch (first epoch excluded) and per validation of a config."""
     from ..training import fit
 
-    rcfg = replace(cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False,
-                           "stage": "bench"})
+    rcfg = replace(
+        cfg, **{"train.epochs": epochs, "train.quiet": True, "train.save_checkpoint": False, "stage": "bench"}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         run = fit(rcfg, dataset=ds, out_root=out_root or Path(tmp))
     h = run.history.iloc[1:] if len(run.history) > 1 else run.history
-    return {"train_s_per_epoch": float(h["train_seconds"].median()),
-            "validation_s": float(h["validation_s"].median()), "batch_size": cfg.train.batch_size,
-            "amp": run.metrics["amp"], "loader": cfg.train.loader, "params": run.metrics["params"]}
+    return {
+        "train_s_per_epoch": float(h["train_seconds"].median()),
+        "validation_s": float(h["validation_s"].median()),
+        "batch_size": cfg.train.batch_size,
+        "amp": run.metrics["amp"],
+        "loader": cfg.train.loader,
+        "params": run.metrics["params"],
+    }
 
 
-def attention_ab(cfg: RunConfig, ds: Dataset | None = None, shorts=(0, 32), repeats: int = 2, epochs: int = 3,
-                 train_windows: int = 640, val_windows: int = 128, progress=print) -> pd.DataFrame:
+def attention_ab(
+    cfg: RunConfig,
+    ds: Dataset | None = None,
+    shorts=(0, 32),
+    repeats: int = 2,
+    epochs: int = 3,
+    train_windows: int = 640,
+    val_windows: int = 128,
+    progress=print,
+) -> pd.DataFrame:
     """Training seconds per epoch of one config with each model.attn_short (0 = the fused kernels for
     every sequence), fits interleaved and repeated, the first epoch of each fit excluded; medians.
 
@@ -481,14 +645,29 @@ def attention_ab(cfg: RunConfig, ds: Dataset | None = None, shorts=(0, 32), repe
             seen[s].append(r["train_s_per_epoch"])
             progress(f"repeat {rep + 1}/{repeats}  attn_short {s:>3d}: {seen[s][-1]:.3f} s per {train_windows} windows")
     m = cfg.model
-    model = f"{m.name}{' ' + m.pattern if m.name == 'alternating' else ''} d{m.d_model} h{m.n_heads} " \
-            f"enc{m.encoder_depth} dec{m.decoder_depth} batch {cfg.train.batch_size}".replace("  ", " ")
-    table = pd.DataFrame([{"model": model, "attn_short": s, "train_s_per_epoch": float(np.median(v)),
-                           "windows_per_s": train_windows / float(np.median(v)),
-                           "repeats_s": [round(x, 4) for x in v]} for s, v in seen.items()])
+    model = (
+        f"{m.name}{' ' + m.pattern if m.name == 'alternating' else ''} d{m.d_model} h{m.n_heads} "
+        f"enc{m.encoder_depth} dec{m.decoder_depth} batch {cfg.train.batch_size}".replace("  ", " ")
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "model": model,
+                "attn_short": s,
+                "train_s_per_epoch": float(np.median(v)),
+                "windows_per_s": train_windows / float(np.median(v)),
+                "repeats_s": [round(x, 4) for x in v],
+            }
+            for s, v in seen.items()
+        ]
+    )
     table["speed_up"] = table["train_s_per_epoch"].iloc[0] / table["train_s_per_epoch"]
-    return table.assign(amp=cfg.train.amp, compile=cfg.train.compile,
-                        device=device_name(pick_device(cfg.train.device)), torch=torch.__version__)
+    return table.assign(
+        amp=cfg.train.amp,
+        compile=cfg.train.compile,
+        device=device_name(pick_device(cfg.train.device)),
+        torch=torch.__version__,
+    )
 
 
 PEER_RUNNERS = {  # our trainer on the peer's STID at its batch (64), with what our trainer adds switched on
@@ -498,8 +677,9 @@ PEER_RUNNERS = {  # our trainer on the peer's STID at its batch (64), with what 
 }
 
 
-def peer_comparison(profile, ds: Dataset, repeats: int = 2, epochs: int = 4, runners: dict | None = None,
-                    progress=print) -> pd.DataFrame:
+def peer_comparison(
+    profile, ds: Dataset, repeats: int = 2, epochs: int = 4, runners: dict | None = None, progress=print
+) -> pd.DataFrame:
     """Our trainer on the STID preset (batch 64, the peer's model size) against the peer runner's epoch time.
 
     Each runner trains `epochs` full epochs (the first is warm-up), `repeats` times interleaved; the
@@ -517,9 +697,15 @@ def peer_comparison(profile, ds: Dataset, repeats: int = 2, epochs: int = 4, run
             last[label] = time_epochs(replace(stid, **extra), ds, epochs=epochs)
             seen[label].append(last[label]["train_s_per_epoch"])
             progress(f"repeat {rep + 1}/{repeats}  {label:<38s} {seen[label][-1]:.3f} s per training epoch")
-    rows = [{"runner": label, "train_s_per_epoch": float(np.median(v)), "repeats_s": [round(x, 3) for x in v],
-             **{k: last[label][k] for k in ("validation_s", "batch_size", "amp", "params")}}
-            for label, v in seen.items()]
+    rows = [
+        {
+            "runner": label,
+            "train_s_per_epoch": float(np.median(v)),
+            "repeats_s": [round(x, 3) for x in v],
+            **{k: last[label][k] for k in ("validation_s", "batch_size", "amp", "params")},
+        }
+        for label, v in seen.items()
+    ]
     table = pd.DataFrame(rows)
     if ds.name == PROTOCOL:
         peer_s = PEER["BasicTS STID (100 epochs, 3 seeds)"]["seconds_per_epoch"]

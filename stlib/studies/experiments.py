@@ -22,6 +22,7 @@ def same_run(a: dict, b: dict) -> bool:
     Both are read through the current config schema first, so a record written before a field was
     added (and which therefore ran with its default) still matches; one that no longer validates does not.
     """
+
     def key(c):
         try:
             c = build_run_config(copy.deepcopy(c), "recorded config").to_dict()
@@ -31,6 +32,7 @@ def same_run(a: dict, b: dict) -> bool:
         for k in ("quiet", "device", "threads", "tensorboard"):
             c["train"].pop(k, None)
         return c
+
     ka = key(a)
     return ka is not None and ka == key(b)
 
@@ -46,9 +48,16 @@ def find_run(cfg: RunConfig, root: Path | None = None) -> Path | None:
     return None
 
 
-def train_presets(profile: Profile, presets, seeds, stage: str, dataset: Dataset | None = None,
-                  overrides: dict | None = None, seeds_by_preset: dict | None = None,
-                  reuse: bool = True) -> dict[tuple[str, int], Run]:
+def train_presets(
+    profile: Profile,
+    presets,
+    seeds,
+    stage: str,
+    dataset: Dataset | None = None,
+    overrides: dict | None = None,
+    seeds_by_preset: dict | None = None,
+    reuse: bool = True,
+) -> dict[tuple[str, int], Run]:
     """fit() every preset with every seed (one dataset load shared); {(preset, seed): Run}.
 
     With reuse, a run whose record already exists with the same config is read back instead of
@@ -57,8 +66,9 @@ def train_presets(profile: Profile, presets, seeds, stage: str, dataset: Dataset
     runs = {}
     for name in presets:
         for seed in (seeds_by_preset or {}).get(name, seeds):
-            cfg = profile.run_config(preset=name, overrides={**(overrides or {}), "train.seed": seed},
-                                     stage=stage, name=name)
+            cfg = profile.run_config(
+                preset=name, overrides={**(overrides or {}), "train.seed": seed}, stage=stage, name=name
+            )
             done = find_run(cfg) if reuse else None
             if done is not None:
                 print(f"{name} seed {seed}: reusing {done}")

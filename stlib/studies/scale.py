@@ -36,17 +36,45 @@ from ..reporting.results import fit_growth
 SIZES = (170, 1000, 4000, 8600)  # PEMS08, a city, a large district, LargeST California
 
 
-def scale_config(batch: int = 2, d_model: int = 32, n_heads: int = 4, encoder_depth: int = 4, decoder_depth: int = 2,
-                 pattern: str = "alternating", amp: str = "auto", device: str = "auto") -> RunConfig:
+def scale_config(
+    batch: int = 2,
+    d_model: int = 32,
+    n_heads: int = 4,
+    encoder_depth: int = 4,
+    decoder_depth: int = 2,
+    pattern: str = "alternating",
+    amp: str = "auto",
+    device: str = "auto",
+) -> RunConfig:
     """The run measured at every N: the alternating model without dropout or denoising (nothing random in a step),
     Adam at a fixed learning rate without weight decay or clipping, one batch a step, no record kept."""
-    return build_run_config({
-        "stage": "scale",
-        "model": {"name": "alternating", "d_model": d_model, "n_heads": n_heads, "encoder_depth": encoder_depth,
-                  "decoder_depth": decoder_depth, "pattern": pattern, "dropout": 0.0, "use_denoising": False},
-        "train": {"batch_size": batch, "lr": 1e-4, "weight_decay": 0.0, "grad_clip": 0.0, "amp": amp,
-                  "device": device, "time_phases": False, "save_checkpoint": False, "quiet": True},
-    }, "scale benchmark")
+    return build_run_config(
+        {
+            "stage": "scale",
+            "model": {
+                "name": "alternating",
+                "d_model": d_model,
+                "n_heads": n_heads,
+                "encoder_depth": encoder_depth,
+                "decoder_depth": decoder_depth,
+                "pattern": pattern,
+                "dropout": 0.0,
+                "use_denoising": False,
+            },
+            "train": {
+                "batch_size": batch,
+                "lr": 1e-4,
+                "weight_decay": 0.0,
+                "grad_clip": 0.0,
+                "amp": amp,
+                "device": device,
+                "time_phases": False,
+                "save_checkpoint": False,
+                "quiet": True,
+            },
+        },
+        "scale benchmark",
+    )
 
 
 def random_dataset(n: int, windows: int, steps: int = 12) -> Dataset:
@@ -55,27 +83,48 @@ def random_dataset(n: int, windows: int, steps: int = 12) -> Dataset:
     rows = windows + 2 * steps + 1  # the test window starts at row windows + 1
     series = np.random.default_rng(0).uniform(1.0, 2.0, (rows, n, 1)).astype(np.float32)  # no reading missing (0)
     splits = {"train": np.arange(windows), "val": np.array([windows]), "test": np.array([windows + 1])}
-    return Dataset("random", series, pd.Timestamp("2024-01-01"), 5, pd.DataFrame(columns=["from", "to", "cost"]),
-                   splits, in_steps=steps, out_steps=steps, source="random readings")
+    return Dataset(
+        "random",
+        series,
+        pd.Timestamp("2024-01-01"),
+        5,
+        pd.DataFrame(columns=["from", "to", "cost"]),
+        splits,
+        in_steps=steps,
+        out_steps=steps,
+        source="random readings",
+    )
 
 
-def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, encoder_depth: int = 4,
-                 decoder_depth: int = 2, pattern: str = "alternating", amp: str = "auto", steps: int = 3,
-                 device: str = "auto") -> dict:
+def measure_step(
+    n: int,
+    batch: int = 2,
+    d_model: int = 32,
+    n_heads: int = 4,
+    encoder_depth: int = 4,
+    decoder_depth: int = 2,
+    pattern: str = "alternating",
+    amp: str = "auto",
+    steps: int = 3,
+    device: str = "auto",
+) -> dict:
     """One process, one N: median seconds of a training step and the peak memory it needs.
 
     The model, optimizer and autocast come from the trainer's setup (the model registry's build), and each step is
     the trainer's own train_step, on one batch of random readings.
     """
     from ..training import loop
+    from ..training.checkpoint import Progress
     from ..training.device import peak_resident_mb, pick_device, reset_peak_resident, resident_mb
     from ..training.distributed import Dist
+    from ..training.progress import RunningLoss
     from ..training.timing import Budget, Timer
 
     cfg = scale_config(batch, d_model, n_heads, encoder_depth, decoder_depth, pattern, amp, device)
     dev = pick_device(cfg.train.device)
-    t = loop.setup(cfg, random_dataset(n, batch), Dist(), dev)
-    t.clock = Budget(0.0)
+    t = loop.setup(cfg, random_dataset(n, batch), Dist(), dev)  # the fixed setup; the loop state without a record
+    st = loop.State(Progress(), None, None, None, None, None, None, Budget(0.0), RunningLoss(dev))
+    st.loss.start(0.0)
     t.step_model.train()
     x, y = next(iter(t.train_batches.epoch(0)))  # (batch, 12, N, 3), (batch, 12, N, 1)
     timer = Timer(dev, enabled=False)
@@ -86,22 +135,33 @@ def measure_step(n: int, batch: int = 2, d_model: int = 32, n_heads: int = 4, en
     else:
         base = resident_mb()
         if not reset_peak_resident():
-            raise RuntimeError("cannot reset the peak-memory counter (/proc/self/clear_refs): CPU peak memory "
-                               "would include the imports")
+            raise RuntimeError(
+                "cannot reset the peak-memory counter (/proc/self/clear_refs): CPU peak memory "
+                "would include the imports"
+            )
     times = []
     for _ in range(steps + 1):  # the first step is warm-up
         sync()
         t0 = time.perf_counter()
-        loop.train_step(t, x, y, 0, 1, timer)
+        loop.train_step(t, st, x, y, 0, 1, timer)
         sync()
         times.append(time.perf_counter() - t0)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20 - base
     else:
         peak = peak_resident_mb() - base
-    return {"N": n, "batch": batch, "d_model": d_model, "pattern": pattern, "device": str(dev),
-            "dtype": str(t.dtype or torch.float32).replace("torch.", ""), "step_s": float(np.median(times[1:])),
-            "warmup_s": times[0], "peak_mb": float(peak), "params": sum(p.numel() for p in t.model.parameters())}
+    return {
+        "N": n,
+        "batch": batch,
+        "d_model": d_model,
+        "pattern": pattern,
+        "device": str(dev),
+        "dtype": str(t.dtype or torch.float32).replace("torch.", ""),
+        "step_s": float(np.median(times[1:])),
+        "warmup_s": times[0],
+        "peak_mb": float(peak),
+        "params": sum(p.numel() for p in t.model.parameters()),
+    }
 
 
 def measure(sizes=SIZES, timeout: float = 600, **kw) -> pd.DataFrame:
@@ -111,8 +171,14 @@ def measure(sizes=SIZES, timeout: float = 600, **kw) -> pd.DataFrame:
         args = json.dumps({"n": int(n), **kw})
         code = f"import json; from stlib.studies.scale import measure_step; print(json.dumps(measure_step(**json.loads({args!r}))))"
         try:
-            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                               cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            p = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=REPO_ROOT,
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            )
         except subprocess.TimeoutExpired:
             rows.append({"N": n, "error": f"over {timeout:.0f} s"})
             continue
@@ -125,8 +191,9 @@ def measure(sizes=SIZES, timeout: float = 600, **kw) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stlib.studies.scale", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m stlib.studies.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--d-model", type=int, default=32)
@@ -138,6 +205,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     dev = str(table["device"].dropna().iloc[0]) if "device" in table and table["device"].notna().any() else "unknown"
     from .bench import device_name, slug
+
     name = slug(device_name(torch.device(dev))) if dev != "unknown" else "unknown"
     path = out / f"scale_{name}.csv"
     table.to_csv(path, index=False)

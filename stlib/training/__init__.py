@@ -20,16 +20,27 @@ in this order:
 It writes run records through stlib.reporting.records and never reads the reporting side (stlib.reporting.results).
 """
 
-from .checkpoint import CHECKPOINT_EVERY, RESUMABLE_CHANGES, Progress, resume_config
-from .device import amp_dtype, compile_model, peak_memory_mb, pick_device, seed_everything
-from .distributed import Dist, setup_distributed
+from .checkpoint import CHECKPOINT_EVERY, resume_config
+from .device import amp_dtype, pick_device
+from .distributed import Dist
 from .loop import fit
-from .run import Run, write_results
-from .schedule import Plateau, cosine_factor, learning_rate, multistep_factor, warmup_factor
+from .run import Run
+from .schedule import Plateau, cosine_factor, learning_rate, warmup_factor
 from .scoring import compute_loss, ema_model, evaluate
-from .timing import PHASES, Timer
 
-__all__ = ["CHECKPOINT_EVERY", "PHASES", "RESUMABLE_CHANGES", "Dist", "Plateau", "Progress", "Run", "Timer",
-           "amp_dtype", "compile_model", "compute_loss", "cosine_factor", "ema_model", "evaluate", "fit",
-           "learning_rate", "multistep_factor", "peak_memory_mb", "pick_device", "resume_config", "seed_everything",
-           "setup_distributed", "warmup_factor", "write_results"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "Dist",
+    "Plateau",
+    "Run",
+    "amp_dtype",
+    "compute_loss",
+    "cosine_factor",
+    "ema_model",
+    "evaluate",
+    "fit",
+    "learning_rate",
+    "pick_device",
+    "resume_config",
+    "warmup_factor",
+]

@@ -18,17 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch.optim.swa_utils import AveragedModel
 
-from ..reporting import records
 from ..config import ConfigError, RunConfig, build_run_config
 from ..paths import output_dir
+from ..reporting import records
 from .distributed import Dist, broadcast_object, gather_objects, sum_over_ranks
 from .timing import PHASES
 
 CHECKPOINT_EVERY = 200  # default optimizer steps between mid-epoch checkpoints (epoch ends always write one)
-RESUMABLE_CHANGES = ("train.quiet", "train.device", "train.threads", "train.time_phases",  # how, not what
-                     "train.tensorboard")
+# the options a resume may change: how a run runs, not what it computes
+RESUMABLE_CHANGES = ("train.quiet", "train.device", "train.threads", "train.time_phases", "train.tensorboard")
 
 
 @dataclass
@@ -59,12 +58,7 @@ class Progress:
         self.history.append(row)
         if stopped_by:
             self.done, self.stopped_by = True, stopped_by
-        self.next_epoch()
-        self.elapsed_s = elapsed_s
-
-    def next_epoch(self) -> None:
-        """Move to the start of the next epoch with fresh sums."""
-        self.epoch, self.batch = self.epoch + 1, 0
+        self.epoch, self.batch, self.elapsed_s = self.epoch + 1, 0, elapsed_s  # the next epoch, with fresh sums
         self.loss_sum, self.loss_n, self.skipped, self.samples, self.epoch_s = 0.0, 0, 0, 0, 0.0
         self.phase_s = dict.fromkeys(PHASES, 0.0)
 
@@ -72,10 +66,12 @@ class Progress:
 def rng_state() -> dict:
     """Every generator the loop may draw from: torch CPU (+ CUDA), numpy, Python."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-            "python": random.getstate()}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "python": random.getstate(),
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -102,42 +98,12 @@ def rng_neutral(batches):
         yield from it
 
 
-def pack_checkpoint(cfg, model, optimizer, scaler, plateau, p: Progress, best_state, rngs: list, dist: Dist,
-                    device, ema: AveragedModel | None = None) -> dict:
-    """last.pt: the whole training state as tensors and plain values (it loads with weights_only)."""
-    progress = asdict(p)
-    # the epoch's loss so far, summed over the ranks (a resume restores it on rank 0)
-    progress["loss_sum"], progress["loss_n"] = sum_over_ranks(p.loss_sum, p.loss_n, dist, device)
-    return {"format": 1, "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "plateau": dict(vars(plateau)), "progress": progress,
-            "best_state": best_state, "rng": rngs, "ema": ema.state_dict() if ema is not None else None}
-
-
-def unpack_checkpoint(ckpt: dict, model, optimizer, scaler, plateau, rank: int = 0,
-                      ema: AveragedModel | None = None) -> tuple[Progress, dict | None]:
-    """Restore a pack_checkpoint state in place; return the progress and the best weights so far."""
-    model.load_state_dict(ckpt["model"])
-    if ema is not None:
-        ema.load_state_dict(ckpt["ema"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scaler.load_state_dict(ckpt["scaler"])
-    vars(plateau).update(ckpt["plateau"])
-    if rank < len(ckpt["rng"]):  # a resume on more ranks than saved keeps the new ranks' seeded generators
-        set_rng_state(ckpt["rng"][rank])
-    p = Progress(**ckpt["progress"])
-    if rank:  # the saved epoch sums are over all ranks: count them once
-        p.loss_sum, p.loss_n = 0.0, 0
-    return p, ckpt["best_state"]
-
-
 class LastCheckpoint:
-    """A run's last.pt (path None: none is kept), and what the latest one holds, for messages."""
+    """A run's last.pt (path None: none is kept) for the training state of s (the loop's Setup: model, optimizer,
+    scaler, plateau rule, weight average), and what the latest one holds, for messages."""
 
-    def __init__(self, path: Path | None, every: int, cfg: RunConfig, model, optimizer, scaler, plateau,
-                 ema: AveragedModel | None, dist: Dist, device):
-        self.path, self.every, self.cfg, self.dist, self.device = path, every, cfg, dist, device
-        self.state = (model, optimizer, scaler, plateau)
-        self.ema = ema
+    def __init__(self, path: Path | None, every: int, s):
+        self.path, self.every, self.s = path, every, s
         self.saved: str | None = None  # "end of epoch 2", "epoch 3, after batch 18"
 
     def due(self, opt_step: int) -> bool:
@@ -145,38 +111,64 @@ class LastCheckpoint:
         return self.path is not None and self.every > 0 and opt_step % self.every == 0
 
     def save(self, p: Progress, best_state: dict | None, where: str) -> None:
-        """Write last.pt (rank 0, atomically) with every rank's generators: the point a resume starts from."""
+        """Write last.pt (rank 0, atomically) with every rank's generators: the point a resume starts from.
+
+        It holds tensors and plain values only (it loads with weights_only)."""
         if self.path is None:
             return
-        ckpt = pack_checkpoint(self.cfg, *self.state, p, best_state, gather_objects(rng_state(), self.dist),
-                               self.dist, self.device, self.ema)
-        if self.dist.main:
+        s, progress = self.s, asdict(p)
+        # the epoch's loss so far, summed over the ranks (a resume restores it on rank 0)
+        progress["loss_sum"], progress["loss_n"] = sum_over_ranks(p.loss_sum, p.loss_n, s.dist, s.device)
+        ckpt = {
+            "format": 1,
+            "config": s.cfg.to_dict(),
+            **{k: getattr(s, k).state_dict() for k in ("model", "optimizer", "scaler")},
+            "plateau": dict(vars(s.plateau)),
+            "progress": progress,
+            "best_state": best_state,
+            "rng": gather_objects(rng_state(), s.dist),
+            "ema": s.ema.state_dict() if s.ema is not None else None,
+        }
+        if s.dist.main:
             records.save_torch(self.path, ckpt)
         self.saved = where
 
     def kept(self, run_dir: Path) -> str:
         """What a run that fails now leaves behind to go on from (for its error message)."""
-        ckpt = f"the last good checkpoint is {run_dir / 'last.pt'} ({self.saved}); " if self.saved else \
-            "no checkpoint yet; "
+        ckpt = (
+            f"the last good checkpoint is {run_dir / 'last.pt'} ({self.saved}); "
+            if self.saved
+            else "no checkpoint yet; "
+        )
         return f"{ckpt}history of the finished epochs in {run_dir / 'history.csv'}"
 
     def restore(self, run_dir: Path) -> tuple[Progress, dict | None] | None:
         """The state of run_dir/last.pt restored in place: (progress, best weights so far), or None (start
         over) if the run died before writing one."""
-        model, optimizer, scaler, plateau = self.state
-        path = run_dir / "last.pt"
-        if optimizer is None or not path.exists():
+        s, path = self.s, run_dir / "last.pt"
+        if s.optimizer is None or not path.exists():
             if (run_dir / "metrics.json").exists():
-                raise ValueError(f"cannot resume {run_dir}: it finished without a training checkpoint (last.pt): "
-                                 "nothing to continue")
-            if optimizer is not None and self.dist.main:
-                print(f"note: {path} not found (the run stopped before its first checkpoint): training from the "
-                      "start", file=sys.stderr)
+                raise ValueError(
+                    f"cannot resume {run_dir}: it finished without a training checkpoint (last.pt): nothing to continue"
+                )
+            if s.optimizer is not None and s.dist.main:
+                print(
+                    f"note: {path} not found (the run stopped before its first checkpoint): training from the start",
+                    file=sys.stderr,
+                )
             return None
-        p, best_state = unpack_checkpoint(records.load_torch(path, self.device), model, optimizer, scaler, plateau,
-                                          self.dist.rank, self.ema)
+        ckpt = records.load_torch(path, s.device)
+        for k in ("model", "ema", "optimizer", "scaler"):
+            if getattr(s, k) is not None:
+                getattr(s, k).load_state_dict(ckpt[k])
+        vars(s.plateau).update(ckpt["plateau"])
+        if s.dist.rank < len(ckpt["rng"]):  # a resume on more ranks than saved keeps the new ranks' seeded generators
+            set_rng_state(ckpt["rng"][s.dist.rank])
+        p = Progress(**ckpt["progress"])
+        if s.dist.rank:  # the saved epoch sums are over all ranks: count them once
+            p.loss_sum, p.loss_n = 0.0, 0
         self.saved = f"epoch {p.epoch}, after batch {p.batch}" if p.batch else f"start of epoch {p.epoch}"
-        return p, best_state
+        return p, ckpt["best_state"]
 
 
 def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfig:
@@ -191,8 +183,10 @@ def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfi
     a, b = saved.dotted(), cfg.dotted()
     diff = [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES]
     if diff:
-        raise ConfigError(f"cannot resume {run_dir} with a different config ({'; '.join(diff)}): "
-                          "a resumed run continues with the config it started with")
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config ({'; '.join(diff)}): "
+            "a resumed run continues with the config it started with"
+        )
     return cfg
 
 

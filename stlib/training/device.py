@@ -31,16 +31,14 @@ def pick_device(name: str) -> torch.device:
 
 def amp_dtype(amp: str, device: torch.device):
     """The autocast dtype for train.amp, or None for full precision. 'auto' picks bf16 where supported."""
-    if amp == "off":
-        return None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":  # auto
+    if amp != "auto":
+        return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+    if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    cpu_bf16 = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and \
-        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    cpu_bf16 = (
+        getattr(torch.backends.mkldnn, "is_available", lambda: False)()
+        and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
     return torch.bfloat16 if device.type == "cpu" and cpu_bf16 else None
 
 

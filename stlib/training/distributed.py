@@ -58,6 +58,21 @@ def shard(t: torch.Tensor, dist: Dist) -> torch.Tensor:
     return t if dist.world == 1 else t.tensor_split(dist.world)[dist.rank]
 
 
+def rank_slice(x: torch.Tensor, y: torch.Tensor, dist: Dist) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """This rank's slices of a global training batch and the weight of their mean loss: DDP averages the ranks'
+    gradients, so a slice weighs len(slice) * world / B for uneven slices to average to the batch mean."""
+    if dist.world == 1:
+        return x, y, 1.0
+    xs, ys = shard(x, dist), shard(y, dist)
+    return xs, ys, len(xs) * dist.world / len(x)
+
+
+def sync_grads(model: torch.nn.Module, dist: Dist, on: bool) -> None:
+    """Under DDP, all-reduce the gradients in the coming backward only when on (the last micro-batch of a step)."""
+    if dist.world > 1:
+        model.require_backward_grad_sync = on
+
+
 def all_reduce_sum(values: torch.Tensor, dist: Dist, device) -> torch.Tensor:
     """Element-wise sum over the ranks (through the device for NCCL)."""
     if dist.world == 1:

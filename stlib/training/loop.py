@@ -3,10 +3,12 @@
     run = fit(cfg)                                     # what `python -m stlib.train --params ...` runs
     run = fit(resume="outputs/runs/<stage>/<run-id>")  # continue a stopped run to the same numbers
 
-The speed craft is in plain sight: autocast chosen once from train.amp, a GradScaler only for fp16,
-gradient accumulation by dividing the loss, clipping after unscale_, torch.compile behind train.compile,
-the learning rate from one pure function (schedule.learning_rate). Beside it: checkpoint (last.pt, exact
-resume), distributed (torchrun), scoring (loss, metrics), progress and timing.
+Two objects carry a run: Setup, what setup() builds once (model, optimizer, scaler, batches, dtype; every bad
+input fails building it), and State, what the loop changes as it goes (progress, best weights, the run's record,
+its checkpoint, display and clock). The speed craft is in plain sight: autocast chosen once from train.amp, a
+GradScaler only for fp16, gradient accumulation by dividing the loss, clipping after unscale_, torch.compile
+behind train.compile, the learning rate from one pure function (schedule.learning_rate), and no host sync in a
+step: the running loss stays on the device until the display or a checkpoint reads it.
 """
 
 from __future__ import annotations
@@ -22,22 +24,38 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..reporting import records
 from ..config import ConfigError, RunConfig
 from ..data import Dataset, from_config, make_batches
 from ..models import build_model, count_parameters
+from ..reporting import records
 from .checkpoint import CHECKPOINT_EVERY, LastCheckpoint, Progress, open_run_dir, resume_config, rng_neutral
 from .device import amp_dtype, compile_model, peak_memory_mb, pick_device, seed_everything
-from .distributed import Dist, any_rank, end_distributed, setup_distributed, shard, sum_over_ranks, wrap_model
-from .progress import TensorBoardLog, TrainProgress, pick_mode, require_tensorboard, run_label
+from .distributed import (
+    Dist,
+    any_rank,
+    end_distributed,
+    rank_slice,
+    setup_distributed,
+    sum_over_ranks,
+    sync_grads,
+    wrap_model,
+)
+from .progress import RunningLoss, TensorBoardLog, TrainProgress, pick_mode, require_tensorboard, run_label
 from .run import Run, write_results
-from .schedule import Plateau, learning_rate
+from .schedule import Plateau, accumulation, learning_rate
 from .scoring import compute_loss, ema_model, ema_warmup_decay, ema_warmup_updates, evaluate
 from .timing import Budget, Timer
 
 
-def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: Path | None = None, *,
-        resume: str | Path | None = None, checkpoint_every: int | None = None, progress: str = "auto") -> Run:
+def fit(
+    cfg: RunConfig | None = None,
+    dataset: Dataset | None = None,
+    out_root: Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    progress: str = "auto",
+) -> Run:
     """Train, keep the best-validation weights, score them on test, write the run record (stlib.reporting.records).
 
     resume: a run directory to continue from its last.pt (cfg may then be None: the saved config is used).
@@ -57,42 +75,22 @@ def fit(cfg: RunConfig | None = None, dataset: Dataset | None = None, out_root: 
     dist, device = setup_distributed(pick_device(cfg.train.device))
     with ExitStack() as held:  # the process group and the run directory's lock, released however fit ends
         held.callback(end_distributed, dist)
-        return _fit(cfg, dataset, out_root, resume, every, dist, device, held, progress)
+        return _fit(setup(cfg, dataset, dist, device), resume, out_root, every, held, progress)
 
 
-def _fit(cfg: RunConfig, dataset, out_root, resume, every: int, dist: Dist, device: torch.device,
-         held: ExitStack, progress: str) -> Run:
-    """fit() once the config, the device and the process group are settled.
-
-    The DDP wrapper holds the process group: it goes with this function's locals, before fit() ends the
-    group (a gloo group freed after its end can hang the process at exit).
-    """
-    t = setup(cfg, dataset, dist, device)
-    # from here on the run has a record
-    t.run_dir, t.out_root = open_run_dir(cfg, resume, out_root, dist, device, held)
-    keep_last = cfg.train.save_checkpoint and t.optimizer is not None
-    t.last = LastCheckpoint(t.run_dir / "last.pt" if keep_last else None, every, cfg, t.model, t.optimizer,
-                            t.scaler, t.plateau, t.ema, dist, device)
-    if resume is not None and (restored := t.last.restore(t.run_dir)):
-        t.p, t.best_state = restored
-        if dist.main and t.p.history:  # the history as of the checkpoint (a later epoch's row is redone)
-            records.write_csv(t.run_dir / "history.csv", pd.DataFrame(t.p.history))
-    t.show = TrainProgress(pick_mode(progress, cfg.train.quiet, dist.main), run_label(cfg), t.epochs,
-                           len(t.train_batches))
-    t.tb = TensorBoardLog(t.run_dir if cfg.train.tensorboard and dist.main else None, cfg.to_dict())
-    held.callback(t.show.close)
-    held.callback(t.tb.close)
-    t.clock = Budget(cfg.train.time_budget_s, t.p.elapsed_s)
-    for epoch in range(t.p.epoch, t.epochs + 1) if not t.p.done else []:
-        if not train_and_validate(t, epoch):
+def _fit(s: Setup, resume, out_root, every: int, held: ExitStack, progress: str) -> Run:
+    """fit() once set up. The DDP wrapper holds the process group: it goes with this function's locals, before
+    fit() ends the group (a gloo group freed after its end can hang the process at exit)."""
+    st = start(s, resume, out_root, every, held, progress)  # from here on the run has a record
+    for epoch in range(st.p.epoch, s.epochs + 1) if not st.p.done else []:
+        if not train_and_validate(s, st, epoch):
             break
-    return test(t)
+    return test(s, st)
 
 
-@dataclass
-class Training:
-    """One run's training: what setup() builds before the run has a record (bad inputs leave no trace),
-    then the record and the loop's state, which fit() adds."""
+@dataclass(frozen=True)
+class Setup:
+    """What a run trains with, built once by setup() before the run has a record (bad inputs leave no trace)."""
 
     cfg: RunConfig
     dist: Dist
@@ -107,227 +105,309 @@ class Training:
     plateau: Plateau
     dtype: torch.dtype | None  # the autocast dtype; None: full precision
     graphs: bool  # compile reduce-overhead replays CUDA graphs: each step is marked
+    timed: bool  # train.time_phases: synchronise the GPU at each phase of a step to time it
     train_batches: object  # global batches x (B, in, N, 3), y (B, out, N, 1) in original units
     val_batches: object
     batch_kw: dict
     epochs: int  # 0 for a baseline
-    # the record and the loop's state
-    run_dir: Path | None = None
-    out_root: Path | None = None
-    last: LastCheckpoint | None = None
-    p: Progress | None = None
-    best_state: dict | None = None  # the best validation's weights
-    show: TrainProgress | None = None
-    tb: TensorBoardLog | None = None
-    clock: Budget | None = None
+    steps_per_epoch: int
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
 
 
-def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.device) -> Training:
+@dataclass
+class State:
+    """What the loop changes as it runs, and the run's record it writes to."""
+
+    p: Progress  # where the loop stands: what last.pt saves
+    best_state: dict | None  # the best validation's weights
+    run_dir: Path
+    out_root: Path
+    last: LastCheckpoint
+    show: TrainProgress
+    tb: TensorBoardLog
+    clock: Budget
+    loss: RunningLoss  # the epoch's loss sum, on the device
+
+
+def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.device) -> Setup:
     """Data, model, optimizer and batches; every bad input fails here."""
     tc = cfg.train
     if dist.world > 1 and tc.time_budget_s and tc.scheduler == "cosine":
-        raise ConfigError("train.time_budget_s with train.scheduler cosine follows each process's own clock, so "
-                          "under torchrun the ranks' learning rates would drift apart: use another scheduler, "
-                          "or the budget in one process")
-    if dist.world > 1 and tc.stem_epochs:
-        raise ConfigError("train.stem_epochs leaves the attention blocks without gradients in its first epochs, which "
-                          "DistributedDataParallel does not allow: train in one process, or set train.stem_epochs=0")
+        raise ConfigError(
+            "train.time_budget_s with train.scheduler cosine follows each process's own clock, so "
+            "under torchrun the ranks' learning rates would drift apart: use another scheduler, "
+            "or the budget in one process"
+        )
     if tc.tensorboard:
         require_tensorboard()  # missing package: a clear error before the run has a record
     seed_everything(tc.seed)
     ds = dataset if dataset is not None else from_config(cfg.data)
     model = build_model(cfg.model, ds).to(device)
+    if dist.world > 1 and getattr(model, "stem_epochs", 0):
+        raise ConfigError(
+            "model.stem_epochs leaves the attention blocks without gradients in its first epochs, which "
+            "DistributedDataParallel does not allow: train in one process, or set model.stem_epochs=0"
+        )
     if dist.rank:  # the same initial weights on every rank, then each rank its own dropout / noise draws
         seed_everything(tc.seed + dist.rank)
     trainable = count_parameters(model) > 0
     fast = compile_model(model, tc.compile) if trainable else model
-    batch_kw = dict(device=device, loader=tc.loader, num_workers=tc.num_workers, pin_memory=tc.pin_memory,
-                    prefetch_factor=tc.prefetch_factor)
-    train_batches = make_batches(ds, "train", tc.batch_size, shuffle=True, seed=tc.seed, drop_last=tc.drop_last,
-                                 **batch_kw)
-    if trainable and tc.drop_last and len(train_batches) == 0:
-        raise ConfigError(f"train.drop_last with train.batch_size {tc.batch_size} leaves no batch of the "
-                          f"{len(ds.splits['train'])} training windows: lower the batch size or set train.drop_last=false")
+    batch_kw = {k: getattr(tc, k) for k in ("loader", "num_workers", "pin_memory", "prefetch_factor")}
+    batch_kw["device"] = device
+    train = make_batches(ds, "train", tc.batch_size, shuffle=True, seed=tc.seed, drop_last=tc.drop_last, **batch_kw)
+    if trainable and tc.drop_last and len(train) == 0:
+        raise ConfigError(
+            f"train.drop_last with train.batch_size {tc.batch_size} leaves no batch of the "
+            f"{len(ds.splits['train'])} training windows: lower the batch size or set train.drop_last=false"
+        )
     ema = ema_model(model, tc.ema) if tc.ema and trainable else None
-    updates, needed = len(train_batches) * tc.epochs, ema_warmup_updates(tc.ema)
+    updates, needed = len(train) * tc.epochs, ema_warmup_updates(tc.ema)
     if ema is not None and updates < needed:
-        warnings.warn(f"train.ema={tc.ema} is reached only after {needed:,} updates and this run "
-                      f"makes {updates:,} ({tc.epochs} epochs of {len(train_batches)} batches): its average follows the "
-                      f"warm-up decay (1 + n) / (10 + n) throughout, so any train.ema above "
-                      f"{ema_warmup_decay(updates):.5f} trains the same run", stacklevel=2)
+        warnings.warn(
+            f"train.ema={tc.ema} is reached only after {needed:,} updates and this run "
+            f"makes {updates:,} ({tc.epochs} epochs of {len(train)} batches): its average follows the "
+            f"warm-up decay (1 + n) / (10 + n) throughout, so any train.ema above "
+            f"{ema_warmup_decay(updates):.5f} trains the same run",
+            stacklevel=2,
+        )
     dtype = amp_dtype(tc.amp, device)
-    return Training(
-        cfg, dist, device, ds, model, step_model=wrap_model(fast, dist, device) if trainable else fast,
-        eval_model=ema.module if ema is not None else fast, ema=ema,
+    return Setup(
+        cfg,
+        dist,
+        device,
+        ds,
+        model,
+        step_model=wrap_model(fast, dist, device) if trainable else fast,
+        eval_model=ema.module if ema is not None else fast,
+        ema=ema,
         optimizer=torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay) if trainable else None,
         scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-        plateau=Plateau(tc.patience, tc.factor, tc.min_lr), dtype=dtype,
-        graphs=tc.compile == "reduce-overhead" and trainable, train_batches=train_batches,
-        val_batches=make_batches(ds, "val", tc.eval_batch_size, **batch_kw), batch_kw=batch_kw,
-        epochs=tc.epochs if trainable else 0, p=Progress(base_lr=tc.lr))
+        plateau=Plateau(tc.patience, tc.factor, tc.min_lr),
+        dtype=dtype,
+        graphs=tc.compile == "reduce-overhead" and trainable,
+        # "auto" (or anything not a bool): on CUDA timing a phase costs a sync, on the CPU nothing
+        timed=tc.time_phases if isinstance(tc.time_phases, bool) else device.type != "cuda",
+        train_batches=train,
+        val_batches=make_batches(ds, "val", tc.eval_batch_size, **batch_kw),
+        batch_kw=batch_kw,
+        epochs=tc.epochs if trainable else 0,
+        steps_per_epoch=math.ceil(len(train) / tc.accumulation_steps),
+    )
 
 
-def train_and_validate(t: Training, epoch: int) -> bool:
+def start(s: Setup, resume, out_root, every: int, held: ExitStack, progress: str) -> State:
+    """The run's record (a new one, or the resumed one with its last.pt restored) and the loop's state."""
+    cfg, dist = s.cfg, s.dist
+    run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, s.device, held)
+    last = LastCheckpoint(run_dir / "last.pt" if cfg.train.save_checkpoint and s.optimizer else None, every, s)
+    p, best_state = Progress(base_lr=cfg.train.lr), None
+    if resume is not None and (restored := last.restore(run_dir)):
+        p, best_state = restored
+        if dist.main and p.history:  # the history as of the checkpoint (a later epoch's row is redone)
+            records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
+    show = TrainProgress(
+        pick_mode(progress, cfg.train.quiet, dist.main), run_label(cfg), s.epochs, len(s.train_batches)
+    )
+    tb = TensorBoardLog(run_dir if cfg.train.tensorboard and dist.main else None, cfg.to_dict())
+    held.callback(show.close)
+    held.callback(tb.close)
+    clock = Budget(cfg.train.time_budget_s, p.elapsed_s)
+    return State(p, best_state, run_dir, out_root, last, show, tb, clock, RunningLoss(s.device))
+
+
+def train_and_validate(s: Setup, st: State, epoch: int) -> bool:
     """One epoch, its validation when due, its history row and checkpoint; False when training ends early."""
-    tc, p = t.cfg.train, t.p
-    set_stem_phase(t, epoch)
-    timer, train_seconds = train_epoch(t, epoch)
-    out_of_time = any_rank(t.clock.over(), t.dist, t.device) if tc.time_budget_s else False
-    val_mae, val_seconds = float("nan"), 0.0
-    if epoch % tc.validate_every == 0 or epoch == t.epochs or out_of_time:  # the last epoch is always validated
-        val_mae, val_seconds = validate(t, epoch)
-    row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.loss_n, 1), "val_mae": val_mae,
-           "lr": t.optimizer.param_groups[0]["lr"], "seconds": train_seconds + val_seconds,
-           "train_seconds": train_seconds, **{f"{k}_s": v for k, v in timer.totals.items()},
-           "validation_s": val_seconds, "samples_per_s": p.samples / max(train_seconds, 1e-9),
-           "peak_mem_mb": peak_memory_mb(t.device), "skipped_steps": p.skipped}
+    tc, p = s.cfg.train, st.p
+    for m in (s.model, s.ema.module if s.ema is not None else None):  # e.g. STID's path alone in the first epochs
+        if (hook := getattr(m, "start_epoch", None)) is not None:
+            hook(epoch)
+    timer, train_seconds = train_epoch(s, st, epoch)
+    out_of_time = any_rank(st.clock.over(), s.dist, s.device) if tc.time_budget_s else False
+    val_mae, val_seconds = math.nan, 0.0
+    if epoch % tc.validate_every == 0 or epoch == s.epochs or out_of_time:  # the last epoch is always validated
+        val_mae, val_seconds = validate(s, st, epoch)
+    row = {
+        "epoch": epoch,
+        "train_loss": p.loss_sum / max(p.loss_n, 1),
+        "val_mae": val_mae,
+        "lr": s.optimizer.param_groups[0]["lr"],
+        "seconds": train_seconds + val_seconds,
+        "train_seconds": train_seconds,
+        **{f"{k}_s": v for k, v in timer.totals.items()},
+        "validation_s": val_seconds,
+        "samples_per_s": p.samples / max(train_seconds, 1e-9),
+        "peak_mem_mb": peak_memory_mb(s.device),
+        "skipped_steps": p.skipped,
+    }
     early_stop = bool(tc.early_stop_patience and p.stale >= tc.early_stop_patience)
-    p.end_epoch(row, "early stop" if early_stop else "time budget" if out_of_time else
-                "epochs" if epoch == t.epochs else "", t.clock.spent())
-    if t.dist.main:
-        records.write_csv(t.run_dir / "history.csv", pd.DataFrame(p.history))
-    t.last.save(p, t.best_state, f"end of epoch {epoch}")
-    t.show.end_epoch(row, p.best, p.best_epoch, last=p.done, budget_left=t.clock.left())
-    t.tb.epoch(row)
-    if early_stop or out_of_time:
-        t.show.write(f"{t.show.label}: early stop at epoch {epoch}: no validation improvement in {p.stale} "
-                     "validations" if early_stop else
-                     f"{t.show.label}: time budget ({tc.time_budget_s:.0f} s) spent at epoch {epoch} of {t.epochs}")
+    why = "early stop" if early_stop else "time budget" if out_of_time else "epochs" if epoch == s.epochs else ""
+    p.end_epoch(row, why, st.clock.spent())
+    if s.dist.main:
+        records.write_csv(st.run_dir / "history.csv", pd.DataFrame(p.history))
+    st.last.save(p, st.best_state, f"end of epoch {epoch}")
+    st.show.end_epoch(row, p.best, p.best_epoch, last=p.done, budget_left=st.clock.left())
+    st.tb.epoch(row)
+    if early_stop:
+        st.show.write(
+            f"{st.show.label}: early stop at epoch {epoch}: no validation improvement in {p.stale} validations"
+        )
+    elif out_of_time:
+        st.show.write(f"{st.show.label}: time budget ({tc.time_budget_s:.0f} s) spent at epoch {epoch} of {s.epochs}")
     return not (early_stop or out_of_time)
 
 
-def set_stem_phase(t: Training, epoch: int) -> None:
-    """train.stem_epochs: STID's path alone through that epoch (as trained, so validated), the whole model after."""
-    if t.cfg.train.stem_epochs:
-        stem_only = epoch <= t.cfg.train.stem_epochs
-        for model in (t.model, t.ema.module if t.ema is not None else None):
-            if model is not None:
-                model.stem_only = stem_only
-
-
-def train_epoch(t: Training, epoch: int) -> tuple[Timer, float]:
+def train_epoch(s: Setup, st: State, epoch: int) -> tuple[Timer, float]:
     """One epoch of optimizer steps (or its rest, when resumed mid-way); (phase timer, seconds)."""
-    p, n_batches = t.p, len(t.train_batches)
-    if t.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(t.device)
-    t.step_model.train()
-    timer = Timer(t.device, t.cfg.train.time_phases, p.phase_s)
+    p, n_batches = st.p, len(s.train_batches)
+    if s.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(s.device)
+    s.step_model.train()
+    timer = Timer(s.device, s.timed, p.phase_s)
+    st.loss.start(p.loss_sum)
     epoch_start = time.perf_counter() - p.epoch_s  # a resumed epoch keeps its time so far
-    t.show.start_epoch(epoch, p.batch)
-    for i, (x, y) in enumerate(rng_neutral(t.train_batches.epoch(epoch - 1, skip=p.batch)), start=p.batch):
-        loss_value, lr = train_step(t, x, y, i, epoch, timer)
-        t.show.step(p.loss_sum / p.loss_n)
+    st.show.start_epoch(epoch, p.batch)
+    for i, (x, y) in enumerate(rng_neutral(s.train_batches.epoch(epoch - 1, skip=p.batch)), start=p.batch):
+        lr = train_step(s, st, x, y, i, epoch, timer)
+        st.show.step(lambda: running_loss(s, st, epoch))  # read (a sync) only when the bar shows it
         if lr is None:
             continue
-        t.tb.step(p.opt_step, loss_value, lr)
+        st.tb.step(p.opt_step, st.loss.last, lr)
         timer.lap("optimizer")
-        if t.last.due(p.opt_step) and i + 1 < n_batches:  # mid-epoch checkpoint
-            p.batch, p.epoch_s, p.elapsed_s = i + 1, time.perf_counter() - epoch_start, t.clock.spent()
-            t.last.save(p, t.best_state, f"epoch {epoch}, after batch {i + 1}")
+        if st.last.due(p.opt_step) and i + 1 < n_batches:  # mid-epoch checkpoint, of a run still finite
+            running_loss(s, st, epoch)
+            p.batch, p.epoch_s, p.elapsed_s = i + 1, time.perf_counter() - epoch_start, st.clock.spent()
+            st.last.save(p, st.best_state, f"epoch {epoch}, after batch {i + 1}")
             timer.restart()
+    running_loss(s, st, epoch)
     train_seconds = time.perf_counter() - epoch_start
-    p.loss_sum, p.loss_n = sum_over_ranks(p.loss_sum, p.loss_n, t.dist, t.device)  # every rank's part of the epoch
+    p.loss_sum, p.loss_n = sum_over_ranks(p.loss_sum, p.loss_n, s.dist, s.device)  # every rank's part of the epoch
     return timer, train_seconds
 
 
-def train_step(t: Training, x: torch.Tensor, y: torch.Tensor, i: int, epoch: int,
-               timer: Timer) -> tuple[float, float | None]:
+def train_step(s: Setup, st: State, x: torch.Tensor, y: torch.Tensor, i: int, epoch: int, timer: Timer) -> float | None:
     """Batch i of an epoch: forward, loss and backward of this rank's slice and, when the batch closes an
-    accumulation group, the optimizer step. (loss, the step's learning rate or None when it only accumulated).
+    accumulation group, the optimizer step: its learning rate, or None when the batch only accumulated.
 
-    x (B, in, N, 3), y (B, out, N, 1) original units: the global batch. The running loss, the samples seen and the
-    optimizer steps taken go into t.p.
+    x (B, in, N, 3), y (B, out, N, 1) original units: the global batch. The loss goes into st.loss (on the device),
+    the samples seen and the optimizer steps taken into st.p.
     """
-    tc, p, dist, optimizer, scaler = t.cfg.train, t.p, t.dist, t.optimizer, t.scaler
-    n_batches, steps_per_epoch = len(t.train_batches), math.ceil(len(t.train_batches) / tc.accumulation_steps)
+    tc, p = s.cfg.train, st.p
     n = len(x)
-    x, y = shard(x, dist), shard(y, dist)  # (B / world, ...): this rank's slice
-    if tc.noise_std > 0:  # Gaussian input augmentation on the z-scored value channel
-        x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
+    x, y, weight = rank_slice(x, y, s.dist)  # (B / world, ...): this rank's slice
+    x = add_noise(x, tc.noise_std)
     timer.lap("data")
-    if t.graphs:  # a new step: the graphs' outputs of the last step may be overwritten now
+    if s.graphs:  # a new step: the graphs' outputs of the last step may be overwritten now
         torch.compiler.cudagraph_mark_step_begin()
-    with t.autocast():
-        loss = compute_loss(t.step_model(x), y, t.ds.mean, t.ds.std, tc, t.cfg.model.denoise_weight)  # ()
-    loss_value = loss.item()  # one sync per step, shared by the check and the running mean
-    if not math.isfinite(loss_value):
-        kept = f" Kept: {t.last.kept(t.run_dir)}" if t.last is not None else ""
-        raise FloatingPointError(f"non-finite loss ({loss_value}) at epoch {epoch}, step {i} (batch {i + 1} of "
-                                 f"{n_batches}, optimizer step {p.opt_step}): lower train.lr or check the data.{kept}")
+    with s.autocast():
+        loss = compute_loss(s.step_model(x), y, s.ds.mean, s.ds.std, tc)  # ()
+    st.loss.add(loss, i, len(x))
     timer.lap("forward")
-    group = min(tc.accumulation_steps, n_batches - i // tc.accumulation_steps * tc.accumulation_steps)
-    step_end = (i + 1) % tc.accumulation_steps == 0 or i + 1 == n_batches
-    if dist.world > 1:
-        t.step_model.require_backward_grad_sync = step_end  # all-reduce gradients once per optimizer step
-        loss = loss * (len(x) * dist.world / n)  # weigh uneven slices so DDP's rank mean = the batch mean
-    scaler.scale(loss / group).backward()  # mean over the micro-batches of this optimizer step
+    group, step_end = accumulation(i, len(s.train_batches), tc.accumulation_steps)
+    sync_grads(s.step_model, s.dist, step_end)
+    s.scaler.scale(loss * weight / group).backward()  # mean over the micro-batches of this optimizer step
     timer.lap("backward")
-    p.loss_sum, p.loss_n, p.samples = p.loss_sum + loss_value * len(x), p.loss_n + len(x), p.samples + n
+    p.loss_n, p.samples = p.loss_n + len(x), p.samples + n
     if not step_end:
-        return loss_value, None
-    lr = learning_rate(tc, p.opt_step, epoch, steps_per_epoch, p.base_lr, t.clock.fraction())
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-    if tc.grad_clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(t.model.parameters(), tc.grad_clip)
-    scale_before = scaler.get_scale() if scaler.is_enabled() else None
-    scaler.step(optimizer)
-    scaler.update()
-    if scale_before is not None and scaler.get_scale() < scale_before:
-        p.skipped += 1  # fp16 overflow: GradScaler skipped this step (and lowered its scale)
-    optimizer.zero_grad(set_to_none=True)
-    if t.ema is not None:
-        t.ema.update_parameters(t.model)
+        return None
+    lr = learning_rate(tc, p.opt_step, epoch, s.steps_per_epoch, p.base_lr, st.clock.fraction())
+    p.skipped += optimizer_step(s, lr)
     p.opt_step += 1
-    return loss_value, lr
+    return lr
 
 
-def validate(t: Training, epoch: int) -> tuple[float, float]:
+def add_noise(x: torch.Tensor, std: float) -> torch.Tensor:
+    """train.noise_std: Gaussian input augmentation on the z-scored value channel of x (B, in, N, 3)."""
+    if std <= 0:
+        return x
+    return torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * std, x[..., 1:]], dim=-1)
+
+
+def optimizer_step(s: Setup, lr: float) -> bool:
+    """Clip, step at learning rate lr, zero the gradients, update the weight average; True when fp16's GradScaler
+    skipped the step (an overflow: it lowers its scale). Reading the scale syncs, as GradScaler.step does anyway."""
+    for g in s.optimizer.param_groups:
+        g["lr"] = lr
+    if s.cfg.train.grad_clip > 0:
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.train.grad_clip)
+    scale = s.scaler.get_scale() if s.scaler.is_enabled() else None
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.ema is not None:
+        s.ema.update_parameters(s.model)
+    return scale is not None and s.scaler.get_scale() < scale
+
+
+def running_loss(s: Setup, st: State, epoch: int) -> float:
+    """The epoch's mean training loss so far, read from the device (a sync) into st.p; a non-finite loss of any
+    step since the last read fails here, naming that step, before a checkpoint or validation could keep it."""
+    p, n_batches, k = st.p, len(s.train_batches), s.cfg.train.accumulation_steps
+    p.loss_sum, bad = st.loss.read()
+    if bad is not None:
+        i, value = bad
+        kept = f" Kept: {st.last.kept(st.run_dir)}"
+        raise FloatingPointError(
+            f"non-finite loss ({value}) at epoch {epoch}, step {i} (batch {i + 1} of {n_batches}, optimizer step "
+            f"{(epoch - 1) * s.steps_per_epoch + i // k}): lower train.lr or check the data.{kept}"
+        )
+    return p.loss_sum / max(p.loss_n, 1)
+
+
+def validate(s: Setup, st: State, epoch: int) -> tuple[float, float]:
     """Validation MAE and seconds; then the early-stopping count, the best weights (best.pt), the plateau rule."""
-    tc, p = t.cfg.train, t.p
-    t.show.validating()
-    start = time.perf_counter()
-    val_mae = evaluate(t.eval_model, t.val_batches, t.ds, t.autocast(), t.dist, t.device,
-                       mark_steps=t.graphs and t.ema is None)["mae"]
-    seconds = time.perf_counter() - start
+    p = st.p
+    st.show.validating()
+    begin = time.perf_counter()
+    marks = s.graphs and s.ema is None
+    val_mae = evaluate(s.eval_model, s.val_batches, s.ds, s.autocast(), s.dist, s.device, mark_steps=marks)["mae"]
+    seconds = time.perf_counter() - begin
     p.stale = 0 if val_mae < p.best * (1 - 1e-4) else p.stale + 1  # a meaningful gain: as the plateau rule's
     if val_mae < p.best:
         p.best, p.best_epoch = val_mae, epoch
-        t.best_state = copy.deepcopy((t.ema.module if t.ema is not None else t.model).state_dict())
-        if tc.save_checkpoint and t.dist.main:
-            records.save_torch(t.run_dir / "best.pt", {"model": t.best_state, "epoch": epoch, "val_mae": val_mae})
-    if tc.scheduler == "plateau":
-        p.base_lr = t.plateau.step(val_mae, p.base_lr)
+        st.best_state = copy.deepcopy((s.ema.module if s.ema is not None else s.model).state_dict())
+        if s.cfg.train.save_checkpoint and s.dist.main:
+            records.save_torch(st.run_dir / "best.pt", {"model": st.best_state, "epoch": epoch, "val_mae": val_mae})
+    if s.cfg.train.scheduler == "plateau":
+        p.base_lr = s.plateau.step(val_mae, p.base_lr)
     return val_mae, seconds
 
 
-def test(t: Training) -> Run:
+def test(s: Setup, st: State) -> Run:
     """Score the best-validation weights on val and test; write metrics.json and the ledger row."""
-    cfg, dist, device, model, p = t.cfg, t.dist, t.device, t.model, t.p
-    train_seconds = t.clock.spent()
-    if t.best_state is not None:
-        model.load_state_dict(t.best_state)
+    cfg, dist, device, model, p = s.cfg, s.dist, s.device, s.model, st.p
+    train_seconds = st.clock.spent()
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
     elif cfg.train.save_checkpoint and dist.main:
-        records.save_torch(t.run_dir / "best.pt", {"model": model.state_dict(), "epoch": 0, "val_mae": None})
-    batches = lambda split: make_batches(t.ds, split, cfg.train.eval_batch_size, **t.batch_kw)  # noqa: E731
-    val_metrics = evaluate(model, batches("val"), t.ds, t.autocast(), dist, device)
-    test_metrics = evaluate(model, batches("test"), t.ds, t.autocast(), dist, device)
+        records.save_torch(st.run_dir / "best.pt", {"model": model.state_dict(), "epoch": 0, "val_mae": None})
+    val_metrics, test_metrics = (
+        evaluate(
+            model, make_batches(s.ds, k, cfg.train.eval_batch_size, **s.batch_kw), s.ds, s.autocast(), dist, device
+        )
+        for k in ("val", "test")
+    )
     hist = pd.DataFrame(p.history)
     metrics = {
-        "test": test_metrics, "val": val_metrics, "best_epoch": p.best_epoch, "epochs_run": len(p.history),
+        "test": test_metrics,
+        "val": val_metrics,
+        "best_epoch": p.best_epoch,
+        "epochs_run": len(p.history),
         "train_seconds": train_seconds,
         "seconds_per_epoch": float(hist["train_seconds"].median()) if len(hist) else 0.0,
-        "params": count_parameters(model), "model": cfg.model.name, "dataset": t.ds.name, "seed": cfg.train.seed,
-        "device": str(device), "amp": str(t.dtype).replace("torch.", "") if t.dtype else "off",
+        "params": count_parameters(model),
+        "model": cfg.model.name,
+        "dataset": s.ds.name,
+        "seed": cfg.train.seed,
+        "device": str(device),
+        "amp": str(s.dtype).replace("torch.", "") if s.dtype else "off",
         "skipped_steps": int(hist["skipped_steps"].sum()) if len(hist) else 0,
         "stopped_by": p.stopped_by or "epochs",
         **({"world_size": dist.world} if dist.world > 1 else {}),
     }
-    t.tb.final(metrics, len(hist))
+    st.tb.final(metrics, len(hist))
     if dist.main:
-        write_results(cfg, t.run_dir, t.out_root, hist, metrics, device)
-    return Run(cfg, t.run_dir.name, t.run_dir, hist, metrics, model, t.ds, device)
+        write_results(cfg, st.run_dir, st.out_root, hist, metrics, device)
+    return Run(cfg, st.run_dir.name, st.run_dir, hist, metrics, model, s.ds, device)

@@ -18,14 +18,17 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 import yaml
 
 from ..config import ConfigError
 
 try:
     from tqdm import tqdm  # plain text bars: readable in terminals
+
     HAVE_TQDM = True
 except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) still trains and benches
     HAVE_TQDM = False
@@ -37,17 +40,10 @@ except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) st
         def __iter__(self):
             return iter(self.iterable)
 
-        def update(self, *_):
+        def update(self, *_, **__):
             pass
 
-        def set_postfix(self, *_, **__):
-            pass
-
-        def set_postfix_str(self, *_, **__):
-            pass
-
-        def close(self):
-            pass
+        set_postfix = set_postfix_str = close = update
 
         @staticmethod
         def write(msg, file=None):
@@ -56,6 +52,7 @@ except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) st
 
 MODES = ("auto", "bar", "lines", "off")
 LINE_EVERY_S = 20.0  # lines mode: seconds between epoch lines (the first and the last epoch always get one)
+LOSS_EVERY_S = 0.5  # bar mode: seconds between readings of the running loss (each one syncs a GPU)
 
 
 def duration(seconds: float) -> str:
@@ -100,19 +97,24 @@ class TrainProgress:
         self.mode, self.label, self.epochs, self.batches = mode, label, epochs, batches
         self.bar = None
         self.epoch_seconds: list[float] = []  # this session's finished epochs, for the run's ETA
-        self.last_line = -math.inf
+        self.last_line = self.loss_shown = -math.inf
 
     def start_epoch(self, epoch: int, done: int = 0) -> None:
         """A bar over the epoch's batches (bar mode), starting at `done` for a resumed epoch."""
         if self.mode == "bar":
-            self.bar = tqdm(total=self.batches, initial=done, desc=f"{self.label} ep {epoch}/{self.epochs}",
-                            unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+            desc, kw = f"{self.label} ep {epoch}/{self.epochs}", dict(unit="batch", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=self.batches, initial=done, desc=desc, file=sys.stderr, **kw)
 
-    def step(self, running_loss: float) -> None:
-        """One batch done; running_loss: the epoch's mean training loss so far."""
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
-            self.bar.update(1)
+    def step(self, running_loss: Callable[[], float]) -> None:
+        """One batch done; running_loss() reads the epoch's mean training loss so far (a GPU sync), called only
+        when the bar shows a new value: at most every LOSS_EVERY_S seconds, and at the epoch's last batch."""
+        if self.bar is None:
+            return
+        now = time.monotonic()
+        if now - self.loss_shown >= LOSS_EVERY_S or self.bar.n + 1 >= self.batches:
+            self.loss_shown = now
+            self.bar.set_postfix_str(f"loss {running_loss():.4f}", refresh=False)
+        self.bar.update(1)
 
     def validating(self) -> None:
         if self.bar is not None:
@@ -120,7 +122,7 @@ class TrainProgress:
 
     def end_epoch(self, row: dict, best: float, best_epoch: int, last: bool, budget_left: float | None = None) -> None:
         """Close the epoch's bar and write its line (lines mode: only if LINE_EVERY_S passed, or first or last)."""
-        self._close_bar()
+        self.close()
         self.epoch_seconds.append(row["seconds"])
         now = time.monotonic()
         due = self.mode == "bar" or last or now - self.last_line >= LINE_EVERY_S
@@ -137,8 +139,10 @@ class TrainProgress:
         if budget_left is not None:
             left = min(left, max(budget_left, 0.0))
         eta = "done" if last else f"ETA {duration(left)}"
-        return f"{self.label} ep {epoch}/{self.epochs}  loss {row['train_loss']:.4f}  {val_text}  " \
-               f"{row['seconds']:.1f} s  {eta}"
+        return (
+            f"{self.label} ep {epoch}/{self.epochs}  loss {row['train_loss']:.4f}  {val_text}  "
+            f"{row['seconds']:.1f} s  {eta}"
+        )
 
     def write(self, msg: str) -> None:
         """One line to stderr, below the bar if one is shown; nothing in mode off."""
@@ -148,9 +152,6 @@ class TrainProgress:
             print(msg, file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        self._close_bar()
-
-    def _close_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -165,8 +166,10 @@ def require_tensorboard():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # torch.utils.tensorboard needs the tensorboard package
-        raise ConfigError("train.tensorboard is on but the tensorboard package is not installed: "
-                          "pip install tensorboard (or set train.tensorboard=false)") from None
+        raise ConfigError(
+            "train.tensorboard is on but the tensorboard package is not installed: "
+            "pip install tensorboard (or set train.tensorboard=false)"
+        ) from None
     return SummaryWriter
 
 
@@ -182,35 +185,57 @@ class TensorBoardLog:
         if self.writer is not None:
             self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```")
 
-    def step(self, opt_step: int, loss: float, lr: float) -> None:
-        if self.writer is None:
-            return
-        self.writer.add_scalar("step/loss", loss, opt_step)
-        self.writer.add_scalar("step/lr", lr, opt_step)
+    def step(self, opt_step: int, loss: torch.Tensor, lr: float) -> None:
+        """The step's last micro-batch loss (read here: a GPU sync per optimizer step, with TensorBoard only)."""
+        if self.writer is not None:
+            self.writer.add_scalar("step/loss", float(loss), opt_step)
+            self.writer.add_scalar("step/lr", lr, opt_step)
 
     def epoch(self, row: dict) -> None:
         """One history row; flushed, so a TensorBoard open on the folder sees it now."""
         if self.writer is None:
             return
-        e = row["epoch"]
         for key in ("train_loss", "val_mae", "lr", "seconds"):
             if not math.isnan(row[key]):  # val_mae is NaN on epochs without validation
-                self.writer.add_scalar(f"epoch/{key}", row[key], e)
+                self.writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
         self.writer.flush()
 
     def final(self, metrics: dict, step: int) -> None:
         """The run's test and validation metrics (overall and at horizons 3, 6, 12)."""
         if self.writer is None:
             return
-        for split in ("test", "val"):
-            m = metrics[split]
-            for key in ("mae", "rmse", "mape"):
-                self.writer.add_scalar(f"{split}/{key}", m[key], step)
-            for h in ("3", "6", "12"):
-                if h in m.get("by_horizon", {}):
-                    self.writer.add_scalar(f"{split}/mae_h{h}", m["by_horizon"][h]["mae"], step)
+        for split, m in ((k, metrics[k]) for k in ("test", "val")):
+            by_h = {f"mae_h{h}": m["by_horizon"][h]["mae"] for h in ("3", "6", "12") if h in m.get("by_horizon", {})}
+            for key, value in {**{k: m[k] for k in ("mae", "rmse", "mape")}, **by_h}.items():
+                self.writer.add_scalar(f"{split}/{key}", value, step)
         self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class RunningLoss:
+    """An epoch's training-loss sum kept on the device, so a step adds to it without a host sync; read() (one
+    sync) where it is shown or saved. Summed in float64 in step order from the sum so far: the same number as
+    adding up loss.item() on the host. It also keeps the first non-finite loss and its step, for the error."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device("cpu") if device.type == "mps" else device  # MPS has no float64
+
+    def start(self, loss_sum: float) -> None:
+        """A new reading window, from the epoch's sum so far (0, or a resumed epoch's)."""
+        self.sum = torch.tensor(loss_sum, dtype=torch.float64, device=self.device)
+        self.bad = torch.tensor([-1.0, 0.0], dtype=torch.float64, device=self.device)  # (step, loss)
+
+    def add(self, loss: torch.Tensor, step: int, n: int) -> None:
+        """A micro-batch's mean loss over its n samples (step: the batch's index in the epoch)."""
+        self.last = v = loss.detach().to(self.device, torch.float64)
+        first = (self.bad[0] < 0) & ~torch.isfinite(v)
+        self.bad = torch.where(first, torch.stack([torch.full_like(v, step), v]), self.bad)
+        self.sum += v * n
+
+    def read(self) -> tuple[float, tuple[int, float] | None]:
+        """(the sum, (step, loss) of the first non-finite loss since start() or None)."""
+        total, step, value = torch.cat([self.sum.view(1), self.bad]).tolist()
+        return total, (int(step), value) if step >= 0 else None

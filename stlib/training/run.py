@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..reporting import records
 from ..config import RunConfig, build_run_config
 from ..data import Dataset, from_config, make_batches
 from ..models import build_model
+from ..reporting import records
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Run:
     device: torch.device
 
     @classmethod
-    def from_dir(cls, run_dir: Path, dataset: Dataset | None = None, device: str = "cpu") -> "Run":
+    def from_dir(cls, run_dir: Path, dataset: Dataset | None = None, device: str = "cpu") -> Run:
         """A finished run read back from its record, with its best weights loaded."""
         rec = records.read_run(run_dir)
         cfg = build_run_config(rec["config"], str(run_dir / "config.yaml"))
@@ -57,13 +57,24 @@ def write_results(cfg: RunConfig, run_dir: Path, out_root: Path, hist: pd.DataFr
         records.write_csv(run_dir / "history.csv", pd.DataFrame(columns=["epoch", "train_loss", "val_mae"]))
     records.write_json(run_dir / "metrics.json", metrics)
     test, val, h = metrics["test"], metrics["val"], metrics["test"]["by_horizon"]
-    records.append_ledger({
-        "run_id": run_dir.name, "stage": cfg.stage, "name": cfg.name, "profile": cfg.profile, "model": cfg.model.name,
-        "dataset": metrics["dataset"], "seed": cfg.train.seed, "params": metrics["params"],
-        "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-        "train_seconds": round(metrics["train_seconds"], 2), "seconds_per_epoch": round(metrics["seconds_per_epoch"], 3),
-        "val_mae": round(val["mae"], 4), "test_mae": round(test["mae"], 4), "test_rmse": round(test["rmse"], 4),
-        "test_mape": round(test["mape"], 4), "mae_h3": round(h["3"]["mae"], 4), "mae_h6": round(h["6"]["mae"], 4),
-        "mae_h12": round(h["12"]["mae"], 4), "device": str(device), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "run_dir": str(run_dir),
-    }, out_root)
+    records.append_ledger(
+        {
+            "run_id": run_dir.name,
+            **{k: getattr(cfg, k) for k in ("stage", "name", "profile")},
+            "model": cfg.model.name,
+            "dataset": metrics["dataset"],
+            "seed": cfg.train.seed,
+            "params": metrics["params"],
+            "best_epoch": metrics["best_epoch"],
+            "epochs_run": metrics["epochs_run"],
+            "train_seconds": round(metrics["train_seconds"], 2),
+            "seconds_per_epoch": round(metrics["seconds_per_epoch"], 3),
+            "val_mae": round(val["mae"], 4),
+            **{f"test_{k}": round(test[k], 4) for k in ("mae", "rmse", "mape")},
+            **{f"mae_h{k}": round(h[k]["mae"], 4) for k in ("3", "6", "12")},
+            "device": str(device),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "run_dir": str(run_dir),
+        },
+        out_root,
+    )

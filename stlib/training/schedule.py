@@ -38,8 +38,9 @@ def multistep_factor(epoch: int, milestones, gamma: float) -> float:
     return gamma ** sum(m <= epoch - 1 for m in milestones)
 
 
-def learning_rate(tc, step: int, epoch: int, steps_per_epoch: int, plateau_lr: float | None = None,
-                  time_frac: float = 0.0) -> float:
+def learning_rate(
+    tc, step: int, epoch: int, steps_per_epoch: int, plateau_lr: float | None = None, time_frac: float = 0.0
+) -> float:
     """The lr of optimizer step `step` (0-based, counted over the whole run) in epoch `epoch` (1-based).
 
     tc: the TrainConfig (lr, scheduler, warmup_steps, milestones, gamma, min_lr, epochs).
@@ -56,6 +57,12 @@ def learning_rate(tc, step: int, epoch: int, steps_per_epoch: int, plateau_lr: f
     if tc.scheduler == "cosine":
         lr *= cosine_factor(step, steps_per_epoch * tc.epochs, tc.min_lr / tc.lr, time_frac)
     return lr
+
+
+def accumulation(i: int, n_batches: int, k: int) -> tuple[int, bool]:
+    """Gradient accumulation over k micro-batches: (micro-batches in the optimizer step of batch i (0-based) of an
+    epoch of n_batches, whether batch i ends that step). An epoch's last step may hold fewer."""
+    return min(k, n_batches - i // k * k), (i + 1) % k == 0 or i + 1 == n_batches
 
 
 class Plateau:

@@ -10,29 +10,27 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel
 
 from ..data import Dataset
-from ..metrics import MetricSums, masked_huber, masked_mae
+from ..metrics import MetricSums, masked_mae
 from .distributed import Dist, all_reduce_sum, shard
 
 
-def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc, denoise_weight: float = 0.0) -> torch.Tensor:
+def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc) -> torch.Tensor:
     """Training loss on z-scored values, masking missing (zero) targets, plus any auxiliary loss.
 
-    out: the model's (B, out, N, 1) z-scored forecast, or (forecast, auxiliary loss) when denoising.
-    y: (B, out, N, 1) targets in original units.
+    out: the model's (B, out, N, 1) z-scored forecast, or (forecast, auxiliary loss) when it has one (denoising),
+    the auxiliary loss already weighted by the model. y: (B, out, N, 1) targets in original units.
     """
     pred, aux = out if isinstance(out, tuple) else (out, None)
     mask = (y != 0).to(torch.float32)  # missing targets carry no loss
     y_z = (y - mean) / std
-    if tc.loss == "huber":
-        loss = masked_huber(pred.float(), y_z, delta=tc.huber_delta, mask=mask)
-    else:
-        loss = masked_mae(pred.float(), y_z, mask=mask)
-    return loss if aux is None else loss + denoise_weight * aux.float()
+    loss = masked_mae(pred.float(), y_z, mask=mask)
+    return loss if aux is None else loss + aux.float()
 
 
 @torch.no_grad()
-def evaluate(model, batches, ds: Dataset, autocast, dist: Dist | None = None, device=None,
-             mark_steps: bool = False) -> dict:
+def evaluate(
+    model, batches, ds: Dataset, autocast, dist: Dist | None = None, device=None, mark_steps: bool = False
+) -> dict:
     """Masked metrics of a model over a batch iterable, in original units (under DDP: every rank's shard).
 
     mark_steps: the model replays CUDA graphs (compile reduce-overhead): mark each batch a new step.
@@ -59,13 +57,15 @@ def ema_model(model: nn.Module, decay: float) -> AveragedModel:
     The decay warms up as min(decay, (1 + n) / (10 + n)) over the n updates so far, so the average forgets the
     random initial weights within tens of steps instead of the 1 / (1 - decay) a fixed decay would need.
     """
+
     def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         if not averaged.is_floating_point():  # an index table (e.g. STID's day classes) is copied, never averaged:
             return current  # 6 * d + 6 * (1 - d) can round to 5.999..., which the integer copy truncates to 5
-        d = min(decay, ema_warmup_decay(float(n)))
+        d = ema_warmup_decay(n.double()).clamp(max=decay)  # on n's device: no host sync per parameter
         return averaged * d + current * (1.0 - d)
 
-    return AveragedModel(model, avg_fn=avg, use_buffers=True)
+    device = next(model.parameters()).device  # its update count beside the weights: no copy per parameter
+    return AveragedModel(model, device=device, avg_fn=avg, use_buffers=True)
 
 
 def ema_warmup_decay(n: float) -> float:

@@ -10,7 +10,13 @@ PHASES = ("data", "forward", "backward", "optimizer")
 
 
 class Timer:
-    """Accumulates wall time per phase; synchronises the device first so GPU work is counted."""
+    """Accumulates wall time per phase (data, forward, backward, optimizer).
+
+    enabled (train.time_phases): on CUDA each lap synchronises the GPU so its work is counted in its phase: four
+    host syncs a step, which stall the CPU's queueing ahead of the GPU (a few % to tens of % of step time for
+    small models); off, the laps are host time only (GPU work lands wherever the host waits). On the CPU work is
+    synchronous: the laps are exact and cost nothing either way.
+    """
 
     def __init__(self, device: torch.device, enabled: bool = True, totals: dict | None = None):
         self.sync = torch.cuda.synchronize if device.type == "cuda" and enabled else (lambda: None)
