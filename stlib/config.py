@@ -51,7 +51,8 @@ DATASET_OPTIONS = {
     "DCRNN": (*_WINDOWS, *_FILES),  # METR-LA, PEMS-BAY
     "file": (*_WINDOWS, "path", "edges", "edges_by", "interval_minutes", "start_time", *_FILES),
 }
-DATASET_OPTIONS = {k: (*v, *LABEL_OPTIONS) for k, v in DATASET_OPTIONS.items()}  # labels relabel any dataset
+# any dataset: labels, and the training span (the last train_days days of its training part)
+DATASET_OPTIONS = {k: (*v, *LABEL_OPTIONS, "train_days") for k, v in DATASET_OPTIONS.items()}
 
 
 def dataset_kind(name: str) -> str | None:
@@ -78,6 +79,7 @@ class DataConfig(Section):
     missing_value: float | None = None  # a value marking a missing reading (stored as 0, masked)
     value_name: str | None = None  # what the target measures (default: the dataset's own: flow, speed, value)
     unit: str | None = None  # its unit (default: the dataset's own)
+    train_days: float | None = Field(None, gt=0)  # train on the last this many days of the training part only
 
 
 def check_applies(section: str, name: str, options, where: str) -> None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import json
 import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 from tqdm.auto import tqdm
 
@@ -109,11 +111,7 @@ def plan(profile, stages=None, notebook_dir: Path | None = None):
 
 def _plain(v):
     """Tuples as lists, recursively: a YAML list and a Python tuple literal are the same parameter value."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
+    return json.loads(json.dumps(v))
 
 
 def parameter_drift(params_path: str = "params/default.yaml", notebook_dir: Path | None = None) -> list[str]:
@@ -158,52 +156,39 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     for msg in skipped:
         print(msg)
-    done = []
-    # the notebooks write to outputs/<profile>/ only in a batch run (stlib.nb.profile_out); by hand, elsewhere
-    before = os.environ.get(BATCH_ENV)
-    os.environ[BATCH_ENV] = "1"  # inherited by every kernel papermill starts
-    try:
-        _execute(jobs, out, profile.name, quiet, done)
-    finally:
-        if before is None:
-            os.environ.pop(BATCH_ENV, None)
-        else:
-            os.environ[BATCH_ENV] = before
-    return done
-
-
-def _execute(jobs, out: Path, profile_name: str, quiet: bool, done: list) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    bar = tqdm(jobs, desc=f"profile {profile_name}", unit="notebook", disable=quiet)
-    for stage, nb, params in bar:
-        bar.set_postfix_str(nb.name)
-        target = out / nb.name
-        t0 = time.time()
-        try:
-            pm.execute_notebook(
-                str(nb),
-                str(target),
-                parameters=params,
-                cwd=str(REPO_ROOT),
-                progress_bar=False,
-                kernel_name=KERNEL,
-                language="python",
-            )
-        except PapermillExecutionError as e:
-            # papermill counts cells of the executed copy, which has an injected-parameters cell
-            # after the parameters cell: map the index back onto the input notebook
-            cell = _input_cell_index(target, e.cell_index)
-            raise PipelineError(
-                f"{nb.name} failed in cell {cell} (0-based cell index in {_show(nb)}, execution count "
-                f"{e.exec_count}): {e.ename}: {e.evalue}\n"
-                f"executed copy with the traceback: {target}\ncell source:\n{e.source}"
-            ) from None
-        except Exception as e:  # noqa: BLE001 (dead kernel, missing kernel, unreadable notebook ...)
-            raise PipelineError(f"{nb.name} could not be executed: {type(e).__name__}: {e}") from e
-        tqdm.write(f"stage {stage}: {nb.name} done in {time.time() - t0:.0f} s -> {target}")
-        done.append(target)
+    done, bar = [], tqdm(jobs, desc=f"profile {profile.name}", unit="notebook", disable=quiet)
+    # the notebooks write to outputs/<profile>/ only in a batch run (stlib.nb.profile_out); by hand, elsewhere.
+    # STLIB_BATCH=1 is inherited by every kernel papermill starts
+    with mock.patch.dict(os.environ, {BATCH_ENV: "1"}):
+        for stage, nb, params in bar:
+            bar.set_postfix_str(nb.name)
+            target, t0 = out / nb.name, time.time()
+            try:
+                pm.execute_notebook(
+                    str(nb),
+                    str(target),
+                    parameters=params,
+                    cwd=str(REPO_ROOT),
+                    progress_bar=False,
+                    kernel_name=KERNEL,
+                    language="python",
+                )
+            except PapermillExecutionError as e:
+                # papermill counts the cells of the executed copy, which has an injected-parameters cell after the
+                # parameters cell: map the index back onto the input notebook
+                raise PipelineError(
+                    f"{nb.name} failed in cell {_input_cell_index(target, e.cell_index)} (0-based cell index in "
+                    f"{_show(nb)}, execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
+                    f"executed copy with the traceback: {target}\ncell source:\n{e.source}"
+                ) from None
+            except Exception as e:  # noqa: BLE001 (dead kernel, missing kernel, unreadable notebook ...)
+                raise PipelineError(f"{nb.name} could not be executed: {type(e).__name__}: {e}") from e
+            tqdm.write(f"stage {stage}: {nb.name} done in {time.time() - t0:.0f} s -> {target}")
+            done.append(target)
+    return done
 
 
 def _input_cell_index(executed: Path, index: int) -> int:

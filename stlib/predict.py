@@ -1,6 +1,7 @@
-"""Forecasts out of a trained run, with timestamps, horizons and sensor ids.
+"""Forecasts out of a trained run (or the mean forecast of several), with timestamps, horizons and sensor ids.
 
     python -m stlib.predict RUN_DIR [--split test] [--out FILE]
+    python -m stlib.predict RUN_DIR RUN_DIR ... --out FILE      # a seed ensemble: the runs' mean forecast
 
 Writes the best checkpoint's forecasts of a split twice: a tidy table, one row per (window,
 horizon, sensor) with columns time (the forecast's target timestamp), issued (the end of the input
@@ -8,6 +9,8 @@ window), horizon (steps ahead), sensor (id), prediction and target (original uni
 reading is missing, masked in the metrics), as CSV or, for a .parquet FILE, parquet (needs pyarrow);
 and the same as arrays in an .npz beside it. Default FILE: RUN_DIR/forecasts_<split>.csv. Files are
 written to a temp file and renamed; a bad RUN_DIR is one error line, exit code 2, nothing written.
+Several RUN_DIRs (runs of the same data, e.g. one configuration's seeds) write their mean forecast in the same
+format and print each member's and the ensemble's MAE.
 
 In a notebook: `forecast_table(run, "test")` (a Run from fit() or Run.from_dir) is the same table.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from .config import ConfigError
 from .reporting import records
@@ -46,6 +50,23 @@ def forecasts(run, split: str = "test") -> dict[str, np.ndarray]:
         "horizon": np.arange(1, ds.out_steps + 1),
         "sensor": np.asarray(ds.sensors, dtype=str),
     }
+
+
+def mean_forecast(members: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """The mean prediction of several runs' `forecasts` of the same windows (an error naming the run that differs)."""
+    first = members[0]
+    for name, f in zip(names[1:], members[1:]):
+        for key in ("issued", "time", "horizon", "sensor", "target"):
+            if f[key].shape != first[key].shape or not np.array_equal(f[key], first[key], equal_nan=key == "target"):
+                raise ValueError(
+                    f"{name}: its {key} differs from {names[0]}'s: an ensemble needs runs of the same data"
+                )
+    return {**first, "prediction": np.mean([f["prediction"] for f in members], axis=0).astype(np.float32)}
+
+
+def mae(f: dict[str, np.ndarray]) -> float:
+    """The MAE of a `forecasts` dict over the readings present (missing targets are NaN)."""
+    return float(np.nanmean(np.abs(f["prediction"].astype(np.float64) - f["target"])))
 
 
 def tidy(f: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -104,24 +125,39 @@ def check_run_dir(run_dir: Path) -> None:
             raise FileNotFoundError(f"{run_dir}: no {name} ({why})")
 
 
-def open_run(run_dir: Path, device: str = "cpu"):
-    """Run.from_dir (best weights, the dataset reloaded) with one clear error for an unreadable record."""
+def open_run(run_dir: Path, device: str = "cpu", dataset=None):
+    """Run.from_dir (best weights; the dataset reloaded unless given) with one clear error for an unreadable record."""
     from .train import Run
 
     check_run_dir(Path(run_dir))
     try:
-        return Run.from_dir(Path(run_dir), device=device)
+        return Run.from_dir(Path(run_dir), dataset=dataset, device=device)
     except (ConfigError, ValueError, OSError):  # bad config, data files: their messages name the problem
         raise
     except Exception as e:  # noqa: BLE001  a corrupt checkpoint or record fails in many ways
         raise ValueError(f"{run_dir}: cannot read the run back: {type(e).__name__}: {e}") from None
 
 
-def write_forecasts(run_dir, split: str = "test", out=None, device: str = "cpu") -> tuple[Path, Path]:
-    """Write RUN_DIR's forecasts of a split as a table (CSV/parquet) and an npz; return both paths."""
-    check_run_dir(Path(run_dir))
-    table_path, npz_path = output_paths(Path(run_dir), split, out)
-    f = forecasts(open_run(run_dir, device), split)
+def write_forecasts(run_dirs, split: str = "test", out=None, device: str = "cpu", say=print) -> tuple[Path, Path]:
+    """Write the forecasts of a split (one RUN_DIR, or several's mean) as a table (CSV/parquet) and an npz."""
+    dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, str | Path) else run_dirs)]
+    if len(dirs) > 1 and out is None:
+        raise ValueError(f"{len(dirs)} RUN_DIRs: give --out FILE for their mean forecast")
+    for d in dirs:
+        check_run_dir(d)
+    table_path, npz_path = output_paths(dirs[0], split, out)
+    members, loaded = [], {}  # runs on the same data block share one loaded dataset
+    for d in dirs:
+        try:
+            key = repr(yaml.safe_load((d / "config.yaml").read_text())["data"])
+        except Exception:  # noqa: BLE001  open_run names what is wrong with the record
+            key = str(d)
+        run = open_run(d, device, loaded.get(key))
+        loaded[key] = run.dataset
+        members.append(forecasts(run, split))
+    f = mean_forecast(members, [str(d) for d in dirs])
+    if len(dirs) > 1:
+        say(f"{split} MAE: members {', '.join(f'{mae(m):.3f}' for m in members)}; ensemble {mae(f):.3f}")
     table = _table_bytes(tidy(f), table_path.suffix)
     buf = io.BytesIO()
     np.savez(buf, **f)
@@ -148,12 +184,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m stlib.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (outputs/runs/<stage>/<run-id>)")
+    ap.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        nargs="+",
+        help="a finished run directory (outputs/runs/<stage>/<run-id>); several: their mean",
+    )
     ap.add_argument("--split", default="test", help="train | val | test (default test)")
     ap.add_argument(
         "--out",
         metavar="FILE",
-        help="table file: .csv (default RUN_DIR/forecasts_<split>.csv) or .parquet; the .npz goes beside it",
+        help="table file: .csv (default RUN_DIR/forecasts_<split>.csv; needed for several) or .parquet; the .npz beside it",
     )
     ap.add_argument("--device", default="cpu", help="cpu | cuda | ... (default cpu)")
     args = ap.parse_args(argv)

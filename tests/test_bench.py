@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -74,8 +75,19 @@ def test_flops_per_sample_counts_the_matmuls(tiny):
     assert forward * 2 < fps < forward * 3.5  # backward costs about twice the forward
 
 
-def test_matmul_peak_is_positive():
-    assert bench.matmul_peak(torch.device("cpu"), torch.float32, n=64, seconds=0.05) > 0
+def test_matmul_peak_is_the_matmul_flops_counted_over_the_time_taken(monkeypatch):
+    """Against an independent count: the FLOPs torch's own counter saw in the timed matmuls, over a clock that ticks
+    10 ms a reading (so the time is known exactly); the 3 warm-up matmuls come before the clock starts."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    readings = []
+    clock = SimpleNamespace(perf_counter=lambda: readings.append(0.01 * len(readings)) or readings[-1])
+    monkeypatch.setattr(bench, "time", clock)  # bench's clock only
+    n = 32
+    with FlopCounterMode(display=False) as counter:
+        peak = bench.matmul_peak(torch.device("cpu"), torch.float32, n=n, seconds=0.05)
+    timed = counter.get_total_flops() - 3 * 2 * n**3
+    assert timed > 0 and peak == pytest.approx(timed / (readings[-1] - readings[0]))
 
 
 def test_speed_ladder_end_to_end(tiny, tmp_path):
@@ -168,11 +180,7 @@ def test_speed_ladder_alternates_the_rung_order_between_repeats(tiny):
     assert list(result["table"]["rung"]) == ["naive", "+ AMP"]  # the table keeps the ladder's order
 
 
-def test_ladder_plan_and_time_from_a_saved_ladder(tmp_path):
-    assert bench.ladder_plan(7, 2, 3, 1280, 256, 10700) == (
-        "speed ladder: 7 rungs x 2 repeats = 14 fits of 3 epochs each, on 1280 of 10700 training and 256 "
-        "validation windows"
-    )
+def test_time_from_a_saved_ladder(tmp_path):
     saved = tmp_path / "speed_cpu.json"
     saved.write_text(
         json.dumps(
@@ -247,3 +255,15 @@ def test_cli_says_up_front_what_it_runs_and_each_fit_the_time_left(tmp_path, mon
         == 0
     )
     assert "in all, scaled from " in capsys.readouterr().out.splitlines()[1]  # the first ladder's time, rescaled
+
+
+def test_attention_ab_times_each_attn_short_interleaved(tiny):
+    said = []
+    table = bench.attention_ab(
+        tiny_config(), tiny, shorts=(0, 12), repeats=2, epochs=2, train_windows=64, val_windows=32, progress=said.append
+    )
+    assert [line.split()[3] for line in said] == ["0", "12", "12", "0"]  # the second repeat in reverse order
+    assert table["attn_short"].tolist() == [0, 12] and table["speed_up"].iloc[0] == 1.0
+    assert all(len(r) == 2 for r in table["repeats_s"])
+    assert table["windows_per_s"].tolist() == pytest.approx([64 / s for s in table["train_s_per_epoch"]])
+    assert table["model"].iloc[0] == "encdec d16 h2 enc1 dec1 batch 64"

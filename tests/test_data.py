@@ -282,6 +282,20 @@ def test_pems08_tail_protocol(monkeypatch, tail_data):
 
 @pytest.mark.pems08
 @needs_tail
+@pytest.mark.parametrize("days,windows", [(3, 841), (6, 1705), (9, 2569)])
+def test_pems08_tail_training_span(monkeypatch, days, windows):
+    monkeypatch.setenv("STLIB_DATA_DIR", str(SHARED_DATA))
+    ds = load_dataset("pems08-tail", train_days=days)  # the learning curve's spans: the last D days of training rows
+    first = 2857 - 288 * days
+    np.testing.assert_array_equal(ds.splits["train"], np.arange(first, 2834))
+    assert len(ds.splits["train"]) == windows and ds.train_rows == slice(first, 2857)
+    np.testing.assert_array_equal(ds.splits["val"], np.arange(2834, 3543))
+    np.testing.assert_array_equal(ds.splits["test"], np.arange(3566, 7133))
+    assert ds.mean == pytest.approx(ds.target[first:2857].mean(dtype=np.float64), rel=1e-12)
+
+
+@pytest.mark.pems08
+@needs_tail
 def test_pems08_tail_info_cli(monkeypatch, capsys):
     monkeypatch.setenv("STLIB_DATA_DIR", str(SHARED_DATA))
     assert data_main(["info", "pems08-tail"]) == 0
@@ -578,6 +592,23 @@ def test_zscore_uses_training_rows_only(tmp_path):
     feats = ds.features()
     np.testing.assert_allclose(feats[:, :, 0], (arr - ds.mean) / ds.std, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ds.denormalize(ds.normalize(arr)), arr, rtol=1e-12)
+
+
+def test_train_days_keeps_the_last_days_of_training_windows_on_any_dataset(tmp_path):
+    full = load_dataset("synthetic", num_sensors=6, num_days=10)
+    ds = load_dataset("synthetic", num_sensors=6, num_days=10, train_days=2)
+    stop = full.train_rows.stop
+    np.testing.assert_array_equal(ds.splits["train"], full.splits["train"][full.splits["train"] >= stop - 2 * 288])
+    assert ds.train_rows == slice(stop - 576, stop) and ds.mean == pytest.approx(ds.target[stop - 576 : stop].mean())
+    assert ds.mean != full.mean and {k: list(ds.splits[k]) for k in ("val", "test")} == {
+        k: list(full.splits[k]) for k in ("val", "test")
+    }
+    np.save(tmp_path / "a.npy", _series(300, 4))
+    own = load_dataset("file", path=str(tmp_path / "a.npy"), train_days=0.5)
+    assert len(own.splits["train"]) == 144 - 24 + 1
+    for bad in (7, 0.05):  # more days than the training part holds; fewer than one window
+        with pytest.raises(ValueError, match=rf"data.train_days {bad:g}: .* training part holds 6.0\d days"):
+            load_dataset("synthetic", num_sensors=6, num_days=10, train_days=bad)
 
 
 def test_features_calendar_channels(tmp_path):

@@ -3,7 +3,9 @@ it is a config error naming the option, the model (or dataset) and the options i
 
 from __future__ import annotations
 
+import ast
 import inspect
+import sys
 
 import pytest
 
@@ -35,21 +37,31 @@ def options(name) -> set[str]:
     return set(model_classes()[name].model_fields) - {"name"}
 
 
-def test_model_options_are_the_constructor_arguments():
-    dims = {"num_sensors", "in_steps", "out_steps", "steps_per_day"}
+def _names_read(cls) -> set[str]:
+    """The attribute names and string constants a class's module (and its bases' modules) mention."""
+    names = set()
+    for c in cls.__mro__:
+        if c.__module__.startswith("stlib.models"):
+            for node in ast.walk(ast.parse(inspect.getsource(sys.modules[c.__module__]))):
+                if isinstance(node, ast.Attribute):
+                    names.add(node.attr)
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    names.add(node.value)
+    return names
+
+
+def test_every_model_is_built_from_its_options_and_reads_each_of_them():
     assert list(model_classes())[:5] == ["last_value", "historical_average", "stid", "encdec", "alternating"]
-    assert options("last_value") == set() and options("historical_average") == params(HistoricalAverage, {"ds"})
-    assert options("stid") == params(STID, dims)
-    # the stage-1 class also takes what the stage-2 model sets (block axes, the adaptive embedding)
-    assert options("encdec") == params(
-        EncoderDecoder, dims | {"null_z", "encoder_axes", "decoder_axes", "adaptive_dim"}
-    )
+    for model, cls in [(STID, "stid"), (EncoderDecoder, "encdec"), (AlternatingEncoderDecoder, "alternating")]:
+        first = next(iter(inspect.signature(model).parameters.values()))
+        assert first.annotation in (model_classes()[cls].__name__, model_classes()[cls]), model
+    for name, cls in model_classes().items():
+        assert options(name) <= _names_read(cls), (name, options(name) - _names_read(cls))  # no option left unread
     assert options("alternating") == options("encdec") | {"pattern", "adaptive_dim", "stid_head", "stem_epochs"}
-    assert params(AlternatingEncoderDecoder) >= {"pattern", "stid_head", "stem_epochs"}
 
 
 def test_dataset_options_are_the_loader_arguments():
-    labels = {"value_name", "unit"}
+    labels = {"value_name", "unit", "train_days"}  # options any dataset takes
     assert set(DATASET_OPTIONS["synthetic"]) == params(sources.load_synthetic) | labels
     assert set(DATASET_OPTIONS["pems08-tail"]) == params(sources.load_pems08_tail) | labels
     assert set(DATASET_OPTIONS["PEMS"]) == params(sources.load_pems, {"name"}) | labels
@@ -176,55 +188,29 @@ def test_every_preset_builds_its_model(path, tiny):
 # ---------------------------------------------------------------------------------------------
 # a model defined outside stlib: one class with its options, registered in one line, trained from a params file
 
-PLUGIN = """
-from typing import Literal
-
-import torch.nn as nn
-from pydantic import Field
-
-from stlib.config import ModelOptions, register
-
-
-@register
-class RepeatOptions(ModelOptions):
-    name: Literal["repeat_scaled"] = "repeat_scaled"
-    hidden: int = Field(4, ge=1)
-
-    def build(self, ds):
-        return RepeatScaled(ds.out_steps, self.hidden)
-
-
-class RepeatScaled(nn.Module):
-    def __init__(self, out_steps, hidden):
-        super().__init__()
-        self.out_steps, self.mix = out_steps, nn.Sequential(nn.Linear(1, hidden), nn.Linear(hidden, 1))
-
-    def forward(self, x):  # (B, T, N, 3) -> (B, out, N, 1)
-        return self.mix(x[:, -1:, :, :1]).expand(-1, self.out_steps, -1, -1)
-"""
+# the complete example of docs/ARCHITECTURE.md ("A model"), as written there
+PLUGIN = (REPO_ROOT / "docs" / "ARCHITECTURE.md").read_text().split("# my_models/repeat_last.py\n")[1].split("```")[0]
 
 
 def test_a_model_from_outside_stlib_registers_and_trains_from_a_params_file(tmp_path, monkeypatch, request):
     from stlib.train import fit
 
-    (tmp_path / "my_model.py").write_text(PLUGIN)
+    (tmp_path / "repeat_last.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import my_model  # noqa: F401  (registering is importing)
+    import repeat_last  # noqa: F401  (registering is importing)
 
-    request.addfinalizer(lambda: config.MODELS.pop("repeat_scaled"))
+    request.addfinalizer(lambda: config.MODELS.pop("repeat_last"))
 
     path = write(
         tmp_path,
-        "data: {name: synthetic, num_sensors: 4, num_days: 2}\nmodel: {name: repeat_scaled, hidden: 3}\n"
+        "data: {name: synthetic, num_sensors: 4, num_days: 2}\nmodel: {name: repeat_last, hidden: 3}\n"
         "train: {epochs: 1, quiet: true, save_checkpoint: false}\n",
     )
     cfg = load_profile(path).run_config()
-    assert type(cfg.model).__name__ == "RepeatOptions" and cfg.model.hidden == 3
-    with pytest.raises(
-        ConfigError, match="model.d_model does not apply to model repeat_scaled; its options are: hidden"
-    ):
+    assert type(cfg.model).__name__ == "RepeatLastOptions" and cfg.model.hidden == 3
+    with pytest.raises(ConfigError, match="model.d_model does not apply to model repeat_last; its options are: hidden"):
         load_profile(path).run_config(overrides=["model.d_model=8"])
     with pytest.raises(ConfigError, match="model.hidden must be >= 1"):
         load_profile(path).run_config(overrides=["model.hidden=0"])
     run = fit(cfg, out_root=tmp_path / "out")
-    assert run.metrics["test"]["mae"] > 0 and len(run.history) == 1
+    assert len(run.history) == 1 and run.model.mix[0].out_features == 3  # built from its options

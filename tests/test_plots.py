@@ -198,6 +198,9 @@ def test_data_overview_is_a_one_column_table():
 
 # ---- figures ---------------------------------------------------------------------------------
 
+DATA_FIGURES = (plots.daily_profile, plots.sensor_heatmap, plots.sensor_graph, plots.value_distribution)
+DATA_FIGURES += (plots.correlation_vs_distance,)
+
 
 @pytest.mark.parametrize(
     "edges",
@@ -207,13 +210,14 @@ def test_data_overview_is_a_one_column_table():
 def test_every_plot_draws(edges):
     ds = chain_dataset()
     ds.edges = edges
-    for name, ax in plots.plot_all(ds).items():
-        assert ax.get_title(), name
+    for figure in DATA_FIGURES:
+        ax = figure(ds)
+        assert ax.get_title(), figure.__name__
         ax.figure.canvas.draw()
     fig, axes = plt.subplots(2, 3)
     plots.daily_profile(ds, ax=axes[0, 0])
     plots.sensor_heatmap(ds, days=2, max_sensors=4, ax=axes[0, 1])
-    plots.sensor_graph(ds, ax=axes[0, 2], arrows=True)
+    plots.sensor_graph(ds, ax=axes[0, 2])
     plots.value_distribution(ds, ax=axes[1, 0])
     plots.correlation_vs_distance(ds, ax=axes[1, 1], max_hops=2)
     fig.canvas.draw()

@@ -20,9 +20,11 @@ IDS = ["716939", "717445", "717446", "773869"]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A one-epoch run on a timestamped 15-minute CSV with named sensors and a few missing cells."""
-    root = tmp_path_factory.mktemp("predict")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("predict")
+
+
+def _config(root, seed=0):
     T = 400
     rng = np.random.default_rng(0)
     df = pd.DataFrame(
@@ -32,7 +34,7 @@ def run_dir(tmp_path_factory):
     )
     df.iloc[-30:, 2] = np.nan  # a sensor dark at the end of the test period
     df.to_csv(root / "speed.csv")
-    cfg = build_run_config(
+    return build_run_config(
         {
             "stage": "test",
             "data": {"name": "file", "path": str(root / "speed.csv"), "value_name": "speed", "unit": "mph"},
@@ -44,10 +46,28 @@ def run_dir(tmp_path_factory):
                 "decoder_depth": 1,
                 "use_denoising": False,
             },
-            "train": {"epochs": 1, "batch_size": 64, "quiet": True, "save_checkpoint": True, "threads": 1},
+            "train": {
+                "epochs": 1,
+                "batch_size": 64,
+                "quiet": True,
+                "save_checkpoint": True,
+                "threads": 1,
+                "seed": seed,
+            },
         }
     )
-    return fit(cfg, out_root=root / "outputs").dir
+
+
+@pytest.fixture(scope="module")
+def run_dir(root):
+    """A one-epoch run on a timestamped 15-minute CSV with named sensors and a few missing cells."""
+    return fit(_config(root), out_root=root / "outputs").dir
+
+
+@pytest.fixture(scope="module")
+def seed_runs(root, run_dir):
+    """The same run with seeds 0, 1 and 2."""
+    return [run_dir, *(fit(_config(root, s), out_root=root / "outputs").dir for s in (1, 2))]
 
 
 def _listing(folder):
@@ -154,3 +174,42 @@ def test_bad_out_suffix_and_module_entry_point(run_dir, tmp_path):
         proc.stderr.strip() == f"error: {tmp_path / 'missing'}: not a directory (expected a run directory "
         "outputs/runs/<stage>/<run-id>)"
     )
+
+
+def test_several_runs_write_their_mean_forecast(seed_runs, tmp_path, capsys):
+    out = tmp_path / "ens.csv"
+    assert main([*map(str, seed_runs), "--out", str(out)]) == 0
+    cap = capsys.readouterr().out.splitlines()
+    assert cap[-2:] == [str(out), str(out.with_suffix(".npz"))]
+    members = [Run.from_dir(d).predict("test") for d in seed_runs]
+    true = members[0][1]
+    mean = np.mean([p for p, _ in members], axis=0)
+    assert not np.allclose(members[0][0], members[1][0])  # the seeds differ, so the mean is not any one of them
+    table = pd.read_csv(out, dtype={"sensor": str})
+    pd.testing.assert_frame_equal(
+        table.drop(columns="prediction"),
+        forecast_table(Run.from_dir(seed_runs[0])).drop(columns="prediction").astype({"time": str, "issued": str}),
+        check_dtype=False,
+    )
+    np.testing.assert_allclose(table["prediction"].to_numpy(), mean.reshape(-1), rtol=1e-5)
+    maes = [np.abs(p - true)[true != 0].mean() for p, _ in members] + [np.abs(mean - true)[true != 0].mean()]
+    assert cap[0] == "test MAE: members " + ", ".join(f"{m:.3f}" for m in maes[:-1]) + f"; ensemble {maes[-1]:.3f}"
+
+
+def test_several_runs_need_out_and_the_same_data(seed_runs, tmp_path, capsys):
+    assert main([*map(str, seed_runs[:2])]) == 2
+    assert "2 RUN_DIRs: give --out FILE" in capsys.readouterr().err
+    other = _copy_run(seed_runs[1], tmp_path)  # the same run, its data file cut by a day
+    data = tmp_path / "short.csv"
+    pd.read_csv(_data_file(seed_runs[1])).iloc[:-96].to_csv(data, index=False)
+    cfg = (other / "config.yaml").read_text().replace(str(_data_file(seed_runs[1])), str(data))
+    (other / "config.yaml").write_text(cfg)
+    assert main([str(seed_runs[0]), str(other), "--out", str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"{other}: its " in err and "differs" in err and not (tmp_path / "e.csv").exists()
+
+
+def _data_file(run_dir):
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["path"]

@@ -1,11 +1,12 @@
 """Data layer: `load_dataset(name, **options)` -> Dataset, and batches for training.
 
-Names: "synthetic" (embedded default), "pems08-tail" (the benchmark protocol), "PEMS03/04/07/08"
-(public files in the data directory), "METR-LA" / "PEMS-BAY" (DCRNN's files in the data directory),
-"file" (your own data).
+Names: "synthetic" (embedded default), "pems08-tail" (the benchmark protocol), "PEMS03/04/07/08" (public files in
+the data directory), "METR-LA" / "PEMS-BAY" (DCRNN's files in the data directory), "file" (your own data).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from ..config import DATASET_OPTIONS, DCRNN_NAMES, LABEL_OPTIONS, PEMS_NAMES, check_applies, dataset_kind
 from .batches import DeviceWindows, WindowDataset, make_batches
@@ -16,27 +17,20 @@ DATASETS = ("synthetic", "pems08-tail", *PEMS_NAMES, *DCRNN_NAMES, "file")
 
 
 def load_dataset(name: str = "synthetic", **options) -> Dataset:
-    """Load a dataset by name with the DataConfig options its kind takes (config.DATASET_OPTIONS); another
-    option is an error naming it."""
+    """Load a dataset by name with the options its kind takes (config.DATASET_OPTIONS); another is an error."""
     kind = dataset_kind(name)
     if kind is None:
         raise ValueError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     check_applies("data", name, options, "load_dataset")
     labels = {k: options.pop(k) for k in LABEL_OPTIONS if k in options}
-    if kind == "synthetic":
-        ds = load_synthetic(**options)
-    elif kind == "pems08-tail":
-        ds = load_pems08_tail(**options)
-    elif kind == "PEMS":
-        ds = load_pems(name.upper(), **options)
-    elif kind == "DCRNN":
-        ds = load_dcrnn(name.upper(), **options)
-    else:
-        ds = load_file(**options)
+    train_days = options.pop("train_days", None)
+    loaders = {"synthetic": load_synthetic, "pems08-tail": load_pems08_tail, "file": load_file}
+    loaders |= {"PEMS": partial(load_pems, name.upper()), "DCRNN": partial(load_dcrnn, name.upper())}
+    ds = loaders[kind](**options)
     for key, value in labels.items():
         if value is not None:
             setattr(ds, key, value)
-    return ds
+    return ds if train_days is None else ds.last_training_days(train_days)
 
 
 def from_config(cfg) -> Dataset:
@@ -46,14 +40,5 @@ def from_config(cfg) -> Dataset:
     return load_dataset(cfg.name, **opts)
 
 
-__all__ = [
-    "Dataset",
-    "DeviceWindows",
-    "WindowDataset",
-    "make_batches",
-    "load_dataset",
-    "from_config",
-    "download",
-    "chronological_splits",
-    "DATASETS",
-]
+__all__ = ["Dataset", "DeviceWindows", "WindowDataset", "make_batches", "load_dataset", "from_config", "download"]
+__all__ += ["chronological_splits", "DATASETS"]

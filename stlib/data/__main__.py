@@ -16,13 +16,8 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     info = sub.add_parser("info", help="print a JSON summary of a dataset")
     info.add_argument("name", help="synthetic | pems08-tail | PEMS03/04/07/08 | METR-LA | PEMS-BAY | file")
-    info.add_argument(
-        "--opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a data option, e.g. --opt num_sensors=100 --opt path=my.csv",
-    )
+    opt_help = "a data option, e.g. --opt num_sensors=100 --opt path=my.csv"
+    info.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help=opt_help)
     dl = sub.add_parser("download", help="fetch and verify a public PeMS file into the data directory")
     dl.add_argument("name", help="PEMS04 | PEMS08")
     args = ap.parse_args(argv)

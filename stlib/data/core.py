@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -12,12 +12,9 @@ import pandas as pd
 
 @dataclass
 class Dataset:
-    """A multivariate sensor series with its graph, calendar and window splits.
-
-    Missing readings are stored as 0 in `series`: the loss and the metrics mask targets equal to 0.
-
-    A window starting at row s has inputs rows s..s+in_steps-1 and targets the next out_steps rows.
-    """
+    """A sensor series with its graph, calendar and window splits. Missing readings are 0 in `series` (the loss and
+    the metrics mask targets equal to 0). A window starting at row s has inputs rows s..s+in_steps-1, targets the
+    next out_steps rows."""
 
     name: str
     series: np.ndarray  # (T, N, C) original units, 0 = missing
@@ -35,7 +32,6 @@ class Dataset:
     times: pd.DatetimeIndex | None = None  # (T,) real timestamps where they are not start + k * interval (gaps)
     marked_missing: int = 0  # target cells the file marked missing (empty, NaN, missing_value), now 0
 
-    # ---- shape and calendar -----------------------------------------------------------------
     @property
     def num_steps(self) -> int:
         return self.series.shape[0]
@@ -67,10 +63,8 @@ class Dataset:
     @property
     def time_gaps(self) -> int:
         """How many times consecutive rows are more than one interval apart (0 unless `times` is set)."""
-        if self.times is None:
-            return 0
         ts = self.timestamps
-        return int(((ts[1:] - ts[:-1]) > pd.Timedelta(minutes=self.interval_minutes)).sum())
+        return 0 if self.times is None else int((ts[1:] - ts[:-1] > pd.Timedelta(minutes=self.interval_minutes)).sum())
 
     @cached_property
     def time_of_day(self) -> np.ndarray:
@@ -83,7 +77,6 @@ class Dataset:
         """(T,) 0 = Monday .. 6 = Sunday, from the real calendar."""
         return self.timestamps.day_of_week.to_numpy().astype(np.int64)
 
-    # ---- normalisation ----------------------------------------------------------------------
     @property
     def window(self) -> int:
         return self.in_steps + self.out_steps
@@ -94,15 +87,30 @@ class Dataset:
         starts = self.splits["train"]
         return slice(int(starts.min()), int(starts.max()) + self.window)
 
+    def last_training_days(self, days: float) -> Dataset:
+        """The same data with only the training windows inside the last `days` days of the training rows (inputs
+        and targets); the statistics follow, from those rows only. Validation and test windows are unchanged."""
+        rows, starts = self.train_rows, self.splits["train"]
+        first = rows.stop - round(days * self.steps_per_day)
+        keep = starts[starts >= first]
+        if first < rows.start or not len(keep):
+            have = (rows.stop - rows.start) / self.steps_per_day
+            raise ValueError(
+                f"data.train_days {days:g}: {self.source}'s training part holds {have:.2f} days "
+                f"({len(starts)} windows); give at most that, at least {self.window / self.steps_per_day:.2f}, "
+                "or leave it unset for all"
+            )
+        return replace(self, splits={**self.splits, "train": keep})
+
     @cached_property
     def mean(self) -> float:
         """Mean of the target over the training rows, accumulated in float64."""
-        return float(self.series[self.train_rows, :, self.target_channel].mean(dtype=np.float64))
+        return float(self.target[self.train_rows].mean(dtype=np.float64))
 
     @cached_property
     def std(self) -> float:
         """Standard deviation (ddof 0) of the target over the training rows, in float64."""
-        return float(self.series[self.train_rows, :, self.target_channel].std(dtype=np.float64))
+        return float(self.target[self.train_rows].std(dtype=np.float64))
 
     @property
     def target(self) -> np.ndarray:
@@ -122,19 +130,15 @@ class Dataset:
                 f"{self.source}: the training rows {self.train_rows.start}..{self.train_rows.stop - 1} "
                 f"of channel {self.target_channel} are constant (std 0): cannot z-score"
             )
-        T, N = self.num_steps, self.num_sensors
-        out = np.empty((T, N, 3), dtype=np.float32)
+        out = np.empty((self.num_steps, self.num_sensors, 3), dtype=np.float32)
         out[:, :, 0] = self.normalize(self.target)
         out[:, :, 1] = (self.time_of_day / self.steps_per_day)[:, None]
         out[:, :, 2] = self.day_of_week[:, None]
         return out
 
-    # ---- reporting ----------------------------------------------------------------------------
     def summary(self) -> dict:
         """A JSON-able overview: shape, time span, windows per split, missing share, statistics."""
-        end = self.timestamps[-1]
-        cells = self.num_steps * self.num_sensors
-        missing = int((self.target == 0).sum())
+        cells, missing = self.num_steps * self.num_sensors, int((self.target == 0).sum())
         return {
             "name": self.name,
             "source": self.source,
@@ -146,7 +150,7 @@ class Dataset:
             "unit": self.unit,
             "interval_minutes": self.interval_minutes,
             "start": str(self.start_time),
-            "end": str(end),
+            "end": str(self.timestamps[-1]),
             "time_gaps": self.time_gaps,
             "days": round(self.num_steps / self.steps_per_day, 2),
             "in_steps": self.in_steps,
@@ -171,15 +175,13 @@ class Dataset:
 
 def chronological_splits(num_steps: int, window: int, ratios=(0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
     """Standard chronological split of all window starts by ratios (as STSGCN/ASTGCN/BasicTS do)."""
-    ratios = tuple(ratios)
-    if len(ratios) != 3 or not all(np.isfinite(r) and r > 0 for r in ratios):
+    if len(ratios := tuple(ratios)) != 3 or not all(np.isfinite(r) and r > 0 for r in ratios):
         raise ValueError(f"split must be three positive ratios (train, val, test), got {list(ratios)}")
     n = num_steps - window + 1
     if n < 3:
         raise ValueError(f"series of {num_steps} steps is too short for windows of {window} steps")
     total = float(sum(ratios))
-    a = int(n * ratios[0] / total)
-    b = int(n * (ratios[0] + ratios[1]) / total)
+    a, b = int(n * ratios[0] / total), int(n * (ratios[0] + ratios[1]) / total)
     if not 0 < a < b < n:
         raise ValueError(
             f"series of {num_steps} steps has {n} windows of {window} steps: too few for split "

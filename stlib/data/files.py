@@ -1,10 +1,8 @@
-"""Series files: CSV, .npz/.npy and pandas HDF5 (DCRNN's layout) read into one validated array.
+"""Series files (CSV, .npz/.npy, pandas HDF5 as DCRNN's) read into one validated array.
 
-`read_series(path)` returns what a file holds (values with NaN where a reading is missing, the
-timestamps and sensor ids when the file names them) as a `SeriesFile`; `clean_values` turns it into
-the float32 (T, N, C) series every loader returns, missing readings stored as 0 (the project's
-missing marker, masked in the loss and the metrics); `regular_times` reads the calendar off the
-timestamps. Every error is one ValueError naming the file, the row and the column.
+`read_series(path)` -> `SeriesFile` (values with NaN for missing readings, timestamps and sensor ids when the file
+names them); `clean_values` -> the float32 (T, N, C) series with missing readings 0 (masked in loss and metrics);
+`regular_times` reads the calendar off the timestamps. Each error is one ValueError naming file, row and column.
 """
 
 from __future__ import annotations
@@ -38,14 +36,11 @@ class SeriesFile:
     def row(self, t: int) -> str:
         return f"data row {t + 1}" if self.csv else f"step {t}"
 
-    def column(self, n: int, c: int = 0) -> str:
-        name = f"column '{self.sensors[n]}'" if self.sensors else f"sensor {n}"
-        return name + (f", channel {c}" if self.values.shape[2] > 1 else "")
-
     def at(self, t: int, n: int, c: int = 0) -> str:
         """'<file>: data row 5 (2024-01-01 00:20:00), column 's3'': where a value error points."""
         when = f" ({self.times[t]})" if self.times is not None else ""
-        return f"{self.path}: {self.row(t)}{when}, {self.column(n, c)}"
+        column = f"column '{self.sensors[n]}'" if self.sensors else f"sensor {n}"
+        return f"{self.path}: {self.row(t)}{when}, {column}" + (f", channel {c}" if self.values.shape[2] > 1 else "")
 
 
 def read_series(path: Path) -> SeriesFile:
@@ -61,10 +56,6 @@ def read_series(path: Path) -> SeriesFile:
     raise ValueError(f"{path}: unsupported file type '{path.suffix}' (use .csv, .npz, .npy or .h5)")
 
 
-# ---------------------------------------------------------------------------------------------
-# numpy
-
-
 def read_npz(path: Path, key: str | tuple[str, ...] = "data"):
     """The array under `key` (the first present of several) of an .npz, or the array of an .npy; clear errors."""
     path, keys = Path(path), (key,) if isinstance(key, str) else tuple(key)
@@ -78,8 +69,7 @@ def read_npz(path: Path, key: str | tuple[str, ...] = "data"):
         if head.startswith(NPY_MAGIC):
             return np.load(path, allow_pickle=False)
         with np.load(path, allow_pickle=False) as z:
-            found = [k for k in keys if k in z.files]
-            if found:
+            if found := [k for k in keys if k in z.files]:
                 return z[found[0]]
             names = z.files
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
@@ -102,10 +92,6 @@ def as_3d(arr, path: Path) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-# ---------------------------------------------------------------------------------------------
-# CSV
-
-
 def read_csv(path: Path, **kw) -> pd.DataFrame:
     """pd.read_csv with one ValueError naming the file for anything unreadable."""
     try:
@@ -122,11 +108,8 @@ def first_non_numeric(col: pd.Series) -> tuple[int, object]:
 
 
 def read_wide_csv(path: Path) -> SeriesFile:
-    """Rows = time steps, columns = sensors (ids in the header), an optional leading time column.
-
-    A first line of decimal numbers is read as data (no header, sensors by position); empty cells
-    are missing readings.
-    """
+    """Rows = time steps, columns = sensors (ids in the header), an optional leading time column; a first line of
+    decimal numbers is data (no header: sensors by position); empty cells are missing readings."""
     header = csv_has_header(path)
     df = read_csv(path, header="infer" if header else None)
     if df.empty:
@@ -149,10 +132,8 @@ def read_wide_csv(path: Path) -> SeriesFile:
 
 
 def csv_has_header(path: Path) -> bool:
-    """False when the first line (after an optional timestamp) is all numbers, some written as decimals.
-
-    Sensor names may be integers (ids), so a first line of plain integers counts as a header.
-    """
+    """False when the first line (after an optional timestamp) is all numbers, some written as decimals: sensor
+    names may be integers (ids), so a first line of plain integers counts as a header."""
     try:
         with open(path, newline="") as f:
             fields = [v.strip() for v in next(csv.reader(f), [])]
@@ -207,11 +188,13 @@ def parse_times(col: pd.Series, path: Path, label: str) -> pd.DatetimeIndex:
     bad = np.flatnonzero(times.isna())
     if len(bad):
         raise ValueError(f"{path}: data row {bad[0] + 1}, column '{label}': {col.iloc[bad[0]]!r} is not a timestamp")
+    return _naive(times)
+
+
+def _naive(times) -> pd.DatetimeIndex:
+    """Wall-clock time: a timezone is dropped."""
+    times = pd.DatetimeIndex(times)
     return times.tz_localize(None) if times.tz is not None else times
-
-
-# ---------------------------------------------------------------------------------------------
-# HDF5 (pandas, as DCRNN's metr-la.h5 / pems-bay.h5: a DatetimeIndex and one column per sensor id)
 
 
 def read_hdf(path: Path) -> SeriesFile:
@@ -221,9 +204,7 @@ def read_hdf(path: Path) -> SeriesFile:
     if bad:
         row, val = first_non_numeric(df[bad[0]].astype(object))
         raise ValueError(f"{path}: row {row}, column '{bad[0]}': non-numeric value {val!r}")
-    times = pd.DatetimeIndex(df.index) if isinstance(df.index, pd.DatetimeIndex) else None
-    if times is not None and times.tz is not None:
-        times = times.tz_localize(None)
+    times = _naive(df.index) if isinstance(df.index, pd.DatetimeIndex) else None
     sensors = [str(c).strip() for c in df.columns]
     return SeriesFile(path, as_3d(df.to_numpy(dtype=np.float64), path), times, sensors, time_label="index")
 
@@ -254,17 +235,9 @@ def _hdf_frame(path: Path) -> pd.DataFrame:
     return df
 
 
-# ---------------------------------------------------------------------------------------------
-# validation
-
-
-def clean_values(
-    sf: SeriesFile, min_steps: int, missing_value: float | None = None, channel: int = 0
-) -> tuple[np.ndarray, int]:
-    """(float32 (T, N, C) series with missing readings 0, count of missing cells in `channel`).
-
-    Missing: NaN (an empty cell) or `missing_value`. Infinite and negative values are errors.
-    """
+def clean_values(sf: SeriesFile, min_steps: int, missing_value: float | None = None) -> tuple[np.ndarray, int]:
+    """(float32 (T, N, C) series with missing readings 0, count of missing cells in channel 0); missing: NaN (an
+    empty cell) or `missing_value`. Infinite and negative values are errors."""
     v = sf.values
     missing = np.isnan(v)
     if missing_value is not None:
@@ -276,25 +249,21 @@ def clean_values(
             f"{sf.path}: series of {v.shape[0]} steps is too short: at least {min_steps} steps are "
             "needed so that train, val and test each get windows of in_steps + out_steps steps"
         )
-    return np.where(missing, 0.0, v).astype(np.float32), int(missing[:, :, channel].sum())
+    return np.where(missing, 0.0, v).astype(np.float32), int(missing[:, :, 0].sum())
 
 
 def _refuse(sf: SeriesFile, bad: np.ndarray, what: str, hint: str) -> None:
     """Raise naming the first (row-major) True cell of bad, its value and how many there are."""
     if bad.any():
         t, n, c = (int(i) for i in np.argwhere(bad)[0])
-        count = int(bad.sum())
-        raise ValueError(
-            f"{sf.at(t, n, c)}: {what} {sf.values[t, n, c]:g} ({count} such cell{'s' * (count > 1)})" + hint
-        )
+        k = int(bad.sum())
+        raise ValueError(f"{sf.at(t, n, c)}: {what} {sf.values[t, n, c]:g} ({k} such cell{'s' * (k > 1)})" + hint)
 
 
 def regular_times(sf: SeriesFile, allow_gaps: bool = False) -> tuple[pd.Timestamp, int, int]:
-    """(start, interval in minutes, number of gaps) of a file's timestamps.
-
-    The interval is the most common step; a duplicate, a step back, an irregular step or (unless
-    allow_gaps) a gap is an error naming its row. The interval must be whole minutes dividing a day.
-    """
+    """(start, interval in minutes, number of gaps) of a file's timestamps. The interval is the most common step, in
+    whole minutes dividing a day; a duplicate, a step back, an irregular step or (unless allow_gaps) a gap is an
+    error naming its row."""
     t = sf.times
     if len(t) < 2:
         raise ValueError(f"{sf.path}: one timestamp cannot give an interval")

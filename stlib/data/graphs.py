@@ -1,9 +1,8 @@
-"""Sensor graphs -> from/to/cost rows by sensor position (0..N-1).
+"""Sensor graphs -> from/to/cost rows by sensor position (0..N-1): `read_graph`.
 
-`read_graph` reads an edge list CSV (`from,to[,cost]`, sensors by id or by position), a dense N x N
-matrix (.npy/.npz, or a CSV, plain or labelled with sensor ids) or DCRNN's `adj_mx.pkl`. A pickle can
-run code, so that file is read by `AdjacencyUnpickler`, which admits only the globals a list of ids,
-a dict and a numpy array need. Every error is one ValueError naming the file, the row and the column.
+Reads an edge list CSV (`from,to[,cost]`, sensors by id or position), a dense N x N matrix (.npy/.npz, or a CSV,
+plain or labelled with sensor ids) or DCRNN's `adj_mx.pkl`. A pickle can run code, so `AdjacencyUnpickler` admits
+only the globals a list of ids, a dict and a numpy array need. Each error is one ValueError naming file, row, column.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ import pandas as pd
 
 from .files import first_non_numeric, read_csv, read_npz
 
-EDGES_BY = ("auto", "id", "position")
 
-
-def empty_edges() -> pd.DataFrame:
+def edge_frame(src=(), dst=(), cost=()) -> pd.DataFrame:
+    """from, to (int64 positions) and cost (float64) columns; no arguments: no edges."""
     return pd.DataFrame(
-        {"from": pd.Series(dtype=np.int64), "to": pd.Series(dtype=np.int64), "cost": pd.Series(dtype=np.float64)}
+        {"from": np.asarray(src, np.int64), "to": np.asarray(dst, np.int64), "cost": np.asarray(cost, np.float64)}
     )
 
 
@@ -44,17 +42,15 @@ def read_graph(
 ) -> pd.DataFrame:
     """The edges of a graph file as from/to (sensor positions) and cost rows.
 
-    sensors: the data's sensor ids in column order (None: the data names none, edges go by position);
-    by: how an edge list names sensors (auto | id | position); unknown: 'error' or 'drop' for ids the
-    data does not have (DCRNN's distance files cover more sensors than its datasets).
-    """
+    sensors: the data's sensor ids in column order (None: the data names none, edges go by position); by: how an
+    edge list names sensors (auto | id | position); unknown: 'error' or 'drop' for ids the data does not have
+    (DCRNN's distance files cover more sensors than its datasets)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"edge file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".pkl", ".pickle"):
-        ids, mat = read_adj_pickle(path)
-        return labelled_matrix_edges(mat, ids, path, num_sensors, sensors, unknown)
+        return labelled_matrix_edges(*read_adj_pickle(path), path, num_sensors, sensors, unknown)
     if suffix in (".npy", ".npz"):
         return matrix_edges(np.asarray(read_npz(path, key=("adj", "data"))), path, num_sensors)
     df = read_csv(path, dtype=str, keep_default_na=False)
@@ -62,11 +58,11 @@ def read_graph(
     if {"from", "to"} <= set(cols):
         df.columns = cols
         return edge_list(df, path, num_sensors, sensors, by, unknown)
-    return matrix_csv_edges(path, num_sensors, sensors, unknown)
-
-
-# ---------------------------------------------------------------------------------------------
-# edge lists
+    try:  # a CSV matrix: plain numbers (sensors by position) ...
+        mat = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError:  # ... or a header (and an index column) of sensor ids
+        return labelled_matrix_edges(*_labelled_matrix_csv(path), path, num_sensors, sensors, unknown)
+    return matrix_edges(mat, path, num_sensors)
 
 
 def edge_list(df: pd.DataFrame, path: Path, num_sensors: int, sensors, by: str, unknown: str) -> pd.DataFrame:
@@ -84,13 +80,7 @@ def edge_list(df: pd.DataFrame, path: Path, num_sensors: int, sensors, by: str, 
     else:
         pos = _by_position(ends, path, num_sensors)
     cost = _costs(cells["cost"], path) if "cost" in cells else pd.Series(1.0, index=cells.index)
-    return pd.DataFrame(
-        {
-            "from": pos["from"].to_numpy(np.int64),
-            "to": pos["to"].to_numpy(np.int64),
-            "cost": cost.loc[pos.index].to_numpy(np.float64),
-        }
-    )
+    return edge_frame(pos["from"], pos["to"], cost.loc[pos.index])
 
 
 def _first(mask: pd.DataFrame) -> tuple[int, str]:
@@ -101,8 +91,8 @@ def _first(mask: pd.DataFrame) -> tuple[int, str]:
 
 def _edge_mode(ends: pd.DataFrame, path: Path, sensors, by: str) -> str:
     """'id' or 'position': how the edge list names sensors (auto: ids when any end is one of the data's ids)."""
-    if by not in EDGES_BY:
-        raise ValueError(f"edges_by must be one of {', '.join(EDGES_BY)}, got {by!r}")
+    if by not in ("auto", "id", "position"):  # DataConfig checks data.edges_by; this is for direct callers
+        raise ValueError(f"edges_by must be one of auto, id, position, got {by!r}")
     if by == "id" and sensors is None:
         raise ValueError(f"{path}: edges_by=id, but the data file names no sensors (no header with sensor ids)")
     if by != "auto":
@@ -166,44 +156,20 @@ def _costs(col: pd.Series, path: Path) -> pd.Series:
     return cost.astype(np.float64)
 
 
-# ---------------------------------------------------------------------------------------------
-# dense matrices
-
-
 def matrix_edges(mat: np.ndarray, path: Path, num_sensors: int) -> pd.DataFrame:
     """A dense (N, N) adjacency -> from/to/cost rows of its nonzero off-diagonal entries."""
     if not np.issubdtype(mat.dtype, np.number):
         raise ValueError(f"{path}: adjacency matrix must be numeric, got dtype {mat.dtype}")
     if mat.shape != (num_sensors, num_sensors):
-        raise ValueError(
-            f"{path}: adjacency matrix must be ({num_sensors}, {num_sensors}) for {num_sensors} "
-            f"sensors, got {mat.shape}"
-        )
+        n = num_sensors
+        raise ValueError(f"{path}: adjacency matrix must be ({n}, {n}) for {n} sensors, got {mat.shape}")
     bad = ~np.isfinite(mat)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"{path}: row {r}, column {c}: adjacency matrix has NaN/inf entries ({int(bad.sum())})")
     src, dst = np.nonzero(mat)
-    keep = src != dst
-    return pd.DataFrame(
-        {
-            "from": src[keep].astype(np.int64),
-            "to": dst[keep].astype(np.int64),
-            "cost": mat[src[keep], dst[keep]].astype(np.float64),
-        }
-    )
-
-
-def matrix_csv_edges(path: Path, num_sensors: int, sensors, unknown: str) -> pd.DataFrame:
-    """A CSV matrix: plain numbers (sensors by position) or with a header (and index column) of sensor ids."""
-    try:
-        mat = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError:
-        mat = None
-    if mat is not None:
-        return matrix_edges(mat, path, num_sensors)
-    ids, mat = _labelled_matrix_csv(path)
-    return labelled_matrix_edges(mat, ids, path, num_sensors, sensors, unknown)
+    src, dst = src[src != dst], dst[src != dst]
+    return edge_frame(src, dst, mat[src, dst])
 
 
 def _labelled_matrix_csv(path: Path) -> tuple[list[str], np.ndarray]:
@@ -227,7 +193,7 @@ def _labelled_matrix_csv(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def labelled_matrix_edges(
-    mat: np.ndarray, ids: list[str], path: Path, num_sensors: int, sensors, unknown: str
+    ids: list[str], mat: np.ndarray, path: Path, num_sensors: int, sensors, unknown: str
 ) -> pd.DataFrame:
     """A matrix whose rows and columns are sensor ids -> edges in the data's sensor order."""
     if mat.ndim != 2 or mat.shape != (len(ids), len(ids)):
@@ -249,28 +215,21 @@ def labelled_matrix_edges(
     return matrix_edges(mat[np.ix_(order, order)], path, num_sensors)
 
 
-# ---------------------------------------------------------------------------------------------
 # DCRNN's adj_mx.pkl: [sensor_ids, {sensor_id: index}, (N, N) float32 adjacency]
-
-
 class RefusedGlobal(pickle.UnpicklingError):
     """A pickle asked for a global outside the allowed few."""
 
 
 def _allowed_globals() -> dict:
-    """(module, name) -> object: numpy array reconstruction (numpy 1 and 2 names) and bytes from protocol 2."""
+    """(module, name) -> object: numpy array reconstruction (numpy 1 and 2 names), bytes at protocol 2 (_codecs)."""
     try:
         from numpy._core import multiarray, numeric  # numpy >= 2
     except ImportError:  # numpy 1
         from numpy.core import multiarray, numeric
-    allowed = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode,
-    }  # how Python 3 writes bytes at protocol 2
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode}
     for pkg in ("numpy.core", "numpy._core"):
-        allowed[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer  # arrays at protocol 5
+        allowed[f"{pkg}.multiarray", "_reconstruct"] = multiarray._reconstruct
+        allowed[f"{pkg}.numeric", "_frombuffer"] = numeric._frombuffer  # arrays at protocol 5
     return allowed
 
 
@@ -278,8 +237,7 @@ class AdjacencyUnpickler(pickle.Unpickler):
     """Unpickles lists, dicts, strings, numbers and numpy arrays; refuses every other global."""
 
     def find_class(self, module, name):
-        found = _allowed_globals().get((module, name))
-        if found is None:
+        if (found := _allowed_globals().get((module, name))) is None:
             raise RefusedGlobal(f"{module}.{name}")
         return found
 
@@ -296,9 +254,9 @@ def read_adj_pickle(path: Path) -> tuple[list[str], np.ndarray]:
     ids = [norm_id(i.decode("latin1") if isinstance(i, bytes) else i) for i in ids]
     mat = np.asarray(mat)
     if not np.issubdtype(mat.dtype, np.number) or mat.shape != (len(ids), len(ids)):
+        n = len(ids)
         raise ValueError(
-            f"{path}: the adjacency must be a numeric ({len(ids)}, {len(ids)}) array for "
-            f"{len(ids)} sensor ids, got {mat.dtype} {mat.shape}"
+            f"{path}: the adjacency must be a numeric ({n}, {n}) array for {n} sensor ids, got {mat.dtype} {mat.shape}"
         )
     if isinstance(index, dict):
         index = {norm_id(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in index.items()}
@@ -319,9 +277,8 @@ def _unpickle(path: Path):
             return AdjacencyUnpickler(io.BytesIO(data), encoding=encoding).load()
         except RefusedGlobal as e:
             raise ValueError(
-                f"{path}: refused to unpickle global '{e}': an adjacency pickle holds only a list of "
-                "sensor ids, a dict and a numpy array (a pickle can run code, so nothing else is "
-                "loaded)"
+                f"{path}: refused to unpickle global '{e}': an adjacency pickle holds only a list of sensor ids, "
+                "a dict and a numpy array (a pickle can run code, so nothing else is loaded)"
             ) from None
         except UnicodeDecodeError:
             continue  # Python 2 str holding array bytes: retry as latin1

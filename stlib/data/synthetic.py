@@ -1,18 +1,11 @@
 """Deterministic, seeded generator of a PeMS-like traffic-flow dataset (numpy + pandas only).
 
-The flow of sensor i at step t is built multiplicatively:
-
-    mean[t, i] = capacity_i * profile_i(time of day, weekday/weekend)
-                 * exp(D[t, i] + day_level[day, i] + jitter[t, i]) * incident[t, i]
-    flow[t, i] = Poisson(mean[t, i]), at least 1; missing values are set to exactly 0.
-
-Sensors sit on directed highway chains (upstream -> downstream). Chains other than the first end by
-merging into the middle of an earlier chain, so the graph is a connected tree of chains. The demand
-deviation D is an autocorrelated random process injected at chain heads and unobserved on-ramps; every
-other sensor inherits the volume-weighted, slightly attenuated deviation of its upstream sensors a
-travel-time lag (1-3 steps at 5 minutes) earlier. That is what makes neighbours' recent history carry
-predictive signal beyond a sensor's own history. Incidents drop flow at a sensor for 30-120 minutes and
-send a weakening shockwave upstream (and a milder dip downstream), then flow recovers.
+mean[t, i] = capacity_i * profile_i(time of day, weekday/weekend) * exp(D[t, i] + day_level + jitter) * incident[t, i];
+flow = Poisson(mean), at least 1; missing values are exactly 0. Sensors sit on directed highway chains; each chain
+after the first merges into the middle of an earlier one (a connected tree). The demand deviation D is an AR(1)
+process injected at chain heads and unobserved on-ramps; every other sensor inherits the weighted, attenuated
+deviation of its upstream sensors 1-3 steps earlier, so neighbours' recent history carries predictive signal.
+Incidents drop flow for 30-120 minutes with a weakening shockwave upstream and a milder dip downstream.
 """
 
 from __future__ import annotations
@@ -25,7 +18,7 @@ import pandas as pd
 
 __all__ = ["generate"]
 
-# ---- network ------------------------------------------------------------------------------------
+# network
 _MEAN_CHAIN_LENGTH = 12  # sensors per highway chain on average
 _SEGMENT_KM = (0.5, 3.0)  # road distance between consecutive sensors
 # Demand deviations travel as platoons / density waves that disperse and weave at ramps, so their
@@ -34,16 +27,14 @@ _WAVE_KM_PER_MIN = 0.2
 _ATTENUATION = (0.8, 0.95)  # share of an upstream deviation that survives one segment
 _ON_RAMP_SHARE = 0.25  # fraction of non-head sensors fed by an (unobserved) on-ramp
 _ON_RAMP_WEIGHT = (0.15, 0.35)  # volume share of that on-ramp at its sensor
-
-# ---- demand processes: (time constant in minutes, stationary std of log-flow) -----------------------
+# demand processes: (time constant in minutes, stationary std of log-flow)
 _DEMAND_FAST = (30.0, 0.16)  # platoons, local events: the part neighbours reveal early
 _DEMAND_SLOW = (240.0, 0.07)  # slowly drifting demand level
 _LOCAL = (15.0, 0.04)  # per-sensor churn (small ramps, lane changes) nobody else sees
 _DAY_LEVEL_SHARED = 0.03  # network-wide day-to-day level (weather, season)
 _DAY_LEVEL_SENSOR = 0.02  # per-sensor day-to-day level
 _JITTER = 0.02  # i.i.d. multiplicative noise on top of Poisson counting noise
-
-# ---- capacity and incidents ---------------------------------------------------------------------
+# capacity and incidents
 _CAPACITY = (200.0, 600.0)  # vehicles per 5 minutes at the daily peak
 _HEADROOM = 0.3  # surges saturate smoothly at (1 + _HEADROOM) * capacity: lanes carry only so much
 _NIGHT_SHARE = (0.07, 0.13)  # night flow as a share of peak (20-60 vehicles per 5 minutes)
@@ -68,9 +59,6 @@ class _Network:
     perm: np.ndarray  # (N,) node -> public sensor id
 
 
-# =================================================================================================
-# public API
-# =================================================================================================
 def generate(
     num_sensors: int = 48,
     num_days: int = 21,
@@ -79,10 +67,8 @@ def generate(
     start_time: str = "2024-01-01 00:00",
     missing_share: float = 0.005,
 ) -> tuple[np.ndarray, pd.Timestamp, pd.DataFrame]:
-    """-> (series, start_time, edges): series float32 (T, N, 1) vehicles per interval, 0 = missing;
-    start_time pd.Timestamp; edges pd.DataFrame with columns from, to, cost (int, int, float; cost = road
-    distance in km). T = num_days * (1440 // interval_minutes). Same arguments give bit-identical output.
-    """
+    """-> (series float32 (T, N, 1) vehicles per interval with 0 = missing, start Timestamp, edges from/to/cost
+    with cost = road km); T = num_days * (1440 // interval_minutes). Same arguments give bit-identical output."""
     _validate(num_sensors, num_days, interval_minutes, missing_share)
     try:
         start = pd.Timestamp(start_time)
@@ -94,52 +80,42 @@ def generate(
     rng = np.random.default_rng(seed)
     n, steps_per_day = int(num_sensors), 1440 // int(interval_minutes)
     t_len = int(num_days) * steps_per_day
-
     net = _build_network(n, rng)
-    slot, day, weekend = _calendar(start, t_len, interval_minutes)  # each (T,)
-    capacity = _capacities(net, rng)  # (N,)
+    # per step (T,): slot of the day on a grid offset so that the steps land on it, calendar day, weekend flag
+    k = int(_start_minute(start) // interval_minutes) + np.arange(t_len)
+    slot, day = k % steps_per_day, k // steps_per_day
+    weekend = (start.day_of_week + day) % 7 >= 5  # real calendar: 5 = Saturday, 6 = Sunday
+    # (N,) peak flow per 5 minutes; merge targets carry extra volume from the joining chain
+    base, merges = rng.uniform(*_CAPACITY, n), net.chain[net.src] != net.chain[net.dst]
+    capacity = base.copy()
+    np.add.at(capacity, net.dst[merges], 0.3 * base[net.src[merges]])
+    capacity = np.minimum(capacity, _CAPACITY[1])
     profiles = _daily_profiles(net, start, interval_minutes, rng)  # (2, S, N): weekday, weekend
-
     deviation = _propagated_demand(net, capacity, t_len, interval_minutes, rng)  # (T, N) log-flow
-    n_days_touched = int(day[-1]) + 1
-    day_level = rng.normal(0.0, _DAY_LEVEL_SHARED, (n_days_touched, 1)) + rng.normal(
-        0.0, _DAY_LEVEL_SENSOR, (n_days_touched, n)
-    )  # (days, N)
+    days = int(day[-1]) + 1
+    day_level = rng.normal(0.0, _DAY_LEVEL_SHARED, (days, 1)) + rng.normal(0.0, _DAY_LEVEL_SENSOR, (days, n))
     incident = _incident_factors(net, t_len, slot, steps_per_day, interval_minutes, rng)  # (T, N)
 
     log_dev = deviation + day_level[day] + rng.normal(0.0, _JITTER, (t_len, n))  # (T, N)
     demand = capacity * profiles[weekend.astype(np.intp), slot] * np.exp(log_dev)  # (T, N)
-    mean = _saturate(demand, capacity) * incident  # (T, N)
+    room = _HEADROOM * capacity  # demand above capacity saturates smoothly (tanh) at capacity + room
+    mean = (np.minimum(demand, capacity) + room * np.tanh(np.maximum(demand - capacity, 0.0) / room)) * incident
     flow = np.maximum(rng.poisson(mean), 1).astype(np.float32)  # observed counts are never 0
-
     flow[_missing_mask(t_len, n, float(missing_share), interval_minutes, rng)] = 0.0
 
     series = np.empty_like(flow)
     series[:, net.perm] = flow  # report nodes under shuffled ids, as real sensor ids are arbitrary
-    edges = pd.DataFrame(
-        {
-            "from": net.perm[net.src].astype(np.int64),
-            "to": net.perm[net.dst].astype(np.int64),
-            "cost": np.round(net.km, 3).astype(np.float64),
-        }
-    ).sort_values(["from", "to"], ignore_index=True)
-    return series[:, :, None], start, edges
+    edges = pd.DataFrame({"from": net.perm[net.src], "to": net.perm[net.dst], "cost": np.round(net.km, 3)})
+    return series[:, :, None], start, edges.sort_values(["from", "to"], ignore_index=True)
 
 
-# =================================================================================================
-# arguments and calendar
-# =================================================================================================
 def _validate(num_sensors, num_days, interval_minutes, missing_share) -> None:
     """Raise ValueError naming the first bad argument."""
     for name, value, minimum in (("num_sensors", num_sensors, 4), ("num_days", num_days, 2)):
         if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if (
-        isinstance(interval_minutes, bool)
-        or not isinstance(interval_minutes, Integral)
-        or not 1 <= interval_minutes <= 1440
-        or 1440 % interval_minutes
-    ):
+    iv = interval_minutes
+    if isinstance(iv, bool) or not isinstance(iv, Integral) or not 1 <= iv <= 1440 or 1440 % iv:
         raise ValueError(f"interval_minutes must be a positive integer dividing 1440, got {interval_minutes!r}")
     try:
         share = float(missing_share)
@@ -149,20 +125,10 @@ def _validate(num_sensors, num_days, interval_minutes, missing_share) -> None:
         raise ValueError(f"missing_share must be in [0, 0.5), got {missing_share!r}")
 
 
-def _calendar(start: pd.Timestamp, t_len: int, interval: int):
-    """Per step: slot of the day on the start-aligned grid, calendar day index, weekend flag; each (T,)."""
-    steps_per_day = 1440 // interval
-    start_minute = start.hour * 60 + start.minute + start.second / 60.0
-    first_slot = int(start_minute // interval)  # the profile grid is offset so steps land exactly on it
-    k = first_slot + np.arange(t_len)
-    slot, day = k % steps_per_day, k // steps_per_day
-    weekend = (start.day_of_week + day) % 7 >= 5  # real calendar: 5 = Saturday, 6 = Sunday
-    return slot, day, weekend
+def _start_minute(start: pd.Timestamp) -> float:
+    return start.hour * 60 + start.minute + start.second / 60.0
 
 
-# =================================================================================================
-# road network
-# =================================================================================================
 def _build_network(n: int, rng: np.random.Generator) -> _Network:
     """Split n sensors into highway chains; every chain after the first merges into an earlier one."""
     n_chains = min(max(2, round(n / _MEAN_CHAIN_LENGTH)), n // 2)
@@ -170,31 +136,22 @@ def _build_network(n: int, rng: np.random.Generator) -> _Network:
     lengths = 2 + rng.multinomial(n - 2 * n_chains, rng.dirichlet(np.full(n_chains, 2.0)))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     chain = np.repeat(np.arange(n_chains), lengths)  # (N,)
-
-    # consecutive sensors of the same chain
-    along = np.flatnonzero(chain[:-1] == chain[1:])
-    # chain k > 0 ends by merging into a non-head sensor of a random earlier chain j < k, so the
-    # chains form a tree (connected) and merges never create cycles
+    along = np.flatnonzero(chain[:-1] == chain[1:])  # consecutive sensors of the same chain
+    # chain k > 0 ends by merging into a non-head sensor of a random earlier chain j < k: a tree, no cycles
     k = np.arange(1, n_chains)
     j = np.floor(rng.random(n_chains - 1) * k).astype(np.int64)
     target = starts[j] + 1 + np.floor(rng.random(n_chains - 1) * (lengths[j] - 1)).astype(np.int64)
-    tails = starts[k] + lengths[k] - 1
-
-    src = np.concatenate([along, tails])
+    src = np.concatenate([along, starts[k] + lengths[k] - 1])
     dst = np.concatenate([along + 1, target])
     km = rng.uniform(*_SEGMENT_KM, src.size)
-    return _Network(src, dst, km, chain, _levels(n, src, dst), rng.permutation(n))
-
-
-def _levels(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Longest-path depth of every node (0 for sources), by repeated relaxation over the DAG."""
-    level = np.zeros(n, dtype=np.int64)
+    level = np.zeros(n, dtype=np.int64)  # longest-path depth (0 for sources), by repeated relaxation over the DAG
     while True:
         relaxed = level.copy()
         np.maximum.at(relaxed, dst, level[src] + 1)
         if np.array_equal(relaxed, level):
-            return level
+            break
         level = relaxed
+    return _Network(src, dst, km, chain, level, rng.permutation(n))
 
 
 def _lag_steps(km: np.ndarray, interval: int) -> np.ndarray:
@@ -202,60 +159,27 @@ def _lag_steps(km: np.ndarray, interval: int) -> np.ndarray:
     return np.maximum(np.rint(km / _WAVE_KM_PER_MIN / interval), 1).astype(np.int64)
 
 
-# =================================================================================================
-# daily profiles and capacity
-# =================================================================================================
-def _capacities(net: _Network, rng: np.random.Generator) -> np.ndarray:
-    """(N,) peak flow per 5 minutes; merge targets carry extra volume from the joining chain."""
-    capacity = rng.uniform(*_CAPACITY, net.chain.size)
-    merges = net.chain[net.src] != net.chain[net.dst]
-    boosted = capacity.copy()
-    np.add.at(boosted, net.dst[merges], 0.3 * capacity[net.src[merges]])
-    return np.minimum(boosted, _CAPACITY[1])
-
-
-def _saturate(demand: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """Identity up to capacity, then a smooth tanh approach to (1 + _HEADROOM) * capacity."""
-    room = _HEADROOM * capacity
-    over = np.maximum(demand - capacity, 0.0)
-    return np.minimum(demand, capacity) + room * np.tanh(over / room)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function."""
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _daily_profiles(net: _Network, start: pd.Timestamp, interval: int, rng: np.random.Generator) -> np.ndarray:
     """(2, S, N) expected flow as a share of capacity: [0] weekday, [1] weekend."""
     n, n_chains = net.chain.size, int(net.chain.max()) + 1
-    steps_per_day = 1440 // interval
-    start_minute = start.hour * 60 + start.minute + start.second / 60.0
-    offset = start_minute % interval  # grid minutes coincide with the actual step times
+    offset = _start_minute(start) % interval  # grid minutes coincide with the actual step times
     shift = rng.uniform(-20.0, 20.0, n) / 60.0  # per-sensor phase shift, hours
-    h = ((offset + interval * np.arange(steps_per_day)) / 60.0)[:, None] - shift  # (S, N) hours
-
+    h = ((offset + interval * np.arange(1440 // interval)) / 60.0)[:, None] - shift  # (S, N) hours
     # a chain carries more morning (inbound) or more evening (outbound) commuters
     bias = rng.uniform(-0.15, 0.15, n_chains)[net.chain] + rng.uniform(-0.05, 0.05, n)
     am, pm = 0.5 + bias, 0.5 - bias  # (N,) rush-hour amplitudes on top of the daytime plateau
     night = rng.uniform(*_NIGHT_SHARE, n)
-
     # weekday: daytime plateau from ~5:30 to ~23:00 plus morning (8:00) and evening (17:30) peaks
-    plateau = _sigmoid((h - 5.5) / 0.6) * _sigmoid((23.0 - h) / 1.0)
-    rush = am * np.exp(-0.5 * ((h - 8.0) / 1.1) ** 2) + pm * np.exp(-0.5 * ((h - 17.5) / 1.4) ** 2)
-    weekday = plateau + rush
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))
+    plateau = sigmoid((h - 5.5) / 0.6) * sigmoid((23.0 - h) / 1.0)
+    weekday = plateau + am * np.exp(-0.5 * ((h - 8.0) / 1.1) ** 2) + pm * np.exp(-0.5 * ((h - 17.5) / 1.4) ** 2)
     weekday = night + (1.0 - night) * weekday / weekday.max(axis=0)
-
     # weekend: later start, one broad midday hump, lower overall, slightly livelier nights
-    hump = _sigmoid((h - 7.5) / 1.2) * _sigmoid((23.5 - h) / 1.2) * (0.7 + 0.3 * np.exp(-0.5 * ((h - 13.5) / 3.0) ** 2))
+    hump = sigmoid((h - 7.5) / 1.2) * sigmoid((23.5 - h) / 1.2) * (0.7 + 0.3 * np.exp(-0.5 * ((h - 13.5) / 3.0) ** 2))
     level = rng.uniform(0.6, 0.8, n)
-    weekend = 1.3 * night + (level - 1.3 * night) * hump / hump.max(axis=0)
-    return np.stack([weekday, weekend])
+    return np.stack([weekday, 1.3 * night + (level - 1.3 * night) * hump / hump.max(axis=0)])
 
 
-# =================================================================================================
-# demand: autocorrelated processes, propagated downstream with lags
-# =================================================================================================
 def _ar1(t_len: int, tau_minutes: np.ndarray, std: np.ndarray, interval: int, rng: np.random.Generator) -> np.ndarray:
     """(T, M) stationary AR(1) columns with the given time constants and standard deviations."""
     phi = np.exp(-interval / tau_minutes)  # (M,)
@@ -267,9 +191,7 @@ def _ar1(t_len: int, tau_minutes: np.ndarray, std: np.ndarray, interval: int, rn
     return out
 
 
-def _propagated_demand(
-    net: _Network, capacity: np.ndarray, t_len: int, interval: int, rng: np.random.Generator
-) -> np.ndarray:
+def _propagated_demand(net: _Network, capacity, t_len: int, interval: int, rng: np.random.Generator) -> np.ndarray:
     """(T, N) log-flow deviation: sources inject demand, downstream sensors inherit it with lags."""
     n = net.chain.size
     has_upstream = np.zeros(n, dtype=bool)
@@ -281,11 +203,9 @@ def _propagated_demand(
 
     # one stacked AR(1) run: a fast and a slow demand component per source, plus local churn per sensor
     n_src = heads.size + ramps.size
-    tau = np.concatenate([np.full(n_src, _DEMAND_FAST[0]), np.full(n_src, _DEMAND_SLOW[0]), np.full(n, _LOCAL[0])])
-    std = np.concatenate([np.full(n_src, _DEMAND_FAST[1]), np.full(n_src, _DEMAND_SLOW[1]), np.full(n, _LOCAL[1])])
+    tau, std = (np.repeat(v, [n_src, n_src, n]) for v in zip(_DEMAND_FAST, _DEMAND_SLOW, _LOCAL))
     ar = _ar1(t_len, tau, std, interval, rng)  # (T, 2 * n_src + N)
     source = ar[:, :n_src] + ar[:, n_src : 2 * n_src]  # (T, n_src)
-
     deviation = ar[:, 2 * n_src :].copy()  # (T, N) local churn everywhere
     deviation[:, heads] += source[:, : heads.size]
     deviation[:, ramps] += ramp_weight[ramps] * source[:, heads.size :]
@@ -296,33 +216,24 @@ def _propagated_demand(
     weight = capacity[net.src] / inflow[net.dst] * (1.0 - ramp_weight[net.dst])
     weight *= rng.uniform(*_ATTENUATION, net.src.size)  # (E,)
     lag = _lag_steps(net.km, interval)  # (E,)
-
     # upstream sensors are final before their downstream ones: sweep the DAG level by level
-    edge_level = net.level[net.dst]
     time = np.arange(t_len)[:, None]
     for lvl in range(1, int(net.level.max()) + 1):
-        e = np.flatnonzero(edge_level == lvl)
+        e = np.flatnonzero(net.level[net.dst] == lvl)
         e = e[np.argsort(net.dst[e], kind="stable")]
-        # the value upstream `lag` steps ago (the first steps reuse the earliest value)
-        past = deviation[np.maximum(time - lag[e], 0), net.src[e]]  # (T, E_lvl)
+        past = deviation[np.maximum(time - lag[e], 0), net.src[e]]  # (T, E_lvl) upstream `lag` steps ago
         targets, first = np.unique(net.dst[e], return_index=True)
         deviation[:, targets] += np.add.reduceat(past * weight[e], first, axis=1)
     return deviation
 
 
-# =================================================================================================
-# incidents
-# =================================================================================================
-def _incident_factors(
-    net: _Network, t_len: int, slot: np.ndarray, steps_per_day: int, interval: int, rng: np.random.Generator
-) -> np.ndarray:
+def _incident_factors(net: _Network, t_len: int, slot, steps_per_day: int, interval: int, rng) -> np.ndarray:
     """(T, N) multiplicative flow factor (1 = normal) from incidents and their shockwaves."""
     n = net.chain.size
     factor = np.ones((t_len, n))
     n_incidents = rng.poisson(_INCIDENTS_PER_SENSOR_DAY * n * t_len / steps_per_day)
     if n_incidents == 0:
         return factor
-
     # incidents happen in the daytime (6:00-21:00), when there is traffic to block
     daytime = np.flatnonzero((slot >= 360 // interval) & (slot < 1260 // interval))
     begin = daytime[rng.integers(0, daytime.size, n_incidents)] if daytime.size else rng.integers(0, t_len, n_incidents)
@@ -331,57 +242,41 @@ def _incident_factors(
     recovery = np.rint(rng.uniform(*_RECOVERY_MINUTES, n_incidents) / interval).astype(np.int64)
     severity = rng.uniform(*_INCIDENT_SEVERITY, n_incidents)
 
-    lag = _lag_steps(net.km, interval)
-    upstream = [[] for _ in range(n)]  # node -> [(upstream node, lag)]
-    downstream = [[] for _ in range(n)]
-    for s, d, lg in zip(net.src.tolist(), net.dst.tolist(), lag.tolist()):
+    upstream, downstream = [[] for _ in range(n)], [[] for _ in range(n)]  # node -> [(neighbour, lag)]
+    for s, d, lg in zip(net.src.tolist(), net.dst.tolist(), _lag_steps(net.km, interval).tolist()):
         upstream[d].append((s, lg))
         downstream[s].append((d, lg))
-
     for i in range(n_incidents):
-        shape = _incident_shape(int(duration[i]), int(recovery[i]))
+        # blocked share over time: full for `duration` steps, then a linear recovery
+        shape = np.concatenate([np.ones(int(duration[i])), np.linspace(1.0, 0.0, int(recovery[i]) + 2)[1:-1]])
         # the queue spills upstream sensor by sensor, later and weaker at each one
         frontier = [(int(where[i]), int(begin[i]), float(severity[i]))]
         while frontier:
             node, t0, sev = frontier.pop()
             _apply_dip(factor, node, t0, sev, shape)
-            frontier += [
-                (u, t0 + lg, sev * _SHOCK_DECAY)
-                for u, lg in upstream[node]
-                if sev * _SHOCK_DECAY >= _SHOCK_MIN_SEVERITY
-            ]
+            sev *= _SHOCK_DECAY
+            frontier += [(u, t0 + lg, sev) for u, lg in upstream[node] if sev >= _SHOCK_MIN_SEVERITY]
         # the bottleneck meters what passes, so the next sensor downstream sees a milder dip
         for d, lg in downstream[int(where[i])]:
             _apply_dip(factor, d, int(begin[i]) + lg, float(severity[i]) * _DOWNSTREAM_DIP, shape)
     return factor
 
 
-def _incident_shape(duration: int, recovery: int) -> np.ndarray:
-    """Blocked share over time: full for `duration` steps, then a linear recovery."""
-    return np.concatenate([np.ones(duration), np.linspace(1.0, 0.0, recovery + 2)[1:-1]])
-
-
 def _apply_dip(factor: np.ndarray, node: int, t0: int, severity: float, shape: np.ndarray) -> None:
     """Multiply factor[t0:, node] by (1 - severity * shape), clipped to the series end."""
-    if t0 >= factor.shape[0]:
-        return
     stop = min(factor.shape[0], t0 + shape.size)
-    factor[t0:stop, node] *= 1.0 - severity * shape[: stop - t0]
+    if t0 < stop:
+        factor[t0:stop, node] *= 1.0 - severity * shape[: stop - t0]
 
 
-# =================================================================================================
-# missing values
-# =================================================================================================
 def _missing_mask(t_len: int, n: int, share: float, interval: int, rng: np.random.Generator) -> np.ndarray:
     """(T, N) bool: exactly round(share * T * N) cells, half in sensor outages, the rest single points."""
     mask = np.zeros((t_len, n), dtype=bool)
     target = int(round(share * t_len * n))
     if target == 0:
         return mask
-
     # outages of one sensor lasting 15 minutes to 2 hours take about half the budget
-    lo, hi = max(2, 15 // interval), max(2, 120 // interval)
-    hi = min(hi, t_len)
+    lo, hi = max(2, 15 // interval), min(max(2, 120 // interval), t_len)
     lengths = rng.integers(lo, hi + 1, max(1, target // (lo + hi)))
     lengths = lengths[np.cumsum(lengths) <= target // 2]
     if lengths.size:
@@ -389,9 +284,7 @@ def _missing_mask(t_len: int, n: int, share: float, interval: int, rng: np.rando
         sensor = rng.integers(0, n, lengths.size)
         offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         mask[np.repeat(begin, lengths) + offset, np.repeat(sensor, lengths)] = True
-
     # single dropped readings fill the rest exactly (outages may overlap, so count what is left)
     free = np.flatnonzero(~mask.ravel())
-    extra = target - (mask.size - free.size)
-    mask.flat[free[rng.choice(free.size, extra, replace=False)]] = True
+    mask.flat[free[rng.choice(free.size, target - (mask.size - free.size), replace=False)]] = True
     return mask

@@ -61,38 +61,17 @@ class AlternatingOptions(EncDecOptions):
             )
 
     def build(self, ds):
-        opts = self.model_dump(exclude={"name"})
-        dims = dict(num_sensors=ds.num_sensors, in_steps=ds.in_steps, out_steps=ds.out_steps)
-        return AlternatingEncoderDecoder(
-            **dims, steps_per_day=ds.steps_per_day, null_z=float(ds.normalize(0.0)), **opts
-        )
+        return AlternatingEncoderDecoder(self, ds)
 
 
 class AlternatingEncoderDecoder(EncoderDecoder):
-    """Encoder-decoder whose blocks attend over time or over sensors as `pattern` says."""
+    """Encoder-decoder whose blocks attend over time or over sensors as `pattern` says, optionally on STID's head."""
 
-    def __init__(
-        self,
-        *args,
-        pattern: str = "alternating",
-        encoder_depth: int = 4,
-        decoder_depth: int = 2,
-        stid_head: bool = False,
-        stem_epochs: int = 0,
-        **encdec,
-    ):
-        """EncoderDecoder's arguments (all but the block axes, which `pattern` sets), pattern and STID's head."""
-        super().__init__(
-            *args,
-            encoder_depth=encoder_depth,
-            decoder_depth=decoder_depth,
-            encoder_axes=block_axes(pattern, encoder_depth),
-            decoder_axes=block_axes(pattern, decoder_depth),
-            **encdec,
-        )
-        self.pattern, self.stem_epochs, self.stem_only = pattern, stem_epochs, False
+    def __init__(self, o: AlternatingOptions, ds):
+        super().__init__(o, ds, block_axes(o.pattern, o.encoder_depth), block_axes(o.pattern, o.decoder_depth))
+        self.pattern, self.stem_epochs, self.stem_only = o.pattern, o.stem_epochs, False
         self.stid_head = None
-        if stid_head:
+        if o.stid_head:
             self.stid_head = nn.Linear(self.embed.state_dim, self.out_steps)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)

@@ -1,13 +1,9 @@
-"""The roadmap's simple transformer encoder-decoder (stage 1).
+"""The roadmap's transformer encoder-decoder (stage 1): attention over each sensor's time steps, sensors a batch axis.
 
-Attention runs over each sensor's time steps (sensors are a batch dimension). The decoder holds
-out_steps learned horizon queries that attend to each other and cross-attend to the encoder
-memory: one non-autoregressive pass. `use_denoising` corrupts the encoder input in training and
-adds an auxiliary loss reconstructing the clean input.
-
-`patch` > 1 embeds each run of `patch` steps as one token (T / patch tokens per sensor: the attention
-and MLP costs fall by about that factor); `head="linear"` replaces the decoder by STAEformer's output
-projection: each sensor's encoder tokens, flattened, map to the whole horizon by one linear layer.
+The decoder's out_steps learned horizon queries attend to each other and cross-attend to the encoder memory, in one
+non-autoregressive pass; `head="linear"` replaces it by STAEformer's output (each sensor's tokens, flattened, map to
+the horizon). `patch` > 1 embeds each run of `patch` steps as one token. `use_denoising` corrupts the encoder input in
+training and adds an auxiliary loss reconstructing the clean input.
 """
 
 from __future__ import annotations
@@ -59,10 +55,8 @@ class EncDecOptions(ModelOptions):
         if cfg.data.in_steps % self.patch:
             raise ValueError(f"model.patch ({self.patch}) must divide data.in_steps ({cfg.data.in_steps})")
 
-    def build(self, ds, **extra):
-        opts = self.model_dump(exclude={"name"})
-        dims = dict(num_sensors=ds.num_sensors, in_steps=ds.in_steps, out_steps=ds.out_steps)
-        return EncoderDecoder(**dims, steps_per_day=ds.steps_per_day, null_z=float(ds.normalize(0.0)), **opts)
+    def build(self, ds):
+        return EncoderDecoder(self, ds)
 
 
 def to_patches(value: torch.Tensor, patch: int) -> torch.Tensor:
@@ -80,97 +74,69 @@ def from_patches(tokens: torch.Tensor) -> torch.Tensor:
 class STEmbedding(nn.Module):
     """Value projection + node, time-of-day, day-of-week and positional embeddings, summed to d_model."""
 
-    def __init__(
-        self,
-        num_sensors: int,
-        steps_per_day: int,
-        length: int,
-        d_model: int,
-        pos_encoding: str,
-        adaptive_steps: int = 0,
-        adaptive_dim: int = 0,
-        patch: int = 1,
-    ):
+    def __init__(self, o: EncDecOptions, ds):
         super().__init__()
-        self.spd, self.patch = steps_per_day, patch
-        self.value = nn.Linear(patch, d_model)  # one token per run of `patch` steps
-        self.node = nn.Embedding(num_sensors, d_model)
-        self.tod = nn.Embedding(steps_per_day, d_model)
-        self.dow = nn.Embedding(7, d_model)
-        self.pos = PositionalEncoding(length, d_model, pos_encoding)
-        # optional adaptive spatio-temporal embedding (STAEformer-style), one vector per (step, sensor)
-        self.adaptive = None
-        if adaptive_dim:
-            self.adaptive = nn.Parameter(torch.empty(adaptive_steps, num_sensors, adaptive_dim))
+        D, tokens = o.d_model, ds.in_steps // o.patch
+        self.spd, self.patch = ds.steps_per_day, o.patch
+        self.value = nn.Linear(o.patch, D)  # one token per run of `patch` steps
+        self.node = nn.Embedding(ds.num_sensors, D)
+        self.tod = nn.Embedding(ds.steps_per_day, D)
+        self.dow = nn.Embedding(7, D)
+        self.pos = PositionalEncoding(tokens + ds.out_steps, D, o.pos_encoding)
+        self.adaptive, A = None, getattr(o, "adaptive_dim", 0)  # STAEformer's, one vector per (token, sensor)
+        if A:
+            self.adaptive = nn.Parameter(torch.empty(tokens, ds.num_sensors, A))
             nn.init.xavier_uniform_(self.adaptive)
-            self.adaptive_proj = nn.Linear(adaptive_dim, d_model, bias=False)
+            self.adaptive_proj = nn.Linear(A, D, bias=False)
 
     def context(self, tod: torch.Tensor, dow: torch.Tensor, start: int) -> torch.Tensor:
         """Everything but the value: (B, L, N) time indices -> (B, L, N, D)."""
         L = tod.shape[1]
-        e = self.tod(tod) + self.dow(dow)  # (B, L, N, D)
-        e = e + self.node.weight[None, None] + self.pos(start, L)[None, :, None]
+        e = self.tod(tod) + self.dow(dow) + self.node.weight[None, None] + self.pos(start, L)[None, :, None]
         if self.adaptive is not None and start == 0:
             e = e + self.adaptive_proj(self.adaptive[:L])[None]  # (1, L, N, D)
-        return e
+        return e  # (B, L, N, D)
 
     def forward(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """x (B, T, N, 3), value (B, T, N, 1) -> (B, P, N, D) with P = T / patch tokens."""
         p = self.patch
-        patches = to_patches(value, p)  # (B, P, N, p): each token's p steps
         tod, dow = time_indices(x[:, p - 1 :: p], self.spd)  # (B, P, N) of each patch's last step
-        return self.value(patches) + self.context(tod, dow, 0)  # (B, P, N, D)
+        return self.value(to_patches(value, p)) + self.context(tod, dow, 0)  # (B, P, N, D)
 
 
 class STIDEmbedding(nn.Module):
     """STID's encoding, then one token per patch.
 
-    Per sensor, as STID: [whole-window series, node, time of day, day of week], embed_dim E each,
-    concatenated to 4E and refined by `stem_layers` residual MLPs: the sensor's STID hidden state.
-    Each of its P = T / patch tokens is then that hidden state beside the token's own values and
-    time of day (and an optional adaptive embedding), projected to d_model, plus the token's position.
-
-    The stem runs once per sensor, not per token, so it costs what STID costs. With the blocks' residual
-    branches starting at zero (EncoderDecoder with embedding="stid") and a linear head, the model starts
-    as STID with its hidden state split over P tokens: attention can only add to it.
+    Per sensor, as STID: [whole-window series, node, time of day, day of week], embed_dim E each, concatenated to 4E
+    and refined by `stem_layers` residual MLPs: the sensor's STID hidden state, computed once per sensor (STID's
+    cost). Each of its P = T / patch tokens is that state beside the token's own values and time of day (and an
+    optional adaptive embedding), projected to d_model, plus the token's position. With the blocks' residual
+    branches starting at zero and a linear head, the model starts as STID: attention can only add to it.
     """
 
-    def __init__(
-        self,
-        num_sensors: int,
-        steps_per_day: int,
-        in_steps: int,
-        d_model: int,
-        embed_dim: int,
-        stem_layers: int,
-        dropout: float,
-        patch: int = 1,
-        adaptive_dim: int = 0,
-        pos_encoding: str = "fixed",
-        out_steps: int = 0,
-    ):
+    def __init__(self, o: EncDecOptions, ds):
         super().__init__()
-        E, tokens = embed_dim, in_steps // patch
-        self.spd, self.patch = steps_per_day, patch
-        self.series = nn.Linear(in_steps, E)
-        self.node = nn.Parameter(torch.empty(num_sensors, E))
-        self.tod = nn.Parameter(torch.empty(steps_per_day, E))
+        E, tokens = o.embed_dim, ds.in_steps // o.patch
+        self.spd, self.patch = ds.steps_per_day, o.patch
+        self.series = nn.Linear(ds.in_steps, E)
+        self.node = nn.Parameter(torch.empty(ds.num_sensors, E))
+        self.tod = nn.Parameter(torch.empty(ds.steps_per_day, E))
         self.dow = nn.Parameter(torch.empty(7, E))
         for t in (self.node, self.tod, self.dow):
             nn.init.xavier_uniform_(t)
         self.state_dim = H = 4 * E
         self.stem = nn.ModuleList(
-            nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(dropout), nn.Linear(H, H)) for _ in range(stem_layers)
+            nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(o.dropout), nn.Linear(H, H)) for _ in range(o.stem_layers)
         )
-        self.value = nn.Linear(patch, E)  # each token's own steps
-        self.adaptive = None
-        if adaptive_dim:  # STAEformer's adaptive embedding, one vector per (token, sensor)
-            self.adaptive = nn.Parameter(torch.empty(tokens, num_sensors, adaptive_dim))
+        self.value = nn.Linear(o.patch, E)  # each token's own steps
+        self.adaptive, A = None, getattr(o, "adaptive_dim", 0)  # STAEformer's (a stage-2 option)
+        if A:  # one vector per (token, sensor)
+            self.adaptive = nn.Parameter(torch.empty(tokens, ds.num_sensors, A))
             nn.init.xavier_uniform_(self.adaptive)
-        self.proj = nn.Linear(H + 2 * E + adaptive_dim, d_model)
+        self.proj = nn.Linear(H + 2 * E + A, o.d_model)
         # decoder queries (head="decoder"): the future steps' node, time of day and day of week, and their positions
-        self.future = nn.Linear(3 * E, d_model)
-        self.pos = PositionalEncoding(tokens + out_steps, d_model, pos_encoding)
+        self.future = nn.Linear(3 * E, o.d_model)
+        self.pos = PositionalEncoding(tokens + ds.out_steps, o.d_model, o.pos_encoding)
 
     def context(self, tod: torch.Tensor, dow: torch.Tensor, start: int) -> torch.Tensor:
         """(B, L, N) time indices of the future steps -> (B, L, N, D) decoder query context."""
@@ -185,16 +151,14 @@ class STIDEmbedding(nn.Module):
     def state(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """STID's hidden state of each sensor: x (B, T, N, 3), value (B, T, N, 1) -> (B, N, H)."""
         series = self.series(value[..., 0].transpose(1, 2))  # (B, N, E) from each sensor's T steps
-        B, N, _ = series.shape
-        dt = series.dtype  # one dtype for the hidden stream (bf16 under autocast), as STID
+        B, dt = series.shape[0], series.dtype  # one dtype for the hidden stream (bf16 under autocast), as STID
         tod, dow = time_indices(x[:, -1], self.spd)  # (B, N) of the last input step
-        parts = [
-            series,
+        tables = [
             self.node.to(dt).expand(B, -1, -1),
             F.embedding(tod, self.tod.to(dt)),
             F.embedding(dow, self.dow.to(dt)),
         ]
-        h = torch.cat(parts, dim=-1)  # (B, N, 4E)
+        h = torch.cat([series, *tables], dim=-1)  # (B, N, 4E)
         for layer in self.stem:
             h = h + layer(h)  # STID's residual MLP, once per sensor
         return h  # (B, N, H)
@@ -212,88 +176,31 @@ class STIDEmbedding(nn.Module):
 
 
 class EncoderDecoder(nn.Module):
-    """Transformer encoder-decoder over time, per sensor (no spatial attention).
+    """Transformer encoder-decoder over time, per sensor; encoder_axes / decoder_axes: the axis each block attends
+    over (1 = time, 2 = sensors; the stage-2 model sets them)."""
 
-    encoder_axes / decoder_axes: the axis each block attends over (1 = time, 2 = sensors; the stage-2 model
-    sets them); adaptive_dim: STAEformer's adaptive embedding (a stage-2 component).
-    """
-
-    def __init__(
-        self,
-        num_sensors: int,
-        in_steps: int,
-        out_steps: int,
-        steps_per_day: int,
-        null_z: float,
-        d_model=64,
-        n_heads=4,
-        encoder_depth=4,
-        decoder_depth=2,
-        ffn_mult=4,
-        dropout=0.05,
-        pos_encoding="fixed",
-        use_denoising=True,
-        denoise_mask_ratio=0.15,
-        denoise_noise_std=0.1,
-        denoise_weight=0.1,
-        attn_short=0,
-        patch=1,
-        head="decoder",
-        embedding="sum",
-        embed_dim=32,
-        stem_layers=2,
-        adaptive_dim=0,
-        encoder_axes=None,
-        decoder_axes=None,
-    ):
+    def __init__(self, o: EncDecOptions, ds, encoder_axes=None, decoder_axes=None):
         super().__init__()
-        if head == "linear":
-            decoder_depth, decoder_axes = 0, []
-        self.in_steps, self.out_steps, self.spd = in_steps, out_steps, steps_per_day
-        self.tokens, self.head_kind = in_steps // patch, head  # tokens per sensor
-        self.encoder_axes = list(encoder_axes or [1] * encoder_depth)
-        self.decoder_axes = list(decoder_axes or [1] * decoder_depth)
-        self.null_z = null_z  # the z-score of a missing (0) value
-        self.use_denoising, self.mask_ratio, self.noise_std = use_denoising, denoise_mask_ratio, denoise_noise_std
-        self.denoise_weight = denoise_weight
-        if embedding == "stid":
-            self.embed = STIDEmbedding(
-                num_sensors,
-                steps_per_day,
-                in_steps,
-                d_model,
-                embed_dim,
-                stem_layers,
-                dropout,
-                patch,
-                adaptive_dim,
-                pos_encoding,
-                out_steps,
-            )
-        else:
-            self.embed = STEmbedding(
-                num_sensors,
-                steps_per_day,
-                self.tokens + out_steps,
-                d_model,
-                pos_encoding,
-                self.tokens,
-                adaptive_dim,
-                patch,
-            )
+        decoder_depth = o.decoder_depth if o.head == "decoder" else 0
+        self.in_steps, self.out_steps, self.spd = ds.in_steps, ds.out_steps, ds.steps_per_day
+        self.tokens, self.head_kind = ds.in_steps // o.patch, o.head  # tokens per sensor
+        self.encoder_axes = list(encoder_axes or [1] * o.encoder_depth)
+        self.decoder_axes = list(decoder_axes or [1] * decoder_depth)[:decoder_depth]
+        self.null_z = float(ds.normalize(0.0))  # the z-score of a missing (0) value
+        self.use_denoising, self.mask_ratio, self.noise_std = o.use_denoising, o.denoise_mask_ratio, o.denoise_noise_std
+        self.denoise_weight = o.denoise_weight
+        self.embed = (STIDEmbedding if o.embedding == "stid" else STEmbedding)(o, ds)
+        D = o.d_model
         # one learned query per horizon (decoder head)
-        self.queries = nn.Parameter(torch.randn(out_steps, d_model) * 0.02) if head == "decoder" else None
-        self.encoder = nn.ModuleList(
-            Block(d_model, n_heads, ffn_mult, dropout, short_attn=attn_short) for _ in range(encoder_depth)
-        )
-        self.decoder = nn.ModuleList(
-            Block(d_model, n_heads, ffn_mult, dropout, cross=True, short_attn=attn_short) for _ in range(decoder_depth)
-        )
-        self.ln = nn.LayerNorm(d_model)
+        self.queries = nn.Parameter(torch.randn(ds.out_steps, D) * 0.02) if o.head == "decoder" else None
+        block = dict(n_heads=o.n_heads, ffn_mult=o.ffn_mult, dropout=o.dropout, short_attn=o.attn_short)
+        self.encoder = nn.ModuleList(Block(D, **block) for _ in range(o.encoder_depth))
+        self.decoder = nn.ModuleList(Block(D, cross=True, **block) for _ in range(decoder_depth))
+        self.ln = nn.LayerNorm(D)
         # decoder: each horizon query -> its value; linear: a sensor's P tokens x D features -> the horizon
-        self.head = nn.Linear(d_model, 1) if head == "decoder" else nn.Linear(self.tokens * d_model, out_steps)
-        self.recon = nn.Linear(d_model, patch) if use_denoising else None  # each token -> its patch's values
-        if embedding == "stid":  # every residual branch starts at zero: the model starts as the STID encoding
+        self.head = nn.Linear(D, 1) if o.head == "decoder" else nn.Linear(self.tokens * D, ds.out_steps)
+        self.recon = nn.Linear(D, o.patch) if o.use_denoising else None  # each token -> its patch's values
+        if o.embedding == "stid":  # every residual branch starts at zero: the model starts as the STID encoding
             for blk in [*self.encoder, *self.decoder]:
                 blk.zero_residuals()
 

@@ -21,39 +21,26 @@ class STIDOptions(ModelOptions):
     dropout: float = Field(0.05, ge=0, le=0.95)
 
     def build(self, ds):
-        return STID(
-            ds.num_sensors, ds.in_steps, ds.out_steps, ds.steps_per_day, self.embed_dim, self.num_layers, self.dropout
-        )
+        return STID(self, ds)
 
 
 class STID(nn.Module):
-    """STID-style MLP (after Shao et al., CIKM 2022): series encoding + node, time-of-day and
-    day-of-week embeddings, concatenated and passed through residual MLP layers."""
+    """Series encoding + node, time-of-day and day-of-week embeddings, concatenated, through residual MLP layers."""
 
-    def __init__(
-        self,
-        num_sensors: int,
-        in_steps: int,
-        out_steps: int,
-        steps_per_day: int,
-        embed_dim: int = 32,
-        num_layers: int = 3,
-        dropout: float = 0.15,
-    ):
+    def __init__(self, o: STIDOptions, ds):
         super().__init__()
-        self.spd = steps_per_day
-        self.series = nn.Linear(in_steps, embed_dim)
-        self.node = nn.Parameter(torch.empty(num_sensors, embed_dim))
-        self.tod = nn.Parameter(torch.empty(steps_per_day, embed_dim))
-        self.dow = nn.Parameter(torch.empty(7, embed_dim))
+        self.spd, E = ds.steps_per_day, o.embed_dim
+        self.series = nn.Linear(ds.in_steps, E)
+        self.node = nn.Parameter(torch.empty(ds.num_sensors, E))
+        self.tod = nn.Parameter(torch.empty(ds.steps_per_day, E))
+        self.dow = nn.Parameter(torch.empty(7, E))
         for p in (self.node, self.tod, self.dow):
             nn.init.xavier_uniform_(p)
-        hidden = 4 * embed_dim
+        H = 4 * E
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, hidden))
-            for _ in range(num_layers)
+            nn.Sequential(nn.Linear(H, H), nn.ReLU(), Dropout(o.dropout), nn.Linear(H, H)) for _ in range(o.num_layers)
         )
-        self.head = nn.Linear(hidden, out_steps)
+        self.head = nn.Linear(H, ds.out_steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, N, _ = x.shape

@@ -1,7 +1,5 @@
-"""What every figure says and where its legend goes: a footer naming dataset, device and unit; legends beside the axes.
-
-The footer (stamp) sits under everything the axes draw and is kept by savefig(bbox_inches="tight").
-"""
+"""What every figure says and where its legend goes: a footer naming dataset, device and unit (under everything the
+axes draw, kept by savefig(bbox_inches="tight")); legends beside the axes."""
 
 from __future__ import annotations
 
@@ -41,9 +39,7 @@ def unit_of(data, interval_minutes: int = 5) -> str | None:
         return "mph"
     if data in PEMS_NAMES or data == "pems08-tail":
         return flow_unit(5)
-    if data == "synthetic":
-        return flow_unit(interval_minutes)
-    return None
+    return flow_unit(interval_minutes) if data == "synthetic" else None
 
 
 def footer(dataset=None, device=None, unit: str | None = None, computed: bool = True) -> str:
@@ -54,23 +50,8 @@ def footer(dataset=None, device=None, unit: str | None = None, computed: bool = 
         unit = unit or dataset.unit or "original units (not named by the dataset)"
     else:
         data = str(dataset) if dataset else NOT_RECORDED
-    parts = [
-        f"Data: {data}",
-        *([f"Device: {device_label(device)}"] if computed else []),
-        f"Unit: {unit or NOT_RECORDED}",
-    ]
-    return "  |  ".join(parts)
-
-
-def _below_axes(fig):
-    """xycoords for the footer: the union of the figure's axes as drawn (labels, legends, colour bars included)."""
-
-    def bbox(renderer):
-        boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
-        boxes = [b for b in boxes if b is not None]
-        return Bbox.union(boxes) if boxes else fig.bbox
-
-    return bbox
+    device = [f"Device: {device_label(device)}"] if computed else []
+    return "  |  ".join([f"Data: {data}", *device, f"Unit: {unit or NOT_RECORDED}"])
 
 
 def _footers(fig) -> list:
@@ -81,9 +62,13 @@ def stamp(fig, dataset=None, device=None, unit: str | None = None, computed: boo
     """Write (or rewrite) the figure's footer naming dataset, device and unit, under all its axes; returns it."""
     for old in _footers(fig):
         old.remove()
-    # anchored to the axes as drawn, so it clears tick labels, x labels and legends whatever the layout
+
+    def below_axes(renderer):  # the union of the axes as drawn: clears tick labels, x labels, legends, colour bars
+        boxes = [b for ax in fig.axes if ax.get_visible() and (b := ax.get_tightbbox(renderer)) is not None]
+        return Bbox.union(boxes) if boxes else fig.bbox
+
     text, style = footer(dataset, device, unit, computed), {"fontsize": 7.5, "color": "0.3", "gid": FOOTER_GID}
-    note = Annotation(text, (0, 0), (0, -6), _below_axes(fig), "offset points", ha="left", va="top", **style)
+    note = Annotation(text, (0, 0), (0, -6), below_axes, "offset points", ha="left", va="top", **style)
     fig.add_artist(note)
     return note
 

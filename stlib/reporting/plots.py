@@ -1,7 +1,5 @@
 """Data-overview figures for a Dataset and the pure computations behind them (graph algorithms from networkx).
-
-Plot functions take the Dataset and an optional `ax` and return the Axes; missing values (stored as 0) are left out.
-"""
+Plot functions take the Dataset and an optional `ax` and return the Axes; missing values (stored as 0) are left out."""
 
 from __future__ import annotations
 
@@ -17,14 +15,9 @@ from .figstyle import legend_outside, stamp
 UNCONNECTED = "unconnected"
 
 
-# ---------------------------------------------------------------------------------------------
-# graph helpers (networkx, on the undirected view of the edge list; costs ignored)
-
-
 def sensor_graph_nx(edges: pd.DataFrame, n: int) -> nx.Graph:
-    """The undirected graph of nodes 0..n-1 and the edges' from/to pairs, self-loops and duplicates dropped."""
-    g = nx.Graph()
-    g.add_nodes_from(range(n))
+    """The undirected graph of nodes 0..n-1 and the edges' from/to pairs (costs ignored), self-loops dropped."""
+    g = nx.empty_graph(n)
     g.add_edges_from((a, b) for a, b in zip(edges["from"].tolist(), edges["to"].tolist()) if a != b)
     return g
 
@@ -47,8 +40,8 @@ def hop_distances(edges: pd.DataFrame, n: int) -> np.ndarray:
 
 def _component_layout(g: nx.Graph, refine: bool) -> np.ndarray:
     """(k, 2) layout of one connected component: networkx's spectral layout (numpy's dense solver without scipy),
-    spread by a seeded spring layout from it where networkx does that without scipy (under 500 nodes); centred,
-    radius 1, the sign of each axis fixed (the largest entry positive)."""
+    spread by a seeded spring layout where networkx does that without scipy (under 500 nodes); centred, radius 1,
+    the sign of each axis fixed (the largest entry positive)."""
     nodes = sorted(g)
     if len(nodes) <= 2:  # networkx puts both nodes of a pair at the centre
         return np.zeros((1, 2)) if len(nodes) == 1 else np.array([[-1.0, 0.0], [1.0, 0.0]])
@@ -87,29 +80,21 @@ def spectral_layout(edges: pd.DataFrame, n: int, refine: bool = True) -> np.ndar
     return pos
 
 
-# ---------------------------------------------------------------------------------------------
-# series helpers
-
-
 def _missing_as_nan(values: np.ndarray) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64).copy()
-    x[x == 0] = np.nan
-    return x
+    x = np.asarray(values, dtype=np.float64)
+    return np.where(x == 0, np.nan, x)
 
 
-def deviation_series(
-    values: np.ndarray, time_of_day: np.ndarray, steps_per_day: int, weekend: np.ndarray | None = None
-) -> np.ndarray:
+def deviation_series(values, time_of_day, steps_per_day: int, weekend=None) -> np.ndarray:
     """(T, N) values minus each sensor's mean at that time of day (per weekday/weekend if given) over the rows
     given (pass training rows only); 0 -> NaN."""
     x = _missing_as_nan(values)
     slot = np.asarray(time_of_day, dtype=np.int64)
     if weekend is not None:  # separate profiles: otherwise the weekend shift is shared by all sensors
         slot = slot + steps_per_day * np.asarray(weekend, dtype=np.int64)
-    num_slots = 2 * steps_per_day if weekend is not None else steps_per_day
     valid = np.isfinite(x)
-    sums = np.zeros((num_slots, x.shape[1]))
-    counts = np.zeros((num_slots, x.shape[1]))
+    sums = np.zeros((2 * steps_per_day if weekend is not None else steps_per_day, x.shape[1]))
+    counts = np.zeros_like(sums)
     np.add.at(sums, slot, np.where(valid, x, 0.0))
     np.add.at(counts, slot, valid)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -130,25 +115,16 @@ def series_correlation(x: np.ndarray) -> np.ndarray:
     return np.clip(corr, -1.0, 1.0)
 
 
-def hop_group_labels(max_hops: int) -> list[str]:
-    """The group order of `hop_correlation_table`: "1".."max_hops", ">max_hops", "unconnected"."""
-    return [str(h) for h in range(1, max_hops + 1)] + [f">{max_hops}", UNCONNECTED]
-
-
-def hop_correlation_table(
-    corr: np.ndarray, hops: np.ndarray, max_hops: int = 10, max_far_pairs: int = 20000, seed: int = 0
-) -> pd.DataFrame:
+def hop_correlation_table(corr, hops, max_hops: int = 10, max_far_pairs: int = 20000, seed: int = 0) -> pd.DataFrame:
     """One row per sensor pair i < j (i, j, hops, group, corr): all pairs within max_hops, farther and
     unconnected ones subsampled (seeded) to at most max_far_pairs."""
     i, j = np.triu_indices(corr.shape[0], k=1)
     h = hops[i, j]
     far = (h > max_hops) | (h < 0)
     if far.sum() > max_far_pairs:
-        rng = np.random.default_rng(seed)
         far_idx = np.flatnonzero(far)
-        drop = np.setdiff1d(far_idx, rng.choice(far_idx, size=max_far_pairs, replace=False))
         keep = np.ones(len(i), dtype=bool)
-        keep[drop] = False
+        keep[np.setdiff1d(far_idx, np.random.default_rng(seed).choice(far_idx, size=max_far_pairs, replace=False))] = 0
         i, j, h = i[keep], j[keep], h[keep]
     group = np.where(h < 0, UNCONNECTED, np.where(h > max_hops, f">{max_hops}", h.astype(str)))
     table = pd.DataFrame({"i": i, "j": j, "hops": h, "group": group, "corr": corr[i, j]})
@@ -159,9 +135,8 @@ def correlation_by_hops(ds: Dataset, max_hops: int = 10, max_far_pairs: int = 20
     """`hop_correlation_table` of the training-row deviations from each sensor's weekday/weekend daily profile."""
     rows = ds.train_rows
     dev = deviation_series(ds.target[rows], ds.time_of_day[rows], ds.steps_per_day, weekend=ds.day_of_week[rows] >= 5)
-    return hop_correlation_table(
-        series_correlation(dev), hop_distances(ds.edges, ds.num_sensors), max_hops=max_hops, max_far_pairs=max_far_pairs
-    )
+    hops = hop_distances(ds.edges, ds.num_sensors)
+    return hop_correlation_table(series_correlation(dev), hops, max_hops=max_hops, max_far_pairs=max_far_pairs)
 
 
 def daily_profile_table(ds: Dataset) -> pd.DataFrame:
@@ -200,14 +175,8 @@ def data_overview(ds: Dataset) -> pd.DataFrame:
     return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="field"))
 
 
-# ---------------------------------------------------------------------------------------------
-# figures
-
-
 def _axes(ax, figsize):
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return ax
+    return plt.subplots(figsize=figsize, layout="constrained")[1] if ax is None else ax
 
 
 def _stamp(ax, ds: Dataset, unit: str | None = None):
@@ -223,13 +192,9 @@ def daily_profile(ds: Dataset, ax=None):
     for (day_type, part), color in zip(table.groupby("day_type", sort=True), ("tab:blue", "tab:orange")):
         days = len(np.unique(ds.timestamps.normalize()[(ds.day_of_week >= 5) == (day_type == "weekend")]))
         ax.plot(part["hour"], part["mean"], color=color, label=f"{day_type} mean ({days} days)")
-        ax.fill_between(
-            part["hour"], part["q25"], part["q75"], color=color, alpha=0.2, linewidth=0, label=f"{day_type} 25-75 %"
-        )
-    ax.set_xlim(0, 24)
-    ax.set_xticks(range(0, 25, 3))
-    ax.set_xlabel("hour of day")
-    ax.set_ylabel(f"{ds.value_label}, missing excluded")
+        band = {"color": color, "alpha": 0.2, "linewidth": 0, "label": f"{day_type} 25-75 %"}
+        ax.fill_between(part["hour"], part["q25"], part["q75"], **band)
+    ax.set(xlim=(0, 24), xticks=range(0, 25, 3), xlabel="hour of day", ylabel=f"{ds.value_label}, missing excluded")
     ax.set_title(f"{ds.name}: daily profile over all sensors")
     legend_outside(ax)
     ax.grid(alpha=0.3)
@@ -247,41 +212,25 @@ def sensor_heatmap(ds: Dataset, days: float = 7, max_sensors: int = 60, ax=None)
     image = ax.imshow(np.ma.masked_equal(block, 0), cmap, aspect="auto", interpolation="nearest", extent=extent)
     ts = ds.timestamps[:steps]
     midnights = np.flatnonzero((ts.hour == 0) & (ts.minute == 0))
-    if len(midnights) == 0:
-        midnights = np.array([0])
+    midnights = midnights if len(midnights) else np.array([0])
     ax.set_xticks(midnights, [t.strftime("%a\n%Y-%m-%d") for t in ts[midnights]], fontsize="small")
     ticks = np.unique(np.linspace(0, len(sensors) - 1, min(8, len(sensors))).round().astype(int))
     ax.set_yticks(ticks, sensors[ticks])
-    ax.set_ylabel(
-        "sensor" + (f" ({len(sensors)} of {ds.num_sensors}, evenly spaced)" if len(sensors) < ds.num_sensors else "")
-    )
+    shown = f" ({len(sensors)} of {ds.num_sensors}, evenly spaced)" if len(sensors) < ds.num_sensors else ""
+    ax.set_ylabel("sensor" + shown)
     missing = float((block == 0).mean())
     ax.set_title(f"{ds.name}: first {steps / ds.steps_per_day:g} days (missing = red, {100 * missing:.2f} % of cells)")
     ax.figure.colorbar(image, ax=ax, label=ds.value_label, pad=0.01)
     return _stamp(ax, ds)
 
 
-def sensor_graph(ds: Dataset, ax=None, arrows: bool = False):
+def sensor_graph(ds: Dataset, ax=None):
     """The sensor graph in a spectral layout, nodes coloured by mean value (missing excluded)."""
     ax = _axes(ax, (7, 6))
     pos = spectral_layout(ds.edges, ds.num_sensors)
-    src = ds.edges["from"].to_numpy(np.int64)
-    dst = ds.edges["to"].to_numpy(np.int64)
-    keep = src != dst
-    src, dst = src[keep], dst[keep]
-    if arrows:
-        for a, b in zip(src, dst):
-            ax.annotate(
-                "",
-                xy=pos[b],
-                xytext=pos[a],
-                zorder=1,
-                arrowprops=dict(arrowstyle="-|>", color="0.5", lw=0.8, shrinkA=4, shrinkB=4),
-            )
-    else:
-        ax.add_collection(
-            LineCollection(np.stack([pos[src], pos[dst]], axis=1), colors="0.6", linewidths=0.8, zorder=1)
-        )
+    src, dst = ds.edges["from"].to_numpy(np.int64), ds.edges["to"].to_numpy(np.int64)
+    src, dst = src[src != dst], dst[src != dst]
+    ax.add_collection(LineCollection(np.stack([pos[src], pos[dst]], axis=1), colors="0.6", linewidths=0.8, zorder=1))
     with np.errstate(invalid="ignore"):
         mean_value = np.nanmean(_missing_as_nan(ds.target), axis=0)
     size = max(8, 2400 / max(ds.num_sensors, 1) ** 0.9)
@@ -301,8 +250,7 @@ def value_distribution(ds: Dataset, ax=None, bins: int = 60):
     values = ds.target.ravel()
     zero_share = float((values == 0).mean())
     ax.hist(values[values != 0], bins=bins, color="tab:blue", alpha=0.8)
-    ax.set_xlabel(f"{ds.value_label}, non-missing values")
-    ax.set_ylabel("count")
+    ax.set(xlabel=f"{ds.value_label}, non-missing values", ylabel="count")
     ax.set_title(f"{ds.name}: value distribution ({100 * zero_share:.2f} % zeros = missing, not shown)")
     ax.grid(alpha=0.3)
     return _stamp(ax, ds)
@@ -312,7 +260,8 @@ def correlation_vs_distance(ds: Dataset, ax=None, max_hops: int = 10, max_far_pa
     """Correlation of sensors' training-row deviations from their weekday/weekend daily profile against hop distance."""
     ax = _axes(ax, (9, 4.5))
     table = correlation_by_hops(ds, max_hops=max_hops, max_far_pairs=max_far_pairs)
-    groups = [g for g in hop_group_labels(max_hops) if (table["group"] == g).any()]
+    order = [str(h) for h in range(1, max_hops + 1)] + [f">{max_hops}", UNCONNECTED]
+    groups = [g for g in order if (table["group"] == g).any()]
     data = [table.loc[table["group"] == g, "corr"].to_numpy() for g in groups]
     if data:
         ax.boxplot(data, showfliers=False, widths=0.6, medianprops=dict(color="tab:blue"))
@@ -321,23 +270,8 @@ def correlation_vs_distance(ds: Dataset, ax=None, max_hops: int = 10, max_far_pa
         ax.set_xticks(range(1, len(groups) + 1), [f"{g}\n({len(d)})" for g, d in zip(groups, data)], fontsize="small")
         legend_outside(ax)
     ax.axhline(0, color="0.5", lw=0.8)
-    ax.set_xlabel("hops on the undirected sensor graph (pairs)")
-    ax.set_ylabel("correlation of deviations")
-    ax.set_title(
-        f"{ds.name}: correlation of deviations from each sensor's daily profile\n"
-        "(weekday/weekend profiles, train rows; box = quartiles, whiskers 1.5 IQR)",
-        fontsize="medium",
-    )
+    ax.set(xlabel="hops on the undirected sensor graph (pairs)", ylabel="correlation of deviations")
+    title = f"{ds.name}: correlation of deviations from each sensor's daily profile\n"
+    ax.set_title(title + "(weekday/weekend profiles, train rows; box = quartiles, whiskers 1.5 IQR)", fontsize="medium")
     ax.grid(alpha=0.3, axis="y")
     return _stamp(ax, ds, f"none (correlations of {ds.value_label})")
-
-
-def plot_all(ds: Dataset) -> dict:
-    """Every overview figure by notebook name: {name: Axes}."""
-    return {
-        "daily_profile": daily_profile(ds),
-        "heatmap": sensor_heatmap(ds),
-        "graph": sensor_graph(ds),
-        "distribution": value_distribution(ds),
-        "correlation_distance": correlation_vs_distance(ds),
-    }

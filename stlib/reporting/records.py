@@ -1,6 +1,5 @@
 """Run records: outputs/runs/<stage>/<run-id>/ (config.yaml, history.csv, metrics.json, env.json, best.pt, last.pt,
-tensorboard/) and outputs/ledger.csv, every file written atomically (temp file, fsync, rename).
-"""
+tensorboard/) and outputs/ledger.csv, every file written atomically (temp file, fsync, rename)."""
 
 from __future__ import annotations
 
@@ -23,30 +22,9 @@ import yaml
 
 from ..paths import REPO_ROOT, output_dir
 
-LEDGER_COLUMNS = [
-    "run_id",
-    "stage",
-    "name",
-    "profile",
-    "model",
-    "dataset",
-    "seed",
-    "params",
-    "best_epoch",
-    "epochs_run",
-    "train_seconds",
-    "seconds_per_epoch",
-    "val_mae",
-    "test_mae",
-    "test_rmse",
-    "test_mape",
-    "mae_h3",
-    "mae_h6",
-    "mae_h12",
-    "device",
-    "finished",
-    "run_dir",
-]
+LEDGER_COLUMNS = ["run_id", "stage", "name", "profile", "model", "dataset", "seed", "params", "best_epoch"]
+LEDGER_COLUMNS += ["epochs_run", "train_seconds", "seconds_per_epoch", "val_mae", "test_mae", "test_rmse", "test_mape"]
+LEDGER_COLUMNS += ["mae_h3", "mae_h6", "mae_h12", "device", "finished", "run_dir"]
 # read as text, not guessed: stage "01" would become the integer 1, a run named "3" the number 3
 LEDGER_TEXT = ("run_id", "stage", "name", "profile", "model", "dataset", "device", "finished", "run_dir")
 
@@ -79,7 +57,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _write_error(path: Path, e: OSError) -> OSError:
-    """An OSError (same type and errno) that names the file and says the previous version is intact."""
+    """An OSError (same type and errno) naming the file and saying the previous version is intact."""
     why = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
     err = type(e)(f"cannot write {path}: {why} (nothing was changed: any previous version is intact)")
     err.errno = e.errno  # str(err) is the message alone, the errno still tells the cause
@@ -140,26 +118,21 @@ def load_torch(path: Path, map_location="cpu"):
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """One finished run directory -> {'config', 'metrics', 'history', 'env', 'dir'}."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").exists():
-        raise FileNotFoundError(f"{run_dir} has no metrics.json (unfinished or not a run directory)")
-    return {
-        "dir": run_dir,
-        "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
-        "history": pd.read_csv(run_dir / "history.csv"),
-        "env": json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {},
-    }
+    """One finished run directory -> {'dir', 'config', 'metrics', 'history', 'env'}."""
+    d = Path(run_dir)
+    if not (d / "metrics.json").exists():
+        raise FileNotFoundError(f"{d} has no metrics.json (unfinished or not a run directory)")
+    env = json.loads((d / "env.json").read_text()) if (d / "env.json").exists() else {}
+    config, metrics = yaml.safe_load((d / "config.yaml").read_text()), json.loads((d / "metrics.json").read_text())
+    return {"dir": d, "config": config, "metrics": metrics, "history": pd.read_csv(d / "history.csv"), "env": env}
 
 
 def git_state(repo: Path = REPO_ROOT) -> dict:
     """{'git_commit': HEAD's hash, 'git_dirty': tracked files changed since}; None for both without git or a repo."""
 
     def git(*args):
-        return subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -182,18 +155,10 @@ def cpu_model() -> str:
 
 def environment(device: torch.device) -> dict:
     """What ran the run: the code's git commit (and whether the tree had changes), versions, device, threads."""
-    env = {
-        **git_state(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
-        "device": str(device),
-        "device_name": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-    }
+    processor = platform.processor() or platform.machine()
+    env = {**git_state(), "torch": torch.__version__, "python": platform.python_version()}
+    env |= {"platform": platform.platform(), "processor": processor, "cpu_model": cpu_model(), "device": str(device)}
+    env |= {"device_name": processor, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
@@ -206,8 +171,8 @@ ARCHITECTURES = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "ppc64le
 
 def device_label(device=None, missing: str | None = NOT_RECORDED) -> str | None:
     """A device in words, the one place that says it: a GPU's name as is; 'cpu' (this machine) as 'CPU (its model)';
-    an architecture ('x86_64', how older records name a CPU) as 'CPU (x86_64)'; 'mps' as 'Apple GPU (mps)'; a run
-    record's env.json (a dict) as the device it names, a CPU by its recorded model; `missing` when nothing names one."""
+    an architecture ('x86_64', how older records name a CPU) as 'CPU (x86_64)'; 'mps' as 'Apple GPU (mps)'; an
+    env.json dict as the device it names (a CPU by its recorded model); `missing` when nothing names one."""
     if isinstance(device, dict):  # env.json
         kind = str(device.get("device") or "").split(":")[0].strip().lower()
         if kind == "cpu":
@@ -231,8 +196,7 @@ def device_label(device=None, missing: str | None = NOT_RECORDED) -> str | None:
 
 
 def run_device(run) -> str | None:
-    """The device a run trained on, in words: its record's env.json (run: a run directory or a Run), else a Run's
-    own `device`; None when neither names one."""
+    """The device a run (a run directory or a Run) trained on, in words: its env.json, else the Run's `device`."""
     folder = run if isinstance(run, (str, Path)) else getattr(run, "dir", None)
     if folder is not None and (Path(folder) / "env.json").exists():
         return device_label(json.loads((Path(folder) / "env.json").read_text()), missing=None)
@@ -255,9 +219,8 @@ def new_run_dir(stage: str, label: str, root: Path | None = None) -> tuple[str, 
     if not os.access(base, os.W_OK):
         raise PermissionError(f"outputs directory {base} is not writable (set STLIB_OUTPUT_DIR to a writable place)")
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(2)}"
-    path = base / run_id
-    path.mkdir()
-    return run_id, path
+    (base / run_id).mkdir()
+    return run_id, base / run_id
 
 
 def write_config(path: Path, cfg_dict: dict) -> None:
@@ -281,10 +244,8 @@ def file_lock(path: Path, busy: str | None = None):
 
 def run_lock(run_dir: Path):
     """Hold run_dir/.lock while this process trains the run: a second one (resuming a live run) is refused."""
-    return file_lock(
-        Path(run_dir) / ".lock",
-        busy=f"{run_dir} is in use by another process (is it still running?): resume it once that process has stopped",
-    )
+    busy = f"{run_dir} is in use by another process (is it still running?): resume it once that process has stopped"
+    return file_lock(Path(run_dir) / ".lock", busy=busy)
 
 
 def read_ledger(path: Path) -> pd.DataFrame:
@@ -299,8 +260,8 @@ def read_ledger(path: Path) -> pd.DataFrame:
 
 
 def append_ledger(row: dict, root: Path | None = None) -> Path:
-    """Add one run's row to outputs/ledger.csv (replacing an older row of the same run_id: a resumed run
-    is listed once); read, add, write temp, rename, under a file lock."""
+    """Add one run's row to outputs/ledger.csv under a file lock, replacing an older row of the same run_id (a
+    resumed run is listed once)."""
     path = (root or output_dir()) / "ledger.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_suffix(".lock")):
@@ -308,6 +269,5 @@ def append_ledger(row: dict, root: Path | None = None) -> Path:
         if "run_id" in old and row.get("run_id") is not None:
             old = old[old["run_id"] != row["run_id"]]
         new = pd.DataFrame([{c: row.get(c) for c in LEDGER_COLUMNS}])
-        df = new if old.empty else pd.concat([old, new], ignore_index=True)
-        write_csv(path, df)
+        write_csv(path, new if old.empty else pd.concat([old, new], ignore_index=True))
     return path

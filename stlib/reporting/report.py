@@ -1,7 +1,5 @@
 """The roadmap's route as measured (MAE per stage, its ranges, the gates, speed) and REPORT.md; trains nothing.
-
-The roadmap's MAE figures belong to its author's data (baseline 14.57): they are scaled by our baseline's MAE.
-"""
+The roadmap's MAE figures belong to its author's data (baseline 14.57): they are scaled by our baseline's MAE."""
 
 from __future__ import annotations
 
@@ -14,27 +12,17 @@ from .records import atomic_write_text, device_label
 from .reference import ROADMAP, STAEFORMER_CPU, STID_PEER_MAE
 from .results import UNKNOWN, beats, from_export, seed_summary, versus
 
+STAGE1_START, STAGE1_TUNED, STAGE2 = "03 stage 1 (start)", "03 stage 1 (tuned)", "04 stage 2 (alternating)"
+BASELINE, WHERE_WE_STAND = "baseline: STID-style", "01 where we stand"
 # the roadmap's MAE on its author's data, per stage: (low, high)
-ROADMAP_RANGES = {
-    "01 where we stand": (ROADMAP["current_mae"], ROADMAP["current_mae"]),
-    "03 stage 1 (tuned)": (15.0, 16.0),
-    "04 stage 2 (alternating)": ROADMAP["stage2_target"],
-}
+ROADMAP_RANGES = {WHERE_WE_STAND: (ROADMAP["current_mae"],) * 2, STAGE1_TUNED: (15.0, 16.0)}
+ROADMAP_RANGES[STAGE2] = ROADMAP["stage2_target"]
 
 
 def scaled_range(stage: str, baseline_mae: float) -> tuple[float, float]:
     """The roadmap's range for a stage, as the same ratio to our baseline."""
-    lo, hi = ROADMAP_RANGES[stage]
-    f = baseline_mae / ROADMAP["baseline_mae"]
+    (lo, hi), f = ROADMAP_RANGES[stage], baseline_mae / ROADMAP["baseline_mae"]
     return lo * f, hi * f
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, index_col=0) if path.exists() else None
-
-
-STAGE1_START, STAGE1_TUNED, STAGE2 = "03 stage 1 (start)", "03 stage 1 (tuned)", "04 stage 2 (alternating)"
-BASELINE, WHERE_WE_STAND = "baseline: STID-style", "01 where we stand"
 
 
 def _stage1_pick(s: pd.DataFrame) -> str:
@@ -53,28 +41,27 @@ def _stage2_pick(s: pd.DataFrame) -> str:
 
 def _stage_row(stage: str, cfg: str, r: pd.Series, device, **extra) -> dict:
     """One row of the route's table from a configuration's seed summary row."""
-    row = {"stage": stage, "configuration": cfg, "MAE": float(r["MAE"]), "MAE sd": float(r.get("MAE sd", float("nan")))}
-    row.update(seeds=int(r.get("seeds", 1)), epochs=float(r.get("epochs", float("nan"))))
-    return {**row, "s/epoch": float(r.get("s/epoch", float("nan"))), **extra, "device": device}
+    g = {k: float(r.get(k, float("nan"))) for k in ("MAE sd", "epochs", "s/epoch")}
+    row = {"stage": stage, "configuration": cfg, "MAE": float(r["MAE"]), "MAE sd": g["MAE sd"]}
+    row |= {"seeds": int(r.get("seeds", 1)), "epochs": g["epochs"], "s/epoch": g["s/epoch"]}
+    return row | extra | {"device": device}
 
 
 def _with_ranges(rows: list[dict], baseline: float | None, stages) -> pd.DataFrame:
     """The route's table, with the roadmap's scaled range of each of `stages` and every MAE against the baseline."""
     table = pd.DataFrame(rows)
     if baseline is not None and len(table):
-        nan = (float("nan"),) * 2
-        table["roadmap low"], table["roadmap high"] = zip(
-            *[scaled_range(s, baseline) if s in stages else nan for s in table["stage"]]
-        )
+        ranges = [scaled_range(s, baseline) if s in stages else (float("nan"),) * 2 for s in table["stage"]]
+        table["roadmap low"], table["roadmap high"] = zip(*ranges)
         table["vs baseline"] = table["MAE"] / baseline
     return table
 
 
 def route(out: Path) -> tuple[pd.DataFrame, float | None]:
     """(one row per stage reached, baseline MAE) from the stage summaries in `out`: the baseline, stage 1's start and
-    the configuration notebook 03 chose, stage 2's best with spatial attention; each with its epochs and device in words."""
+    notebook 03's choice, stage 2's best with spatial attention; each with its epochs and device in words."""
     rows, baseline = [], None
-    s01, s03, s04 = (_read(out / f) for f in ("01_summary.csv", "03_ablation_summary.csv", "04_summary.csv"))
+    s01, s03, s04 = (_read(out, f) for f in ("01_summary.csv", "03_ablation_summary.csv", "04_summary.csv"))
     if s01 is not None:
         if "stid" in s01.index:
             baseline = float(s01.loc["stid", "MAE"])
@@ -91,14 +78,15 @@ def route(out: Path) -> tuple[pd.DataFrame, float | None]:
     return _with_ranges(rows, baseline, ROADMAP_RANGES), baseline
 
 
+def _read(out, name: str) -> pd.DataFrame | None:
+    return pd.read_csv(Path(out) / name, index_col=0) if (Path(out) / name).exists() else None
+
+
 def stage1_why(out: Path) -> str | None:
     """Why notebook 03 chose its stage-1 configuration (the `why chosen` it wrote), if it did."""
-    s = _read(Path(out) / "03_ablation_summary.csv")
-    if s is None or "why chosen" not in s:
-        return None
-    why = s["why chosen"].dropna().astype(str)
-    why = why[why != ""]
-    return why.iloc[0] if len(why) else None
+    s = _read(out, "03_ablation_summary.csv")
+    why = s["why chosen"].dropna().astype(str) if s is not None and "why chosen" in s else pd.Series(dtype=str)
+    return next((w for w in why if w != ""), None)
 
 
 def short_number(v) -> str:
@@ -108,9 +96,7 @@ def short_number(v) -> str:
 
 def budget(table: pd.DataFrame) -> str:
     """The training budget of the route's stages in words: '10 epochs each' or 'epochs differ (stage N; ...)'."""
-    if "epochs" not in table or not len(table):
-        return "training budget not recorded"
-    e = table.set_index("stage")["epochs"].dropna()
+    e = table.set_index("stage")["epochs"].dropna() if "epochs" in table and len(table) else pd.Series(dtype=float)
     e = e[e > 0]
     if e.empty:
         return "training budget not recorded"
@@ -120,7 +106,7 @@ def budget(table: pd.DataFrame) -> str:
 
 
 def _beats(table: pd.DataFrame, a: str, b: str) -> bool:
-    """Stage a beats stage b beyond the seed spread (results.beats: never with an unknown spread)."""
+    """Stage a beats stage b beyond the seed spread (never with an unknown spread)."""
     r = table.set_index("stage")
     return bool(beats(r.loc[a, "MAE"], r.loc[a, "MAE sd"], r.loc[b, "MAE"], r.loc[b, "MAE sd"]))
 
@@ -145,9 +131,8 @@ def ordering(table: pd.DataFrame) -> tuple[bool | None, str]:
         if STAGE1_START in stages and r.loc[STAGE1_TUNED, "configuration"] == r.loc[STAGE1_START, "configuration"]:
             checks.append((False, "stage 1 keeps its start (no item beat the seed spread)"))
         else:
-            checks.append(
-                check(STAGE1_TUNED, start, f"the tuned stage 1 ({show(STAGE1_TUNED)})", f"its start ({show(start)})")
-            )
+            tuned = f"the tuned stage 1 ({show(STAGE1_TUNED)})"
+            checks.append(check(STAGE1_TUNED, start, tuned, f"its start ({show(start)})"))
     if STAGE2 in stages and STAGE1_TUNED in stages:
         s2 = f"stage 2 ({r.loc[STAGE2, 'configuration']}, {show(STAGE2)})"
         checks.append(check(STAGE2, STAGE1_TUNED, s2, f"stage 1 ({show(STAGE1_TUNED)})"))
@@ -169,12 +154,8 @@ def story(table: pd.DataFrame, why_stage1: str | None = None) -> str:
     """The report's opening paragraph: the budget, the stage-1 choice and whether the roadmap's ordering holds."""
     if not len(table):
         return "Nothing recorded yet."
-    b = budget(table)
-    parts = [f"Training budget: {b}."]
-    if why_stage1:
-        parts.append(f"Stage 1 chose {why_stage1}")
-    parts.append(ordering(table)[1])
-    return " ".join(parts)
+    chose = [f"Stage 1 chose {why_stage1}"] if why_stage1 else []
+    return " ".join([f"Training budget: {budget(table)}.", *chose, ordering(table)[1]])
 
 
 def _export_rows(export: pd.DataFrame, keep=()) -> pd.DataFrame:
@@ -186,8 +167,8 @@ def _export_rows(export: pd.DataFrame, keep=()) -> pd.DataFrame:
 
 
 def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float | None]:
-    """route()'s table from committed long runs, {stage: "file.csv" or "file.csv:configuration"} (else the
-    file's lowest mean MAE); a "baseline..." stage's MAE scales the roadmap's ranges."""
+    """route()'s table from committed long runs, {stage: "file.csv" or "file.csv:configuration"} (else the file's
+    lowest mean MAE); a "baseline..." stage's MAE scales the roadmap's ranges."""
     rows, baseline = [], None
     for stage, spec in files.items():
         fname, _, config = str(spec).partition(":")
@@ -205,9 +186,7 @@ def committed_route(bench_dir: Path, files: dict) -> tuple[pd.DataFrame, float |
     return _with_ranges(rows, baseline, (STAGE1_TUNED, STAGE2)), baseline
 
 
-def gates(
-    table: pd.DataFrame, baseline: float | None, peer_mae: float | None = None, committed: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def gates(table: pd.DataFrame, baseline: float | None, peer_mae=None, committed: pd.DataFrame | None = None):
     """Each decision gate of the roadmap (and the issue's peer target), from the route; with peer_mae, the committed
     stage-2 runs' best result too (budgeted_runs) and each CPU batch against STAEformer's 55 CPU minutes."""
     by = table.set_index("stage")["MAE"] if len(table) else pd.Series(dtype=float)
@@ -248,32 +227,26 @@ def speed(bench_dir: Path) -> pd.DataFrame:
     for f in sorted(Path(bench_dir).glob("speed_*.json")):
         r = json.loads(f.read_text())
         t = pd.DataFrame(r["table"])
-        rows.append(
-            {
-                "file": f.name,
-                "device": r.get("device"),
-                "dataset": r.get("dataset"),
-                "naive s/epoch": float(t["s_per_epoch"].iloc[0]),
-                "fastest s/epoch": float(t["s_per_epoch"].min()),
-                "fastest rung": t.loc[t["s_per_epoch"].idxmin(), "rung"],
-                "speed-up": float(t["s_per_epoch"].iloc[0] / t["s_per_epoch"].min()),
-                "throughput x": float(t["throughput_x"].max()),
-            }
-        )
+        s = t["s_per_epoch"]
+        row = {
+            "file": f.name,
+            "device": r.get("device"),
+            "dataset": r.get("dataset"),
+            "naive s/epoch": float(s.iloc[0]),
+        }
+        row |= {"fastest s/epoch": float(s.min()), "fastest rung": t.loc[s.idxmin(), "rung"]}
+        rows.append(row | {"speed-up": float(s.iloc[0] / s.min()), "throughput x": float(t["throughput_x"].max())})
     return pd.DataFrame(rows)
 
 
 def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
-    """Committed time-budgeted runs of a study (<study>_<device>.csv results exports): one row per batch and
-    config with MAE mean and sd over seeds, the epochs reached, the budget and the slowest seed's training time."""
-    frames = [
-        pd.read_csv(f).assign(file=f.name)
-        for f in sorted(Path(bench_dir).glob(f"{study}_*.csv"))
-        if not f.stem.endswith("_history")
-    ]
-    if not frames:
+    """Committed time-budgeted runs of a study (<study>_<device>.csv exports): one row per batch and config with MAE
+    mean and sd over seeds, the epochs reached, the budget and the slowest seed's training time."""
+    files = [f for f in sorted(Path(bench_dir).glob(f"{study}_*.csv")) if not f.stem.endswith("_history")]
+    if not files:
         return pd.DataFrame()
-    runs = _export_rows(pd.concat(frames, ignore_index=True), keep=("file", "batch", "time_budget_s"))
+    runs = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
+    runs = _export_rows(runs, keep=("file", "batch", "time_budget_s"))
     by = ["file", "batch", "config"]
     out = seed_summary(runs, by)[["seeds", "MAE", "MAE sd", "MAE h12", "RMSE", "epochs", "device"]]
     g = runs.groupby(by, sort=False)
@@ -283,8 +256,8 @@ def budgeted_runs(bench_dir: Path, study: str = "stage2") -> pd.DataFrame:
 
 
 def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, stacked histories) of committed run exports (file names or globs under bench_dir), each row with its
-    `file`; a missing F_history.csv is an error naming it."""
+    """(runs, stacked histories) of committed run exports (names or globs under bench_dir), each row with its `file`;
+    a missing F_history.csv is an error naming it."""
     paths = sorted({p for f in files for p in Path(bench_dir).glob(f) if not p.stem.endswith("_history")})
     if not paths:
         return pd.DataFrame(), pd.DataFrame()
@@ -292,17 +265,15 @@ def committed(bench_dir: Path, files) -> tuple[pd.DataFrame, pd.DataFrame]:
     for f in paths:
         h = f.with_name(f.stem + "_history.csv")
         if not h.exists():
-            raise FileNotFoundError(
-                f"{h}: the histories of {f.name} are missing (python -m stlib.reporting.results --histories)"
-            )
+            why = f"the histories of {f.name} are missing (python -m stlib.reporting.results --histories)"
+            raise FileNotFoundError(f"{h}: {why}")
         runs.append(pd.read_csv(f).assign(file=f.name))
         hists.append(pd.read_csv(h).assign(file=f.name))
     return pd.concat(runs, ignore_index=True), pd.concat(hists, ignore_index=True)
 
 
 def wall_clock(hist: pd.DataFrame) -> pd.DataFrame:
-    """Each history row with `minutes`: training wall clock (training + validation, the test excluded) at the end
-    of that epoch, cumulated per run."""
+    """Each history row with `minutes`: training wall clock (training + validation, no test) cumulated per run."""
     h = hist.sort_values(["run_dir", "epoch"]).copy()
     h["minutes"] = h.groupby("run_dir")["seconds"].cumsum() / 60
     return h
@@ -316,10 +287,8 @@ def time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     r = runs.merge(best.rename(columns={"minutes": "minutes to best"}), on="run_dir", how="left")
     rows = from_export(r, keep=("file", "val_mae", "minutes to best")).rename(columns={"val_mae": "val MAE"})
     rows["train minutes"] = rows["seconds"] / 60
-    by, cols = (
-        ["file", "config"],
-        ["s/epoch", "epochs", "train minutes", "minutes to best", "val MAE", "MAE", "MAE h12"],
-    )
+    by = ["file", "config"]
+    cols = ["s/epoch", "epochs", "train minutes", "minutes to best", "val MAE", "MAE", "MAE h12"]
     out = seed_summary(rows, by, cols)[["seeds", *cols[:-1], "MAE sd", "MAE h12"]]
     out = out.rename(columns={"MAE": "test MAE", "MAE sd": "test MAE sd"})
     g = rows.groupby(by, sort=False)
@@ -329,12 +298,12 @@ def time_to_accuracy(runs: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
 
 
 def cpu_batches(committed: pd.DataFrame) -> pd.DataFrame:
-    """The rows of budgeted_runs that came from this CPU (stage2_cpu*.csv) rather than a lent GPU."""
+    """The rows of budgeted_runs from this CPU (stage2_cpu*.csv) rather than a lent GPU."""
     return committed[committed["file"].str.startswith("stage2_cpu")]
 
 
 def verdict(summary: pd.DataFrame, a: str, b: str) -> str:
-    """results.versus of a against b in a sentence with the numbers, from a table indexed by config (MAE, MAE sd)."""
+    """results.versus of a against b in a sentence with the numbers (summary: indexed by config, MAE, MAE sd)."""
     if a not in summary.index or b not in summary.index:
         return f"{a} vs {b}: not both measured"
     (ma, sa), (mb, sb) = summary.loc[a, ["MAE", "MAE sd"]], summary.loc[b, ["MAE", "MAE sd"]]
@@ -346,14 +315,11 @@ def verdict(summary: pd.DataFrame, a: str, b: str) -> str:
 def peer_target(mae: float) -> str:
     """Whether an MAE meets the issue's target on pems08-tail: 5 % below the peer STID."""
     target = 0.95 * STID_PEER_MAE
-    return (
-        f"target (5 % below the peer STID {STID_PEER_MAE}): <= {target:.2f} -> {'MET' if mae <= target else 'NOT met'}"
-    )
+    met = "MET" if mae <= target else "NOT met"
+    return f"target (5 % below the peer STID {STID_PEER_MAE}): <= {target:.2f} -> {met}"
 
 
-def against_baseline(
-    summary: pd.DataFrame, baseline: pd.Series, label: str, peer_mae: float | None = None
-) -> pd.DataFrame:
+def against_baseline(summary: pd.DataFrame, baseline: pd.Series, label: str, peer_mae=None) -> pd.DataFrame:
     """MAE, MAE sd, MAE h12 and seeds of each configuration of a seed summary and of the baseline's row (named
     label), each as a % above (+) or below (-) the baseline's MAE and, with peer_mae, the peer's."""
     cols = ["MAE", "MAE sd", "MAE h12", "seeds"]
@@ -365,21 +331,13 @@ def against_baseline(
     return out
 
 
-def batch_verdicts(committed: pd.DataFrame, pairs) -> list[str]:
-    """Each batch of committed runs (budgeted_runs' table) by name, then verdict() on each (a, b) of pairs that it
-    measured both of."""
-    lines = []
+def stage2_verdicts(committed: pd.DataFrame, pairs) -> str:
+    """What the committed stage-2 runs say (budgeted_runs' table): each batch's verdict() on the pairs (a, b) it
+    measured both of; each CPU batch against STAEformer's own code on this CPU; the best against the peer target."""
+    lines, ref = [], STAEFORMER_CPU
     for (f, batch), g in committed.groupby(["file", "batch"], sort=False):
         s = g.set_index("name")
-        lines.append(f"{f} [{batch}]")
-        lines += [f"   {verdict(s, a, b)}" for a, b in pairs if a in s.index and b in s.index]
-    return lines
-
-
-def stage2_verdicts(committed: pd.DataFrame, pairs) -> str:
-    """What the committed stage-2 runs say (budgeted_runs' table): batch_verdicts on pairs; each CPU batch against
-    STAEformer's own code on this CPU; the best result against the peer target."""
-    lines, ref = batch_verdicts(committed, pairs), STAEFORMER_CPU
+        lines += [f"{f} [{batch}]"] + [f"   {verdict(s, a, b)}" for a, b in pairs if a in s.index and b in s.index]
     for _, r in cpu_batches(committed).iterrows():
         lines.append(
             f"CPU, {r['name']!r}: MAE {r['MAE']:.3f} +- {r['MAE sd']:.3f} after {_minutes(r):.0f} min of training "
@@ -396,13 +354,12 @@ def stage2_verdicts(committed: pd.DataFrame, pairs) -> str:
 
 def route_title(table: pd.DataFrame) -> str:
     """The route figure's title: the training budget, and whether the roadmap's ordering holds at it."""
-    b = budget(table)
+    b, holds = budget(table), ordering(table)[0]
     head = f"Test MAE per stage, {b}" if b.endswith("each") else "Test MAE per stage"
     head += " (epochs differ: under each stage)" if b.startswith("epochs differ") else ""
-    holds = ordering(table)[0]
-    return head + (
-        "" if holds is None else f"\nthe roadmap's ordering {'holds' if holds else 'does not hold'} at this budget"
-    )
+    if holds is not None:
+        head += f"\nthe roadmap's ordering {'holds' if holds else 'does not hold'} at this budget"
+    return head
 
 
 def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
@@ -420,45 +377,30 @@ def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def markdown(
-    profile: str,
-    dataset: str,
-    table: pd.DataFrame,
-    gate_table: pd.DataFrame,
-    speed_table: pd.DataFrame,
-    stage2_table: pd.DataFrame | None = None,
-    time_table: pd.DataFrame | None = None,
-    committed: bool = False,
-    summary: str | None = None,
+    profile, dataset, table, gate_table, speed_table, stage2_table=None, time_table=None, committed=False, summary=None
 ) -> str:
     """REPORT.md text. summary: the opening paragraph (story(): budget, stage-1 choice, the ordering verdict)."""
 
     def md(df):
         return table_markdown(df) if df is not None and len(df) else "(nothing measured yet)"
 
-    source = (
-        "the committed long runs under outputs/benchmarks/ (the `file` column; trained outside the notebooks)"
-        if committed
-        else "the stage notebooks' records"
-    )
-    return (
-        "\n\n".join(
-            [
-                f"# Report: profile `{profile}`, dataset `{dataset}`",
-                f"Written by notebooks/05_summary.ipynb from {source}. MAE is test MAE (masked, "
-                "original units) averaged over the 12 horizons, mean over seeds; the roadmap's ranges are scaled by "
-                f"our baseline / {ROADMAP['baseline_mae']}.",
-                *([f"## In short\n\n{summary}"] if summary else []),
-                "## The route\n\n" + md(table) + ("\n\n![route](figures/05_route.png)" if len(table) else ""),
-                "## Accuracy against training time\n\n"
-                + md(time_table)
-                + ("\n\n![time to accuracy](figures/05_time_to_accuracy.png)" if time_table is not None else ""),
-                "## Gates\n\n" + md(gate_table),
-                "## Speed (committed benchmark files)\n\n" + md(speed_table),
-                "## Stage 2, committed time-budgeted runs (pems08-tail; lent GPUs and this CPU)\n\n" + md(stage2_table),
-            ]
-        )
-        + "\n"
-    )
+    source = "the stage notebooks' records"
+    if committed:
+        source = "the committed long runs under outputs/benchmarks/ (the `file` column; trained outside the notebooks)"
+    route_fig = "\n\n![route](figures/05_route.png)" if len(table) else ""
+    time_fig = "\n\n![time to accuracy](figures/05_time_to_accuracy.png)" if time_table is not None else ""
+    parts = [
+        f"# Report: profile `{profile}`, dataset `{dataset}`",
+        f"Written by notebooks/05_summary.ipynb from {source}. MAE is test MAE (masked, original units) averaged over "
+        f"the 12 horizons, mean over seeds; the roadmap's ranges are scaled by our baseline / {ROADMAP['baseline_mae']}.",
+        *([f"## In short\n\n{summary}"] if summary else []),
+        "## The route\n\n" + md(table) + route_fig,
+        "## Accuracy against training time\n\n" + md(time_table) + time_fig,
+        "## Gates\n\n" + md(gate_table),
+        "## Speed (committed benchmark files)\n\n" + md(speed_table),
+        "## Stage 2, committed time-budgeted runs (pems08-tail; lent GPUs and this CPU)\n\n" + md(stage2_table),
+    ]
+    return "\n\n".join(parts) + "\n"
 
 
 def write(path: Path, text: str) -> Path:

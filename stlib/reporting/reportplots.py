@@ -16,9 +16,7 @@ from .report import route_title, short_number, time_to_accuracy, wall_clock
 from .results import fit_growth
 
 
-def plot_route(
-    table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, dataset=None, device=None, unit: str | None = None
-):
+def plot_route(table: pd.DataFrame, ax=None, peer_mae: float | None = None, *, dataset=None, device=None, unit=None):
     """MAE per stage (mean +- sd over seeds) against the roadmap's scaled ranges, titled by route_title, each tick
     with its stage's epochs; the footer names dataset, device (else the table's) and unit (else the dataset's)."""
     if ax is None:
@@ -29,15 +27,9 @@ def plot_route(
     ax.errorbar(t.index, t["MAE"], yerr=t["MAE sd"].fillna(0), fmt="o", capsize=4, **measured)
     ranged = t.index[t["roadmap low"].notna()] if "roadmap low" in t else []
     for i in ranged:
-        low, high = t.loc[i, "roadmap low"], t.loc[i, "roadmap high"]
-        ax.fill_between(
-            [i - 0.3, i + 0.3],
-            low,
-            max(high, low + 0.05),
-            color="tab:orange",
-            alpha=0.3,
-            label="roadmap's range (scaled)" if i == ranged[0] else None,
-        )
+        low, high = t.loc[i, "roadmap low"], max(t.loc[i, "roadmap high"], t.loc[i, "roadmap low"] + 0.05)
+        label = "roadmap's range (scaled)" if i == ranged[0] else None
+        ax.fill_between([i - 0.3, i + 0.3], low, high, color="tab:orange", alpha=0.3, label=label)
     if peer_mae is not None:
         ax.axhline(peer_mae, color="tab:red", ls=":", label=f"peer STID (BasicTS): {peer_mae}")
     unit = unit or (unit_of(dataset) if dataset else None) or "original units"
@@ -57,8 +49,7 @@ def plot_stage_cost(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
     """Bars from zero: training seconds per epoch of each stage's chosen configuration (the route's table)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3))
-    t = table.reset_index(drop=True)
-    names = t["stage"]
+    t, names = table.reset_index(drop=True), table["stage"].reset_index(drop=True)
     if "device" in t and t["device"].nunique() > 1:  # seconds on different devices: say which bar ran where
         names = names + "\n(" + t["device"].fillna("device not recorded") + ")"
     ax.barh(names[::-1], t["s/epoch"][::-1], color="tab:green")
@@ -74,14 +65,7 @@ def plot_stage_cost(table: pd.DataFrame, ax=None, *, dataset=None, device=None):
     return ax
 
 
-def plot_time_to_accuracy(
-    runs: pd.DataFrame,
-    hist: pd.DataFrame,
-    ax=None,
-    peer_mae: float | None = None,
-    peer_minutes: float | None = None,
-    device: str = "this CPU",
-):
+def plot_time_to_accuracy(runs, hist, ax=None, peer_mae=None, peer_minutes=None, device: str = "this CPU"):
     """Validation MAE (a line a run) and test MAE (mean +- sd at the mean training time, a legend entry a
     configuration) against training minutes, with the peer STID and STAEformer's CPU point."""
     if ax is None:
@@ -109,12 +93,11 @@ def plot_time_to_accuracy(
         [ref["minutes"]], [ref["mae"]], "X", color="tab:red", ms=10, label=f"STAEformer's own code: test {ref['mae']}"
     )
     ax.set_xscale("log")
-    top = max(STAEFORMER_CPU["mae"], table["test MAE"].max()) + 3
-    ax.set_ylim(min(table["test MAE"].min(), peer_mae or 99) - 1, top)
+    ax.set_ylim(min(table["test MAE"].min(), peer_mae or 99) - 1, max(ref["mae"], table["test MAE"].max()) + 3)
     dataset = joined(runs["dataset"]) if "dataset" in runs else None
     unit = (unit_of(dataset) if dataset else None) or "vehicles/5 min"  # the committed runs are PEMS08 flow
-    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel=f"MAE ({unit})")
-    ax.set_title(f"Accuracy against training time on {dataset or 'pems08-tail'}")
+    title = f"Accuracy against training time on {dataset or 'pems08-tail'}"
+    ax.set(xlabel=f"training wall clock, minutes (log scale; {device})", ylabel=f"MAE ({unit})", title=title)
     legend_outside(ax, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     used = joined(device_label(d) for d in runs["device"]) if "device" in runs else None
     stamp(ax.figure, dataset or "pems08-tail", f"{device}" + (f" (runs: {used})" if used else ""), unit)
@@ -122,8 +105,8 @@ def plot_time_to_accuracy(
 
 
 def _ticks_at(axis, values, fmt, min_share: float) -> None:
-    """Log-axis ticks at the measured values only, labelled with fmt, skipping any closer to the last one kept
-    than min_share of the axis' span (no overlapping labels); minor ticks off."""
+    """Log-axis ticks at the measured values only (fmt), skipping any closer to the last one kept than min_share of
+    the axis' span (no overlapping labels); minor ticks off."""
     lo, hi = axis.get_view_interval()
     min_gap = min_share * (np.log10(hi) - np.log10(lo)) if lo > 0 and hi > lo else 0.0
     kept = []
@@ -158,9 +141,8 @@ def plot_scale(table: pd.DataFrame, axes=None, *, device=None):
             ]
             _ticks_at(ax.xaxis, ok["N"], lambda v: f"{v:,.0f}", 0.12)
             _ticks_at(ax.yaxis, ok[col], fmt, 0.07)
-        ax.set(
-            xlabel="sensors N (ticks at the measured N)", ylabel=ylabel, title=f"{what.capitalize()} grows as N^{k:.2f}"
-        )
+        title = f"{what.capitalize()} grows as N^{k:.2f}"
+        ax.set(xlabel="sensors N (ticks at the measured N)", ylabel=ylabel, title=title)
     if len(ok):
         handles += ref
     legend_outside(axes[-1], handles)
@@ -168,10 +150,6 @@ def plot_scale(table: pd.DataFrame, axes=None, *, device=None):
         dtype = f", {joined(ok['dtype'])}" if "dtype" in ok else ""
         device = f"{joined(device_label(d) for d in ok['device'])}{dtype}"
     batch = f"batch {joined(ok['batch'])}, " if "batch" in ok and len(ok) else ""
-    stamp(
-        axes[0].figure,
-        f"random inputs ({batch}12 steps x N sensors)",
-        device,
-        "seconds per training step; MiB of peak memory",
-    )
+    what = f"random inputs ({batch}12 steps x N sensors)"
+    stamp(axes[0].figure, what, device, "seconds per training step; MiB of peak memory")
     return axes

@@ -1,6 +1,5 @@
-"""Run records read back into pandas: the ledger, many runs, and the one path from runs to mean +- sd over seeds
-(metrics_table / from_export -> seed_summary) with the one rule for "beats beyond the seed spread" (versus).
-"""
+"""Run records read back into pandas: the ledger, runs, the one path to mean +- sd over seeds (metrics_table /
+from_export -> seed_summary) and the one rule for "beats beyond the seed spread" (versus)."""
 
 from __future__ import annotations
 
@@ -10,13 +9,11 @@ import numpy as np
 import pandas as pd
 
 from ..paths import output_dir
-from .records import device_label, joined, read_run, run_device
+from .records import atomic_write_text, device_label, joined, read_ledger, read_run, run_device
 
 
 def ledger(root: Path | None = None) -> pd.DataFrame:
     """outputs/ledger.csv as a DataFrame (empty with the right columns when there is none); stage is text ("01")."""
-    from .records import read_ledger
-
     return read_ledger((root or output_dir()) / "ledger.csv")
 
 
@@ -27,29 +24,14 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
     rows = []
     for mfile in sorted(base.glob(pattern)):
         run = read_run(mfile.parent)
-        cfg, m = run["config"], run["metrics"]
-        row = {
-            "run_dir": str(mfile.parent),
-            "stage": cfg.get("stage"),
-            "name": cfg.get("name"),
-            "model": cfg["model"]["name"],
-            "seed": cfg["train"]["seed"],
-            "dataset": m.get("dataset"),
-            "test_mae": m["test"]["mae"],
-            "test_rmse": m["test"]["rmse"],
-            "test_mape": m["test"]["mape"],
-            **{f"mae_h{h}": v["mae"] for h, v in m["test"]["by_horizon"].items()},
-            "val_mae": m["val"]["mae"],
-            "best_epoch": m["best_epoch"],
-            "epochs_run": m["epochs_run"],
-            "seconds_per_epoch": m["seconds_per_epoch"],
-            "train_seconds": m["train_seconds"],
-            "params": m["params"],
-            "time_budget_s": cfg["train"].get("time_budget_s", 0.0),
-            "stopped_by": m.get("stopped_by", ""),
-            "device": device_label(run["env"], missing=""),
-        }
-        rows.append(row)
+        cfg, m, t = run["config"], run["metrics"], run["metrics"]["test"]
+        row = {"run_dir": str(mfile.parent), "stage": cfg.get("stage"), "name": cfg.get("name")}
+        row |= {"model": cfg["model"]["name"], "seed": cfg["train"]["seed"], "dataset": m.get("dataset")}
+        row |= {"test_mae": t["mae"], "test_rmse": t["rmse"], "test_mape": t["mape"]}
+        row |= {f"mae_h{h}": v["mae"] for h, v in t["by_horizon"].items()} | {"val_mae": m["val"]["mae"]}
+        row |= {k: m[k] for k in ("best_epoch", "epochs_run", "seconds_per_epoch", "train_seconds", "params")}
+        row |= {"time_budget_s": cfg["train"].get("time_budget_s", 0.0), "stopped_by": m.get("stopped_by", "")}
+        rows.append(row | {"device": device_label(run["env"], missing="")})
     return pd.DataFrame(rows)
 
 
@@ -57,22 +39,10 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
 METRICS = ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds", "s/epoch")
 
 # a run export's columns (runs(), export()) -> the per-run columns of metrics_table
-EXPORT_COLUMNS = {
-    "name": "config",
-    "seed": "seed",
-    "test_mae": "MAE",
-    "mae_h3": "MAE h3",
-    "mae_h6": "MAE h6",
-    "mae_h12": "MAE h12",
-    "test_rmse": "RMSE",
-    "test_mape": "MAPE %",
-    "best_epoch": "best epoch",
-    "epochs_run": "epochs",
-    "seconds_per_epoch": "s/epoch",
-    "params": "params",
-    "train_seconds": "seconds",
-    "run_dir": "run",
-}
+EXPORT_COLUMNS = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6"}
+EXPORT_COLUMNS |= {"mae_h12": "MAE h12", "test_rmse": "RMSE", "test_mape": "MAPE %", "best_epoch": "best epoch"}
+EXPORT_COLUMNS |= {"epochs_run": "epochs", "seconds_per_epoch": "s/epoch", "params": "params"}
+EXPORT_COLUMNS |= {"train_seconds": "seconds", "run_dir": "run"}
 
 
 def metrics_table(runs: dict, kinds: dict[str, str] | None = None) -> pd.DataFrame:
@@ -81,18 +51,12 @@ def metrics_table(runs: dict, kinds: dict[str, str] | None = None) -> pd.DataFra
     rows = []
     for (name, seed), run in runs.items():
         t, m = run.metrics["test"], run.metrics
-        row = {
-            "config": name,
-            **({"kind": kinds.get(name, "")} if kinds is not None else {}),
-            "seed": seed,
-            "MAE": t["mae"],
-            "RMSE": t["rmse"],
-            "MAPE %": t["mape"],
-        }
+        row = {"config": name, **({"kind": kinds.get(name, "")} if kinds is not None else {}), "seed": seed}
+        row |= {"MAE": t["mae"], "RMSE": t["rmse"], "MAPE %": t["mape"]}
         for h, v in t["by_horizon"].items():
             row.update({f"MAE h{h}": v["mae"], f"RMSE h{h}": v["rmse"], f"MAPE h{h}": v["mape"]})
         row.update({"best epoch": m["best_epoch"], "epochs": m.get("epochs_run"), "s/epoch": m["seconds_per_epoch"]})
-        rows.append({**row, "params": m["params"], "device": run_device(run.dir), "seconds": m["train_seconds"]})
+        rows.append(row | {"params": m["params"], "device": run_device(run.dir), "seconds": m["train_seconds"]})
         rows[-1]["run"] = run.run_id
     return pd.DataFrame(rows)
 
@@ -200,23 +164,16 @@ def main(argv=None) -> int:
     ap.add_argument("--histories", help="CSV: every run's history, stacked")
     ap.add_argument("--rename", action="append", default=[], metavar="NAME=NEW", help="publish runs NAME as NEW")
     args = ap.parse_args(argv)
+    for flag, given, form in (("--root", args.root, "LABEL=DIR"), ("--rename", args.rename, "NAME=NEW")):
+        if any("=" not in r for r in given):
+            print(f"error: {flag} takes {form}, got {given}", file=sys.stderr)
+            return 2
+    roots = {k: Path(v) for k, v in (r.split("=", 1) for r in args.root)}
     try:
-        roots = dict(r.split("=", 1) for r in args.root)
-    except ValueError:
-        print(f"error: --root takes LABEL=DIR, got {args.root}", file=sys.stderr)
-        return 2
-    if any("=" not in r for r in args.rename):
-        print(f"error: --rename takes NAME=NEW, got {args.rename}", file=sys.stderr)
-        return 2
-    try:
-        table, hist = export(
-            {k: Path(v) for k, v in roots.items()}, args.stage, dict(r.split("=", 1) for r in args.rename)
-        )
+        table, hist = export(roots, args.stage, dict(r.split("=", 1) for r in args.rename))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from .records import atomic_write_text
-
     for f, df in ((args.out, table), (args.histories, hist)):
         if f:
             Path(f).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Train named presets over seeds, reading back the runs already recorded: what the stage notebooks call.
+"""Named presets over seeds, reading back the runs already recorded: what the stage notebooks call.
 
 Their metrics per run and over seeds: stlib.reporting.results (metrics_table, seed_summary).
 """
@@ -17,11 +17,9 @@ from ..training import Run, fit
 
 
 def same_run(a: dict, b: dict) -> bool:
-    """Two config dicts describe the same experiment (the label, progress bar and devices aside).
-
-    Both are read through the current config schema first, so a record written before a field was
-    added (and which therefore ran with its default) still matches; one that no longer validates does not.
-    """
+    """Two config dicts describe the same experiment (the label, progress bar and devices aside). Both are read
+    through the current config schema first, so a record written before a field was added (and which therefore ran
+    with its default) still matches; one that no longer validates does not."""
 
     def key(c):
         try:
@@ -39,9 +37,8 @@ def same_run(a: dict, b: dict) -> bool:
 
 def find_run(cfg: RunConfig, root: Path | None = None) -> Path | None:
     """The newest finished run directory whose config matches cfg, if any."""
-    base = (root or output_dir()) / "runs" / cfg.stage
     want = cfg.to_dict()
-    for mfile in sorted(base.glob("*/metrics.json"), reverse=True):
+    for mfile in sorted(((root or output_dir()) / "runs" / cfg.stage).glob("*/metrics.json"), reverse=True):
         have = yaml.safe_load((mfile.parent / "config.yaml").read_text())
         if same_run(have, want) and (mfile.parent / "best.pt").exists():
             return mfile.parent
@@ -58,21 +55,15 @@ def train_presets(
     seeds_by_preset: dict | None = None,
     reuse: bool = True,
 ) -> dict[tuple[str, int], Run]:
-    """fit() every preset with every seed (one dataset load shared); {(preset, seed): Run}.
-
-    With reuse, a run whose record already exists with the same config is read back instead of
-    trained again, so a long notebook can be re-executed or resumed after a crash.
-    """
+    """fit() every preset with every seed (one dataset load shared); {(preset, seed): Run}. With reuse, a run whose
+    record exists with the same config is read back, so a long notebook can be re-run or resumed after a crash."""
     runs = {}
     for name in presets:
         for seed in (seeds_by_preset or {}).get(name, seeds):
-            cfg = profile.run_config(
-                preset=name, overrides={**(overrides or {}), "train.seed": seed}, stage=stage, name=name
-            )
+            over = {**(overrides or {}), "train.seed": seed}
+            cfg = profile.run_config(preset=name, overrides=over, stage=stage, name=name)
             done = find_run(cfg) if reuse else None
             if done is not None:
                 print(f"{name} seed {seed}: reusing {done}")
-                runs[name, seed] = Run.from_dir(done, dataset=dataset)
-            else:
-                runs[name, seed] = fit(cfg, dataset=dataset)
+            runs[name, seed] = Run.from_dir(done, dataset=dataset) if done is not None else fit(cfg, dataset=dataset)
     return runs

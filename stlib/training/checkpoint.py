@@ -1,25 +1,25 @@
-"""Exact resume: the training state in and out of last.pt, and the run directory a run writes to.
-
-last.pt holds everything the loop needs to go on as if never stopped: model, optimizer, GradScaler, the
-plateau rule, the weight average, every rank's random generators and the loop's Progress (epoch, batch
-within it, optimizer step, best validation, history so far). It is written at every epoch end and every
-`checkpoint_every` optimizer steps, atomically, so a run killed at any moment resumes to the same numbers.
-"""
+"""The run directory: opened, checkpointed, closed (metrics.json, the ledger row), read back as a Run. last.pt (all
+of the training state, every rank's generators included) is written atomically at every epoch end and every
+`checkpoint_every` optimizer steps, so a run killed at any moment resumes to the same numbers."""
 
 from __future__ import annotations
 
 import math
 import random
 import sys
+import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
 from ..config import ConfigError, RunConfig, build_run_config
+from ..data import Dataset, from_config, make_batches
+from ..models import build_model
 from ..paths import output_dir
 from ..reporting import records
 from .distributed import Dist, broadcast_object, gather_objects, sum_over_ranks
@@ -54,7 +54,7 @@ class Progress:
     phase_s: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
     def end_epoch(self, row: dict, stopped_by: str, elapsed_s: float) -> None:
-        """Record an epoch's history row and move to the next epoch; stopped_by: why training ends ('' = it goes on)."""
+        """Record an epoch's history row, move to the next epoch; stopped_by: why training ends ('' = it goes on)."""
         self.history.append(row)
         if stopped_by:
             self.done, self.stopped_by = True, stopped_by
@@ -75,7 +75,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore an rng_state() in place."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -85,11 +84,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def rng_neutral(batches):
-    """The batches, with the start of the iteration kept off torch's global generator.
-
-    A DataLoader draws its base seed from that generator when an epoch starts; a resumed epoch starts
-    again, and that extra draw would shift every later dropout / noise draw.
-    """
+    """The batches, the start of the iteration kept off torch's global generator: a DataLoader draws its base seed
+    from it when an epoch starts, and a resumed epoch's extra start would shift every later dropout / noise draw."""
     it = iter(batches)
     with torch.random.fork_rng(devices=[]):
         first = next(it, None)
@@ -99,21 +95,19 @@ def rng_neutral(batches):
 
 
 class LastCheckpoint:
-    """A run's last.pt (path None: none is kept) for the training state of s (the loop's Setup: model, optimizer,
-    scaler, plateau rule, weight average), and what the latest one holds, for messages."""
+    """A run's last.pt (path None: none is kept) for the training state of s (the loop's Setup), and what the
+    latest one holds, for messages."""
 
-    def __init__(self, path: Path | None, every: int, s):
-        self.path, self.every, self.s = path, every, s
+    def __init__(self, path: Path | None, every: int | None, s):  # every: optimizer steps (None: CHECKPOINT_EVERY)
+        self.path, self.every, self.s = path, CHECKPOINT_EVERY if every is None else every, s
         self.saved: str | None = None  # "end of epoch 2", "epoch 3, after batch 18"
 
-    def due(self, opt_step: int) -> bool:
-        """A mid-epoch checkpoint is due after this optimizer step."""
+    def due(self, opt_step: int) -> bool:  # a mid-epoch checkpoint after this optimizer step
         return self.path is not None and self.every > 0 and opt_step % self.every == 0
 
     def save(self, p: Progress, best_state: dict | None, where: str) -> None:
-        """Write last.pt (rank 0, atomically) with every rank's generators: the point a resume starts from.
-
-        It holds tensors and plain values only (it loads with weights_only)."""
+        """Write last.pt (rank 0, atomically) with every rank's generators; tensors and plain values only (it loads
+        with weights_only)."""
         if self.path is None:
             return
         s, progress = self.s, asdict(p)
@@ -135,16 +129,11 @@ class LastCheckpoint:
 
     def kept(self, run_dir: Path) -> str:
         """What a run that fails now leaves behind to go on from (for its error message)."""
-        ckpt = (
-            f"the last good checkpoint is {run_dir / 'last.pt'} ({self.saved}); "
-            if self.saved
-            else "no checkpoint yet; "
-        )
-        return f"{ckpt}history of the finished epochs in {run_dir / 'history.csv'}"
+        got = f"the last good checkpoint is {run_dir}/last.pt ({self.saved})" if self.saved else "no checkpoint yet"
+        return f"{got}; history of the finished epochs in {run_dir}/history.csv"
 
     def restore(self, run_dir: Path) -> tuple[Progress, dict | None] | None:
-        """The state of run_dir/last.pt restored in place: (progress, best weights so far), or None (start
-        over) if the run died before writing one."""
+        """Restore run_dir/last.pt in place: (progress, best weights so far), or None (start over) without one."""
         s, path = self.s, run_dir / "last.pt"
         if s.optimizer is None or not path.exists():
             if (run_dir / "metrics.json").exists():
@@ -191,10 +180,8 @@ def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfi
 
 
 def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: ExitStack) -> tuple[Path, Path]:
-    """(run directory, outputs root): the resumed one, or a new one that rank 0 creates with config and env.
-
-    Rank 0 holds the directory's lock until fit() ends, so a run cannot be resumed while it still runs.
-    """
+    """(run directory, outputs root): the resumed one, or a new one that rank 0 creates with config and env; rank 0
+    holds its lock until fit() ends, so a run cannot be resumed while it still runs."""
     if resume is not None:
         run_dir = Path(resume).resolve()
         if dist.main:
@@ -210,3 +197,62 @@ def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: Exi
         records.write_config(run_dir / "config.yaml", cfg.to_dict())
         records.write_json(run_dir / "env.json", records.environment(device))
     return broadcast_object(run_dir, dist), out_root
+
+
+@dataclass
+class Run:
+    """A finished run: its config, record directory, history, metrics and best model."""
+
+    config: RunConfig
+    run_id: str
+    dir: Path
+    history: pd.DataFrame
+    metrics: dict
+    model: torch.nn.Module
+    dataset: Dataset
+    device: torch.device
+
+    @classmethod
+    def from_dir(cls, run_dir: Path, dataset: Dataset | None = None, device: str = "cpu") -> Run:
+        """A finished run read back from its record, with its best weights loaded."""
+        rec = records.read_run(run_dir)
+        cfg = build_run_config(rec["config"], str(run_dir / "config.yaml"))
+        ds = dataset if dataset is not None else from_config(cfg.data)
+        dev = torch.device(device)
+        model = build_model(cfg.model, ds).to(dev)
+        if (run_dir / "best.pt").exists():
+            model.load_state_dict(torch.load(run_dir / "best.pt", map_location=dev)["model"])
+        return cls(cfg, run_dir.name, run_dir, rec["history"], rec["metrics"], model, ds, dev)
+
+    @torch.no_grad()
+    def predict(self, split: str = "test", batch_size: int = 256):
+        """(pred, true) numpy arrays (S, out, N) in original units for a split, best weights."""
+        self.model.eval()
+        preds, trues = [], []
+        for x, y in make_batches(self.dataset, split, batch_size, self.device):
+            preds.append(self.dataset.denormalize(self.model(x).float())[..., 0].cpu())
+            trues.append(y[..., 0].cpu())
+        return torch.cat(preds).numpy(), torch.cat(trues).numpy()
+
+
+def write_results(cfg: RunConfig, run_dir: Path, out_root: Path, hist: pd.DataFrame, metrics: dict) -> None:
+    """metrics.json and the run's ledger row (one row, also when the run was resumed)."""
+    if hist.empty:
+        records.write_csv(run_dir / "history.csv", pd.DataFrame(columns=["epoch", "train_loss", "val_mae"]))
+    records.write_json(run_dir / "metrics.json", metrics)
+    test, h = metrics["test"], metrics["test"]["by_horizon"]
+    records.append_ledger(
+        {
+            "run_id": run_dir.name,
+            **{k: getattr(cfg, k) for k in ("stage", "name", "profile")},
+            **{k: metrics[k] for k in ("model", "dataset", "seed", "params", "best_epoch", "epochs_run", "device")},
+            "train_seconds": round(metrics["train_seconds"], 2),
+            "seconds_per_epoch": round(metrics["seconds_per_epoch"], 3),
+            "val_mae": round(metrics["val"]["mae"], 4),
+            **{f"test_{k}": round(test[k], 4) for k in ("mae", "rmse", "mape")},
+            **{f"mae_h{k}": round(h[k]["mae"], 4) for k in ("3", "6", "12")},
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "run_dir": str(run_dir),
+        },
+        out_root,
+    )

@@ -17,9 +17,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        return torch.device("mps" if mps else "cpu")
     try:
         dev = torch.device(name)
     except RuntimeError:
@@ -35,22 +34,16 @@ def amp_dtype(amp: str, device: torch.device):
         return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    cpu_bf16 = (
-        getattr(torch.backends.mkldnn, "is_available", lambda: False)()
-        and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    )
-    return torch.bfloat16 if device.type == "cpu" and cpu_bf16 else None
+    bf16 = torch.backends.mkldnn.is_available() and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return torch.bfloat16 if device.type == "cpu" and bf16 else None
 
 
 def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     """train.compile: off (the model itself), default, reduce-overhead (CUDA graphs) or max-autotune."""
-    if mode == "off":
-        return model
-    return torch.compile(model, mode=None if mode == "default" else mode)
+    return model if mode == "off" else torch.compile(model, mode=None if mode == "default" else mode)
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch, numpy and Python's generators."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
@@ -70,8 +63,7 @@ def resident_mb() -> float:
 
 
 def reset_peak_resident() -> bool:
-    """Reset the kernel's peak-resident counter (VmHWM), so peak_resident_mb measures from here; False where the
-    kernel does not allow it."""
+    """Reset the kernel's peak-resident counter (VmHWM) for peak_resident_mb; False where the kernel forbids it."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

@@ -1,8 +1,5 @@
-"""Several processes (torchrun): DistributedDataParallel, each rank on its slice of every global batch.
-
-One process is rank 0 of a world of 1, and every helper here is then the identity, so the loop reads
-the same with or without torchrun.
-"""
+"""torchrun: DistributedDataParallel, each rank on its slice of every global batch. In one process (rank 0 of a
+world of 1) every helper here is the identity, so the loop reads the same with or without torchrun."""
 
 from __future__ import annotations
 
@@ -41,7 +38,6 @@ def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
 
 
 def end_distributed(dist: Dist) -> None:
-    """Leave the process group, if this process started it."""
     if dist.owned:
         td.destroy_process_group()
 
@@ -53,24 +49,13 @@ def wrap_model(model: torch.nn.Module, dist: Dist, device: torch.device) -> torc
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def shard(t: torch.Tensor, dist: Dist) -> torch.Tensor:
-    """This rank's contiguous slice of a global batch: (B, ...) -> (about B / world, ...)."""
-    return t if dist.world == 1 else t.tensor_split(dist.world)[dist.rank]
-
-
 def rank_slice(x: torch.Tensor, y: torch.Tensor, dist: Dist) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """This rank's slices of a global training batch and the weight of their mean loss: DDP averages the ranks'
-    gradients, so a slice weighs len(slice) * world / B for uneven slices to average to the batch mean."""
-    if dist.world == 1:
-        return x, y, 1.0
-    xs, ys = shard(x, dist), shard(y, dist)
-    return xs, ys, len(xs) * dist.world / len(x)
-
-
-def sync_grads(model: torch.nn.Module, dist: Dist, on: bool) -> None:
-    """Under DDP, all-reduce the gradients in the coming backward only when on (the last micro-batch of a step)."""
+    """This rank's contiguous slices (B, ...) -> (about B / world, ...) of a global batch and the weight of their mean
+    loss: DDP averages the ranks' gradients, so a slice weighs len(slice) * world / B (1.0 in one process)."""
     if dist.world > 1:
-        model.require_backward_grad_sync = on
+        x, y, n = x.tensor_split(dist.world)[dist.rank], y.tensor_split(dist.world)[dist.rank], len(x)
+        return x, y, len(x) * dist.world / n
+    return x, y, 1.0
 
 
 def all_reduce_sum(values: torch.Tensor, dist: Dist, device) -> torch.Tensor:
@@ -84,32 +69,26 @@ def all_reduce_sum(values: torch.Tensor, dist: Dist, device) -> torch.Tensor:
 
 def sum_over_ranks(loss_sum: float, count: int, dist: Dist, device) -> tuple[float, int]:
     """A running (sum, count) added up over the ranks: the whole batch's, not this rank's slice."""
-    if dist.world == 1:
-        return loss_sum, count
-    total = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64), dist, device)
-    return total[0].item(), int(total[1].item())
+    total = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64), dist, device).tolist()
+    return total[0], int(total[1])
 
 
 def any_rank(flag: bool, dist: Dist, device) -> bool:
     """True on every rank when it is true on one (the ranks' clocks differ a little: all stop together)."""
-    if dist.world == 1:
-        return flag
     return bool(all_reduce_sum(torch.tensor([float(flag)]), dist, device).item() > 0)
 
 
 def gather_objects(obj, dist: Dist) -> list:
     """[obj of rank 0, obj of rank 1, ...] on every rank."""
-    if dist.world == 1:
-        return [obj]
-    out = [None] * dist.world
-    td.all_gather_object(out, obj)
+    out = [obj] * dist.world
+    if dist.world > 1:
+        td.all_gather_object(out, obj)
     return out
 
 
 def broadcast_object(obj, dist: Dist):
     """Rank 0's obj, on every rank."""
-    if dist.world == 1:
-        return obj
     box = [obj]
-    td.broadcast_object_list(box, src=0)
+    if dist.world > 1:
+        td.broadcast_object_list(box, src=0)
     return box[0]

@@ -1,14 +1,7 @@
 """The training loop, top to bottom: set up, train one epoch (train_step per batch), validate, test.
 
-    run = fit(cfg)                                     # what `python -m stlib.train --params ...` runs
-    run = fit(resume="outputs/runs/<stage>/<run-id>")  # continue a stopped run to the same numbers
-
-Two objects carry a run: Setup, what setup() builds once (model, optimizer, scaler, batches, dtype; every bad
-input fails building it), and State, what the loop changes as it goes (progress, best weights, the run's record,
-its checkpoint, display and clock). The speed craft is in plain sight: autocast chosen once from train.amp, a
-GradScaler only for fp16, gradient accumulation by dividing the loss, clipping after unscale_, torch.compile
-behind train.compile, the learning rate from one pure function (schedule.learning_rate), and no host sync in a
-step: the running loss stays on the device until the display or a checkpoint reads it.
+Setup is what setup() builds once (every bad input fails there); State is what the loop changes as it goes. No host
+sync in a step: the running loss stays on the device until the display or a checkpoint reads it.
 """
 
 from __future__ import annotations
@@ -28,20 +21,10 @@ from ..config import ConfigError, RunConfig
 from ..data import Dataset, from_config, make_batches
 from ..models import build_model, count_parameters
 from ..reporting import records
-from .checkpoint import CHECKPOINT_EVERY, LastCheckpoint, Progress, open_run_dir, resume_config, rng_neutral
+from .checkpoint import LastCheckpoint, Progress, Run, open_run_dir, resume_config, rng_neutral, write_results
 from .device import amp_dtype, compile_model, peak_memory_mb, pick_device, seed_everything
-from .distributed import (
-    Dist,
-    any_rank,
-    end_distributed,
-    rank_slice,
-    setup_distributed,
-    sum_over_ranks,
-    sync_grads,
-    wrap_model,
-)
-from .progress import RunningLoss, TensorBoardLog, TrainProgress, pick_mode, require_tensorboard, run_label
-from .run import Run, write_results
+from .distributed import Dist, any_rank, end_distributed, rank_slice, setup_distributed, sum_over_ranks, wrap_model
+from .progress import RunningLoss, TensorBoardLog, TrainProgress, pick_mode, require_tensorboard
 from .schedule import Plateau, accumulation, learning_rate
 from .scoring import compute_loss, ema_model, ema_warmup_decay, ema_warmup_updates, evaluate
 from .timing import Budget, Timer
@@ -56,31 +39,30 @@ def fit(
     checkpoint_every: int | None = None,
     progress: str = "auto",
 ) -> Run:
-    """Train, keep the best-validation weights, score them on test, write the run record (stlib.reporting.records).
+    """Train, keep the best-validation weights, score them on test, write the run record.
 
     resume: a run directory to continue from its last.pt (cfg may then be None: the saved config is used).
     checkpoint_every: optimizer steps between mid-epoch checkpoints (default CHECKPOINT_EVERY; 0 = epoch ends).
-    progress: auto (a bar on a terminal, else one line per epoch at most), bar, lines or off (train.quiet: off).
+    progress: auto (a bar on a terminal, else epoch lines), bar, lines or off (train.quiet: off).
     """
     if resume is not None:
         cfg = resume_config(resume, cfg)
     elif cfg is None:
         raise TypeError("fit() needs a config (or resume=RUN_DIR)")
-    every = CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
-    if every < 0:
-        raise ConfigError(f"checkpoint_every must be >= 0 (0 = at epoch ends only), got {every}")
+    if (checkpoint_every or 0) < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0 (0 = at epoch ends only), got {checkpoint_every}")
     pick_mode(progress, cfg.train.quiet)  # a bad value fails here, before anything is written
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dist, device = setup_distributed(pick_device(cfg.train.device))
     with ExitStack() as held:  # the process group and the run directory's lock, released however fit ends
         held.callback(end_distributed, dist)
-        return _fit(setup(cfg, dataset, dist, device), resume, out_root, every, held, progress)
+        return _fit(setup(cfg, dataset, dist, device), resume, out_root, checkpoint_every, held, progress)
 
 
-def _fit(s: Setup, resume, out_root, every: int, held: ExitStack, progress: str) -> Run:
-    """fit() once set up. The DDP wrapper holds the process group: it goes with this function's locals, before
-    fit() ends the group (a gloo group freed after its end can hang the process at exit)."""
+def _fit(s: Setup, resume, out_root, every: int | None, held: ExitStack, progress: str) -> Run:
+    """fit() once set up: the DDP wrapper, which holds the process group, goes with these locals before fit() ends
+    the group (a gloo group freed after its end can hang the process at exit)."""
     st = start(s, resume, out_root, every, held, progress)  # from here on the run has a record
     for epoch in range(st.p.epoch, s.epochs + 1) if not st.p.done else []:
         if not train_and_validate(s, st, epoch):
@@ -90,7 +72,7 @@ def _fit(s: Setup, resume, out_root, every: int, held: ExitStack, progress: str)
 
 @dataclass(frozen=True)
 class Setup:
-    """What a run trains with, built once by setup() before the run has a record (bad inputs leave no trace)."""
+    """What a run trains with, built by setup() before the run has a record (bad inputs leave no trace)."""
 
     cfg: RunConfig
     dist: Dist
@@ -105,7 +87,7 @@ class Setup:
     plateau: Plateau
     dtype: torch.dtype | None  # the autocast dtype; None: full precision
     graphs: bool  # compile reduce-overhead replays CUDA graphs: each step is marked
-    timed: bool  # train.time_phases: synchronise the GPU at each phase of a step to time it
+    timed: bool  # train.time_phases: synchronise the GPU at each phase of a step
     train_batches: object  # global batches x (B, in, N, 3), y (B, out, N, 1) in original units
     val_batches: object
     batch_kw: dict
@@ -136,9 +118,8 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
     tc = cfg.train
     if dist.world > 1 and tc.time_budget_s and tc.scheduler == "cosine":
         raise ConfigError(
-            "train.time_budget_s with train.scheduler cosine follows each process's own clock, so "
-            "under torchrun the ranks' learning rates would drift apart: use another scheduler, "
-            "or the budget in one process"
+            "train.time_budget_s with train.scheduler cosine follows each process's own clock, so under torchrun the "
+            "ranks' learning rates would drift apart: use another scheduler, or the budget in one process"
         )
     if tc.tensorboard:
         require_tensorboard()  # missing package: a clear error before the run has a record
@@ -166,10 +147,9 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
     updates, needed = len(train) * tc.epochs, ema_warmup_updates(tc.ema)
     if ema is not None and updates < needed:
         warnings.warn(
-            f"train.ema={tc.ema} is reached only after {needed:,} updates and this run "
-            f"makes {updates:,} ({tc.epochs} epochs of {len(train)} batches): its average follows the "
-            f"warm-up decay (1 + n) / (10 + n) throughout, so any train.ema above "
-            f"{ema_warmup_decay(updates):.5f} trains the same run",
+            f"train.ema={tc.ema} is reached only after {needed:,} updates and this run makes {updates:,} ({tc.epochs} "
+            f"epochs of {len(train)} batches): its average follows the warm-up decay (1 + n) / (10 + n) throughout, "
+            f"so any train.ema above {ema_warmup_decay(updates):.5f} trains the same run",
             stacklevel=2,
         )
     dtype = amp_dtype(tc.amp, device)
@@ -187,7 +167,6 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
         plateau=Plateau(tc.patience, tc.factor, tc.min_lr),
         dtype=dtype,
         graphs=tc.compile == "reduce-overhead" and trainable,
-        # "auto" (or anything not a bool): on CUDA timing a phase costs a sync, on the CPU nothing
         timed=tc.time_phases if isinstance(tc.time_phases, bool) else device.type != "cuda",
         train_batches=train,
         val_batches=make_batches(ds, "val", tc.eval_batch_size, **batch_kw),
@@ -197,7 +176,7 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
     )
 
 
-def start(s: Setup, resume, out_root, every: int, held: ExitStack, progress: str) -> State:
+def start(s: Setup, resume, out_root, every: int | None, held: ExitStack, progress: str) -> State:
     """The run's record (a new one, or the resumed one with its last.pt restored) and the loop's state."""
     cfg, dist = s.cfg, s.dist
     run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, s.device, held)
@@ -207,9 +186,8 @@ def start(s: Setup, resume, out_root, every: int, held: ExitStack, progress: str
         p, best_state = restored
         if dist.main and p.history:  # the history as of the checkpoint (a later epoch's row is redone)
             records.write_csv(run_dir / "history.csv", pd.DataFrame(p.history))
-    show = TrainProgress(
-        pick_mode(progress, cfg.train.quiet, dist.main), run_label(cfg), s.epochs, len(s.train_batches)
-    )
+    label = f"{cfg.name or cfg.model.name} s{cfg.train.seed}"  # e.g. '+scheduler s1'
+    show = TrainProgress(pick_mode(progress, cfg.train.quiet, dist.main), label, s.epochs, len(s.train_batches))
     tb = TensorBoardLog(run_dir if cfg.train.tensorboard and dist.main else None, cfg.to_dict())
     held.callback(show.close)
     held.callback(tb.close)
@@ -287,16 +265,14 @@ def train_epoch(s: Setup, st: State, epoch: int) -> tuple[Timer, float]:
 
 
 def train_step(s: Setup, st: State, x: torch.Tensor, y: torch.Tensor, i: int, epoch: int, timer: Timer) -> float | None:
-    """Batch i of an epoch: forward, loss and backward of this rank's slice and, when the batch closes an
-    accumulation group, the optimizer step: its learning rate, or None when the batch only accumulated.
-
-    x (B, in, N, 3), y (B, out, N, 1) original units: the global batch. The loss goes into st.loss (on the device),
-    the samples seen and the optimizer steps taken into st.p.
-    """
+    """Batch i (global: x (B, in, N, 3), y (B, out, N, 1) original units): forward, loss (into st.loss, on the
+    device) and backward of this rank's slice, and the optimizer step when the batch closes an accumulation group:
+    its learning rate, or None when the batch only accumulated."""
     tc, p = s.cfg.train, st.p
     n = len(x)
     x, y, weight = rank_slice(x, y, s.dist)  # (B / world, ...): this rank's slice
-    x = add_noise(x, tc.noise_std)
+    if tc.noise_std > 0:  # Gaussian noise on the z-scored value channel
+        x = torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * tc.noise_std, x[..., 1:]], dim=-1)
     timer.lap("data")
     if s.graphs:  # a new step: the graphs' outputs of the last step may be overwritten now
         torch.compiler.cudagraph_mark_step_begin()
@@ -305,7 +281,8 @@ def train_step(s: Setup, st: State, x: torch.Tensor, y: torch.Tensor, i: int, ep
     st.loss.add(loss, i, len(x))
     timer.lap("forward")
     group, step_end = accumulation(i, len(s.train_batches), tc.accumulation_steps)
-    sync_grads(s.step_model, s.dist, step_end)
+    if s.dist.world > 1:  # DDP all-reduces the gradients in the last micro-batch's backward only
+        s.step_model.require_backward_grad_sync = step_end
     s.scaler.scale(loss * weight / group).backward()  # mean over the micro-batches of this optimizer step
     timer.lap("backward")
     p.loss_n, p.samples = p.loss_n + len(x), p.samples + n
@@ -317,16 +294,9 @@ def train_step(s: Setup, st: State, x: torch.Tensor, y: torch.Tensor, i: int, ep
     return lr
 
 
-def add_noise(x: torch.Tensor, std: float) -> torch.Tensor:
-    """train.noise_std: Gaussian input augmentation on the z-scored value channel of x (B, in, N, 3)."""
-    if std <= 0:
-        return x
-    return torch.cat([x[..., :1] + torch.randn_like(x[..., :1]) * std, x[..., 1:]], dim=-1)
-
-
 def optimizer_step(s: Setup, lr: float) -> bool:
-    """Clip, step at learning rate lr, zero the gradients, update the weight average; True when fp16's GradScaler
-    skipped the step (an overflow: it lowers its scale). Reading the scale syncs, as GradScaler.step does anyway."""
+    """Clip, step at lr, zero the gradients, update the weight average; True when fp16's GradScaler skipped the step
+    (an overflow lowers its scale). Reading the scale syncs, as GradScaler.step does anyway."""
     for g in s.optimizer.param_groups:
         g["lr"] = lr
     if s.cfg.train.grad_clip > 0:
@@ -342,22 +312,22 @@ def optimizer_step(s: Setup, lr: float) -> bool:
 
 
 def running_loss(s: Setup, st: State, epoch: int) -> float:
-    """The epoch's mean training loss so far, read from the device (a sync) into st.p; a non-finite loss of any
-    step since the last read fails here, naming that step, before a checkpoint or validation could keep it."""
+    """The epoch's mean training loss so far, read from the device (a sync) into st.p; a non-finite loss since the
+    last read fails here, naming its step, before a checkpoint or validation could keep it."""
     p, n_batches, k = st.p, len(s.train_batches), s.cfg.train.accumulation_steps
     p.loss_sum, bad = st.loss.read()
     if bad is not None:
         i, value = bad
-        kept = f" Kept: {st.last.kept(st.run_dir)}"
         raise FloatingPointError(
             f"non-finite loss ({value}) at epoch {epoch}, step {i} (batch {i + 1} of {n_batches}, optimizer step "
-            f"{(epoch - 1) * s.steps_per_epoch + i // k}): lower train.lr or check the data.{kept}"
+            f"{(epoch - 1) * s.steps_per_epoch + i // k}): lower train.lr or check the data. Kept: "
+            + st.last.kept(st.run_dir)
         )
     return p.loss_sum / max(p.loss_n, 1)
 
 
 def validate(s: Setup, st: State, epoch: int) -> tuple[float, float]:
-    """Validation MAE and seconds; then the early-stopping count, the best weights (best.pt), the plateau rule."""
+    """Validation MAE and seconds; updates the early-stopping count, the best weights (best.pt), the plateau rule."""
     p = st.p
     st.show.validating()
     begin = time.perf_counter()
@@ -383,12 +353,8 @@ def test(s: Setup, st: State) -> Run:
         model.load_state_dict(st.best_state)
     elif cfg.train.save_checkpoint and dist.main:
         records.save_torch(st.run_dir / "best.pt", {"model": model.state_dict(), "epoch": 0, "val_mae": None})
-    val_metrics, test_metrics = (
-        evaluate(
-            model, make_batches(s.ds, k, cfg.train.eval_batch_size, **s.batch_kw), s.ds, s.autocast(), dist, device
-        )
-        for k in ("val", "test")
-    )
+    batches = (make_batches(s.ds, k, cfg.train.eval_batch_size, **s.batch_kw) for k in ("val", "test"))
+    val_metrics, test_metrics = (evaluate(model, b, s.ds, s.autocast(), dist, device) for b in batches)
     hist = pd.DataFrame(p.history)
     metrics = {
         "test": test_metrics,
@@ -409,5 +375,5 @@ def test(s: Setup, st: State) -> Run:
     }
     st.tb.final(metrics, len(hist))
     if dist.main:
-        write_results(cfg, st.run_dir, st.out_root, hist, metrics, device)
+        write_results(cfg, st.run_dir, st.out_root, hist, metrics)
     return Run(cfg, st.run_dir.name, st.run_dir, hist, metrics, model, s.ds, device)

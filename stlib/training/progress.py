@@ -1,15 +1,9 @@
-"""Watching a run: a bar over each epoch's batches, or one line per epoch, or nothing; TensorBoard scalars.
+"""Watching a run, on stderr (results stay on stdout): a bar over each epoch's batches, epoch lines, TensorBoard.
 
-    show = TrainProgress(pick_mode("auto", quiet=False), "+scheduler s1", epochs=20, batches=177)
-    show.start_epoch(3)       # a bar, moved by show.step(running_loss) after each batch:
-    # +scheduler s1 ep 3/20:  45%|####5     | 80/177 [00:05<00:06, 15.2batch/s, loss 0.4987]
-    show.end_epoch(row, ...)  # the bar goes, a line stays:
-    # +scheduler s1 ep 3/20  loss 0.4987  val MAE 18.234 (best 18.102 @ ep 2)  6.1 s  ETA 1 min 44 s
+    +scheduler s1 ep 3/20  loss 0.4987  val MAE 18.234 (best 18.102 @ ep 2)  6.1 s  ETA 1 min 44 s
 
-Modes: `bar` on a terminal; `lines` where the output is a log or a notebook (stderr is not a terminal:
-papermill, tee, a worker process of an ablation), so no bar fragments end up in files, at most one line
-per epoch and at most one every LINE_EVERY_S seconds besides the first and the last; `off` for train.quiet.
-Progress goes to stderr; results (the test MAE line, the run directory) stay on stdout.
+Modes: `bar` on a terminal; `lines` where stderr is no terminal (a log, papermill, an ablation worker), so no bar
+fragments end up in files: at most one line every LINE_EVERY_S seconds besides the first and the last; `off`.
 """
 
 from __future__ import annotations
@@ -33,21 +27,13 @@ try:
 except ImportError:  # a bare GPU machine (torch, numpy, pandas, pyyaml only) still trains and benches
     HAVE_TQDM = False
 
-    class tqdm:  # noqa: N801  (stands in for tqdm.tqdm: iterates, counts nothing, shows nothing)
+    class tqdm:  # noqa: N801  (a stand-in for tqdm.tqdm: iterates, shows nothing)
         def __init__(self, iterable=(), **_):
             self.iterable = iterable
 
-        def __iter__(self):
-            return iter(self.iterable)
-
-        def update(self, *_, **__):
-            pass
-
-        set_postfix = set_postfix_str = close = update
-
-        @staticmethod
-        def write(msg, file=None):
-            print(msg, file=file or sys.stdout, flush=True)
+        __iter__ = lambda self: iter(self.iterable)
+        update = set_postfix = set_postfix_str = close = lambda self, *_, **__: None
+        write = staticmethod(lambda msg, file=None: print(msg, file=file or sys.stdout, flush=True))
 
 
 MODES = ("auto", "bar", "lines", "off")
@@ -65,11 +51,10 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def on_terminal(stream=None) -> bool:
-    """Whether a stream (default stderr) is an interactive terminal; False for files, pipes, notebooks."""
-    stream = sys.stderr if stream is None else stream
+def on_terminal() -> bool:
+    """Whether stderr is an interactive terminal; False for files, pipes, notebooks."""
     try:
-        return bool(stream.isatty())
+        return bool(sys.stderr.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
 
@@ -85,11 +70,6 @@ def pick_mode(requested: str, quiet: bool, main: bool = True) -> str:
     return "lines" if requested == "bar" and not HAVE_TQDM else requested
 
 
-def run_label(cfg) -> str:
-    """How progress names a run: its configuration name (else its model) and seed, e.g. '+scheduler s1'."""
-    return f"{cfg.name or cfg.model.name} s{cfg.train.seed}"
-
-
 class TrainProgress:
     """What one run shows while it trains (see the module doc); every method is a no-op in mode off."""
 
@@ -100,14 +80,14 @@ class TrainProgress:
         self.last_line = self.loss_shown = -math.inf
 
     def start_epoch(self, epoch: int, done: int = 0) -> None:
-        """A bar over the epoch's batches (bar mode), starting at `done` for a resumed epoch."""
+        """A bar over the epoch's batches (bar mode), from `done` in a resumed epoch."""
         if self.mode == "bar":
             desc, kw = f"{self.label} ep {epoch}/{self.epochs}", dict(unit="batch", leave=False, dynamic_ncols=True)
             self.bar = tqdm(total=self.batches, initial=done, desc=desc, file=sys.stderr, **kw)
 
     def step(self, running_loss: Callable[[], float]) -> None:
-        """One batch done; running_loss() reads the epoch's mean training loss so far (a GPU sync), called only
-        when the bar shows a new value: at most every LOSS_EVERY_S seconds, and at the epoch's last batch."""
+        """One batch done; running_loss() (a GPU sync) is called only when the bar shows a new value: at most every
+        LOSS_EVERY_S seconds, and at the epoch's last batch."""
         if self.bar is None:
             return
         now = time.monotonic()
@@ -125,11 +105,9 @@ class TrainProgress:
         self.close()
         self.epoch_seconds.append(row["seconds"])
         now = time.monotonic()
-        due = self.mode == "bar" or last or now - self.last_line >= LINE_EVERY_S
-        if self.mode == "off" or not due:
-            return
-        self.last_line = now
-        self.write(self.epoch_line(row, best, best_epoch, last, budget_left))
+        if self.mode == "bar" or (self.mode == "lines" and (last or now - self.last_line >= LINE_EVERY_S)):
+            self.last_line = now
+            self.write(self.epoch_line(row, best, best_epoch, last, budget_left))
 
     def epoch_line(self, row: dict, best: float, best_epoch: int, last: bool, budget_left: float | None) -> str:
         """'+scheduler s1 ep 3/20  loss 0.4987  val MAE 18.234 (best 18.102 @ ep 2)  6.1 s  ETA 1 min 44 s'."""
@@ -138,14 +116,10 @@ class TrainProgress:
         left = statistics.median(self.epoch_seconds) * (self.epochs - epoch)
         if budget_left is not None:
             left = min(left, max(budget_left, 0.0))
-        eta = "done" if last else f"ETA {duration(left)}"
-        return (
-            f"{self.label} ep {epoch}/{self.epochs}  loss {row['train_loss']:.4f}  {val_text}  "
-            f"{row['seconds']:.1f} s  {eta}"
-        )
+        took = f"{row['seconds']:.1f} s  " + ("done" if last else f"ETA {duration(left)}")
+        return f"{self.label} ep {epoch}/{self.epochs}  loss {row['train_loss']:.4f}  {val_text}  {took}"
 
-    def write(self, msg: str) -> None:
-        """One line to stderr, below the bar if one is shown; nothing in mode off."""
+    def write(self, msg: str) -> None:  # one line to stderr, below the bar if one is shown
         if self.mode == "bar":
             tqdm.write(msg, file=sys.stderr)
         elif self.mode == "lines":
@@ -155,10 +129,6 @@ class TrainProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-# ---------------------------------------------------------------------------------------------
-# TensorBoard (train.tensorboard)
 
 
 def require_tensorboard():
@@ -174,11 +144,8 @@ def require_tensorboard():
 
 
 class TensorBoardLog:
-    """A run's scalars under <run_dir>/tensorboard/ (`tensorboard --logdir outputs/runs`); run_dir None: off.
-
-    step/*: per optimizer step (loss, lr); epoch/*: per epoch (train_loss, val_mae, lr, seconds);
-    test/* and val/*: the final metrics of the best weights. A resumed run adds an events file to the folder.
-    """
+    """A run's scalars under <run_dir>/tensorboard/ (run_dir None: off): step/* (loss, lr), epoch/* (train_loss,
+    val_mae, lr, seconds), test/* and val/* (the best weights' metrics). A resumed run adds an events file."""
 
     def __init__(self, run_dir: Path | None, config: dict):
         self.writer = None if run_dir is None else require_tensorboard()(log_dir=str(Path(run_dir) / "tensorboard"))
@@ -192,7 +159,7 @@ class TensorBoardLog:
             self.writer.add_scalar("step/lr", lr, opt_step)
 
     def epoch(self, row: dict) -> None:
-        """One history row; flushed, so a TensorBoard open on the folder sees it now."""
+        """One history row, flushed: a TensorBoard open on the folder sees it now."""
         if self.writer is None:
             return
         for key in ("train_loss", "val_mae", "lr", "seconds"):
@@ -216,15 +183,15 @@ class TensorBoardLog:
 
 
 class RunningLoss:
-    """An epoch's training-loss sum kept on the device, so a step adds to it without a host sync; read() (one
-    sync) where it is shown or saved. Summed in float64 in step order from the sum so far: the same number as
-    adding up loss.item() on the host. It also keeps the first non-finite loss and its step, for the error."""
+    """An epoch's training-loss sum on the device: a step adds to it without a host sync, read() syncs once where it
+    is shown or saved. Summed in float64 in step order: the same number as adding up loss.item() on the host. It
+    also keeps the first non-finite loss and its step, for the error."""
 
     def __init__(self, device: torch.device):
         self.device = torch.device("cpu") if device.type == "mps" else device  # MPS has no float64
 
     def start(self, loss_sum: float) -> None:
-        """A new reading window, from the epoch's sum so far (0, or a resumed epoch's)."""
+        """From the epoch's sum so far (0, or a resumed epoch's)."""
         self.sum = torch.tensor(loss_sum, dtype=torch.float64, device=self.device)
         self.bad = torch.tensor([-1.0, 0.0], dtype=torch.float64, device=self.device)  # (step, loss)
 

@@ -1,17 +1,6 @@
-"""The learning rate: one pure function of where training stands, for every train.scheduler.
-
-    lr = learning_rate(tc, step, epoch, steps_per_epoch, plateau_lr, time_frac)
-
-- none:      train.lr
-- multistep: train.lr * gamma ** (milestones passed), per epoch (torch's MultiStepLR stepped at epoch ends)
-- cosine:    from train.lr down to train.min_lr over every optimizer step of the run, or over
-             train.time_budget_s when the clock is further along (torch's CosineAnnealingLR per step)
-- plateau:   the plateau rule's lr, cut by Plateau.step after a validation (torch's ReduceLROnPlateau)
-
-and a linear warmup (train.warmup_steps) multiplies any of them. The plateau rule is the one schedule
-with state (its best validation so far and how many did not beat it): Plateau holds it and the loop
-passes its current lr in.
-"""
+"""The learning rate as one pure function of where training stands, matching torch's MultiStepLR (stepped at epoch
+ends), CosineAnnealingLR (per step, down to train.min_lr, or over train.time_budget_s when the clock is further
+along) and ReduceLROnPlateau (Plateau, the one schedule with state); a linear warmup multiplies any of them."""
 
 from __future__ import annotations
 
@@ -24,35 +13,21 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
 
 
 def cosine_factor(step: int, total: int, floor: float, time_frac: float = 0.0) -> float:
-    """Cosine decay from 1 to `floor` over `total` steps, or over a time budget when it runs out first.
-
-    time_frac: the share of train.time_budget_s spent so far (0 without a budget). The schedule follows
-    whichever is further along, so a budgeted run anneals fully by its deadline ("budgeted training").
-    """
+    """Cosine decay from 1 to `floor` over `total` steps, or over the time budget when time_frac (its share spent)
+    is further along, so a budgeted run anneals fully by its deadline ("budgeted training")."""
     t = min(max(step / max(total, 1), time_frac), 1.0)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def multistep_factor(epoch: int, milestones, gamma: float) -> float:
-    """gamma ** (milestones passed): the multiplier of epoch `epoch` (1-based); milestone m cuts from epoch m + 1."""
-    return gamma ** sum(m <= epoch - 1 for m in milestones)
 
 
 def learning_rate(
     tc, step: int, epoch: int, steps_per_epoch: int, plateau_lr: float | None = None, time_frac: float = 0.0
 ) -> float:
-    """The lr of optimizer step `step` (0-based, counted over the whole run) in epoch `epoch` (1-based).
-
-    tc: the TrainConfig (lr, scheduler, warmup_steps, milestones, gamma, min_lr, epochs).
-    plateau_lr: the plateau rule's current lr (train.scheduler plateau only; train.lr before its first cut).
-    time_frac: the share of train.time_budget_s spent so far (cosine only; 0 without a budget).
-    """
+    """The lr of optimizer step `step` (0-based, over the run) of epoch `epoch` (1-based) for TrainConfig tc;
+    plateau_lr: the plateau rule's lr; time_frac: the share of train.time_budget_s spent. Milestone m cuts from
+    epoch m + 1."""
+    lr = plateau_lr if tc.scheduler == "plateau" and plateau_lr is not None else tc.lr
     if tc.scheduler == "multistep":
-        lr = tc.lr * multistep_factor(epoch, tc.milestones, tc.gamma)
-    elif tc.scheduler == "plateau":
-        lr = tc.lr if plateau_lr is None else plateau_lr
-    else:
-        lr = tc.lr
+        lr *= tc.gamma ** sum(m <= epoch - 1 for m in tc.milestones)
     lr *= warmup_factor(step, tc.warmup_steps)
     if tc.scheduler == "cosine":
         lr *= cosine_factor(step, steps_per_epoch * tc.epochs, tc.min_lr / tc.lr, time_frac)

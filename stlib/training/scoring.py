@@ -1,5 +1,5 @@
-"""What training minimises and how a model is scored: the masked loss, the masked metrics of a split,
-and the weight average (train.ema) that may be scored in place of the weights."""
+"""What training minimises and how a model is scored: the masked loss, the masked metrics of a split, and the
+weight average (train.ema) that may be scored in place of the weights."""
 
 from __future__ import annotations
 
@@ -11,19 +11,14 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..data import Dataset
 from ..metrics import MetricSums, masked_mae
-from .distributed import Dist, all_reduce_sum, shard
+from .distributed import Dist, all_reduce_sum, rank_slice
 
 
 def compute_loss(out, y: torch.Tensor, mean: float, std: float, tc) -> torch.Tensor:
-    """Training loss on z-scored values, masking missing (zero) targets, plus any auxiliary loss.
-
-    out: the model's (B, out, N, 1) z-scored forecast, or (forecast, auxiliary loss) when it has one (denoising),
-    the auxiliary loss already weighted by the model. y: (B, out, N, 1) targets in original units.
-    """
+    """Masked MAE on z-scored values (missing = zero targets carry none), plus any auxiliary loss. out: the model's
+    (B, out, N, 1) z-scored forecast, or (forecast, weighted auxiliary loss); y: (B, out, N, 1) original units."""
     pred, aux = out if isinstance(out, tuple) else (out, None)
-    mask = (y != 0).to(torch.float32)  # missing targets carry no loss
-    y_z = (y - mean) / std
-    loss = masked_mae(pred.float(), y_z, mask=mask)
+    loss = masked_mae(pred.float(), (y - mean) / std, mask=(y != 0).to(torch.float32))
     return loss if aux is None else loss + aux.float()
 
 
@@ -32,14 +27,12 @@ def evaluate(
     model, batches, ds: Dataset, autocast, dist: Dist | None = None, device=None, mark_steps: bool = False
 ) -> dict:
     """Masked metrics of a model over a batch iterable, in original units (under DDP: every rank's shard).
-
-    mark_steps: the model replays CUDA graphs (compile reduce-overhead): mark each batch a new step.
-    """
+    mark_steps: the model replays CUDA graphs (compile reduce-overhead): mark each batch a new step."""
     dist = dist or Dist()
     model.eval()
     sums = MetricSums(ds.out_steps)
     for x, y in batches:  # x (B, in, N, 3), y (B, out, N, 1) original units
-        x, y = shard(x, dist), shard(y, dist)
+        x, y, _ = rank_slice(x, y, dist)
         if mark_steps:
             torch.compiler.cudagraph_mark_step_begin()
         with autocast:
@@ -52,11 +45,9 @@ def evaluate(
 
 
 def ema_model(model: nn.Module, decay: float) -> AveragedModel:
-    """An exponential moving average of the model's weights (and buffers), updated after each optimizer step.
-
-    The decay warms up as min(decay, (1 + n) / (10 + n)) over the n updates so far, so the average forgets the
-    random initial weights within tens of steps instead of the 1 / (1 - decay) a fixed decay would need.
-    """
+    """A moving average of the model's weights and buffers, updated after each optimizer step. Its decay warms up as
+    min(decay, (1 + n) / (10 + n)) over n updates: it forgets the random initial weights within tens of steps, not
+    the 1 / (1 - decay) a fixed decay would need."""
 
     def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         if not averaged.is_floating_point():  # an index table (e.g. STID's day classes) is copied, never averaged:
@@ -74,6 +65,6 @@ def ema_warmup_decay(n: float) -> float:
 
 
 def ema_warmup_updates(decay: float) -> int:
-    """How many updates ema_model's warm-up takes to reach decay (ema_warmup_decay's inverse); before that the
-    warm-up sets the average's decay, whatever decay says (0.999: 8,990 updates; 0.9995: 17,990)."""
+    """The updates ema_model's warm-up takes to reach decay (ema_warmup_decay's inverse); before that the warm-up
+    sets the average's decay, whatever decay says (0.999: 8,990 updates; 0.9995: 17,990)."""
     return max(0, math.ceil((10 * decay - 1) / (1 - decay) - 1e-6))

@@ -10,13 +10,9 @@ PHASES = ("data", "forward", "backward", "optimizer")
 
 
 class Timer:
-    """Accumulates wall time per phase (data, forward, backward, optimizer).
-
-    enabled (train.time_phases): on CUDA each lap synchronises the GPU so its work is counted in its phase: four
-    host syncs a step, which stall the CPU's queueing ahead of the GPU (a few % to tens of % of step time for
-    small models); off, the laps are host time only (GPU work lands wherever the host waits). On the CPU work is
-    synchronous: the laps are exact and cost nothing either way.
-    """
+    """Wall time per phase of a step. enabled (train.time_phases): on CUDA each lap synchronises the GPU so its work
+    counts in its phase: four host syncs a step, which stall the CPU's queueing ahead of the GPU (a few % to tens of
+    % of step time for small models); off, the laps are host time only. On the CPU the laps are exact either way."""
 
     def __init__(self, device: torch.device, enabled: bool = True, totals: dict | None = None):
         self.sync = torch.cuda.synchronize if device.type == "cuda" and enabled else (lambda: None)
@@ -41,18 +37,14 @@ class Budget:
     def __init__(self, budget_s: float, spent_before: float = 0.0):
         self.budget_s, self.before, self.start = budget_s, spent_before, time.perf_counter()
 
-    def spent(self) -> float:
-        """Training seconds so far, earlier sessions of a resumed run included."""
+    def spent(self) -> float:  # earlier sessions of a resumed run included
         return self.before + time.perf_counter() - self.start
 
-    def fraction(self) -> float:
-        """The share of the budget spent (0 without a budget): what a budgeted cosine schedule follows."""
+    def fraction(self) -> float:  # the share spent (0 without a budget): what a budgeted cosine schedule follows
         return self.spent() / self.budget_s if self.budget_s else 0.0
 
     def over(self) -> bool:
-        """True once the budget is spent (never without one)."""
         return bool(self.budget_s) and self.spent() >= self.budget_s
 
     def left(self) -> float | None:
-        """Seconds left of the budget, or None without one."""
         return self.budget_s - self.spent() if self.budget_s else None
