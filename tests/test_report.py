@@ -448,9 +448,11 @@ def test_route_takes_notebook_03s_choice_and_stage_2s_best_with_space(tmp_path):
 
 
 def test_budget_in_words():
-    assert report.budget(_route(base=("stid", 14, 0.1), start=("start", 15, 0.1))) == "10 epochs each"
+    same = report.budget(_route(base=("stid", 14, 0.1), start=("start", 15, 0.1)))
+    assert re.findall(r"\d+", same) == ["10"] and "differ" not in same
     t = _route(base=("stid", 14, 0.1), start=("start", 15, 0.1), epochs={"base": 100, "start": 50})
-    assert report.budget(t) == "epochs differ (baseline: STID-style 100; 03 stage 1 (start) 50)"
+    differ = report.budget(t)
+    assert "differ" in differ and "STID-style 100" in differ and "(start) 50" in differ  # each stage its own budget
     t = _route(
         base=("stid", 14, 0.1),
         start=("start", 15, 0.1),
