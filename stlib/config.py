@@ -51,8 +51,8 @@ DATASET_OPTIONS = {
     "DCRNN": (*_WINDOWS, *_FILES),  # METR-LA, PEMS-BAY
     "file": (*_WINDOWS, "path", "edges", "edges_by", "interval_minutes", "start_time", *_FILES),
 }
-# any dataset: labels, and the training span (the last train_days days of its training part)
-DATASET_OPTIONS = {k: (*v, *LABEL_OPTIONS, "train_days") for k, v in DATASET_OPTIONS.items()}
+# any dataset: labels, the training span (the last train_days days of its training part), context lags
+DATASET_OPTIONS = {k: (*v, *LABEL_OPTIONS, "train_days", "lags") for k, v in DATASET_OPTIONS.items()}
 
 
 def dataset_kind(name: str) -> str | None:
@@ -80,6 +80,7 @@ class DataConfig(Section):
     value_name: str | None = None  # what the target measures (default: the dataset's own: flow, speed, value)
     unit: str | None = None  # its unit (default: the dataset's own)
     train_days: float | None = Field(None, gt=0)  # train on the last this many days of the training part only
+    lags: list[int] = []  # more input: each window's own rows this many steps back (2016 = a week at 5 minutes)
 
 
 def check_applies(section: str, name: str, options, where: str) -> None:
@@ -169,8 +170,7 @@ class TrainConfig(Section):
     seed: int = Field(0, ge=0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = leave as is
-    # split step time into data/forward/backward/optimizer: free on a CPU; on CUDA a sync per phase (four a step),
-    # so auto = on for the CPU, off on CUDA
+    # data/forward/backward/optimizer times: free on a CPU, on CUDA four syncs a step: auto = on for CPU only
     time_phases: bool | Literal["auto"] = "auto"
     quiet: bool = False  # no progress output at all
     tensorboard: bool = False  # also log for TensorBoard under <run_dir>/tensorboard/

@@ -718,3 +718,45 @@ def test_make_batches_errors(small):
         make_batches(small, "train", 8, loader="gpu")
     with pytest.raises(ValueError, match=r"batch_size must be >= 1, got 0"):
         make_batches(small, "train", 0)
+
+
+def test_lags_read_each_windows_own_rows_back_and_nothing_from_its_targets():
+    ds = load_dataset("synthetic", num_sensors=5, num_days=4, seed=1, lags=[288, 12])
+    plain = load_dataset("synthetic", num_sensors=5, num_days=4, seed=1)
+    assert ds.input_steps == 2 * 24 + 12 and all(np.array_equal(ds.splits[k], plain.splits[k]) for k in plain.splits)
+    off = ds.input_offsets()
+    assert off.max() == ds.in_steps - 1  # every input row before the first target (row s + in_steps)
+    feats, pad = ds.padded_features()
+    for loader in ("device", "dataloader"):
+        x, y = next(iter(make_batches(ds, "test", 4, loader=loader)))  # (B, 60, N, 3)
+        s = int(ds.splits["test"][0])
+        want = ds.features()[s - 288 : s - 288 + 24]  # the window's own rows a day back: inputs and targets
+        assert torch.equal(x[0, :24], torch.from_numpy(want)) and torch.equal(
+            x[0, -12:], torch.from_numpy(ds.features()[s : s + 12])
+        )
+        assert torch.equal(y[0, :, :, 0], torch.from_numpy(ds.target[s + 12 : s + 24].astype("float32")))
+    # the first training window's day-back rows lie before row 0: missing (the z-score of 0), at their real times
+    x, _ = next(iter(make_batches(ds, "train", 1)))
+    assert torch.all(x[0, :24, :, 0] == float(ds.normalize(0.0)))
+    first = ds.timestamps[0] - pd.Timedelta(minutes=5 * 288)
+    assert x[0, 0, 0, 1].item() == pytest.approx((first.hour * 60 + first.minute) // 5 / 288)
+    assert x[0, 0, 0, 2].item() == first.day_of_week
+    assert ds.context_missing("train") == 288 and ds.context_missing("test") == 0
+    assert ds.summary()["windows_context_missing"]["train"] == 288 and pad == 288 and len(feats) == ds.num_steps + 288
+
+
+def test_lags_errors_and_options():
+    with pytest.raises(ValueError, match=r"data.lags \[6\]: each lag must .* at least data.out_steps \(12\)"):
+        load_dataset("synthetic", num_sensors=5, num_days=3, lags=[6])  # its rows would include the targets
+    with pytest.raises(ValueError, match="appear once"):
+        load_dataset("synthetic", num_sensors=5, num_days=3, lags=[288, 288])
+    assert "lags" in config.DATASET_OPTIONS["pems08-tail"] and "lags" in config.DATASET_OPTIONS["file"]
+
+
+def test_pems08_tail_weekly_lag_keeps_the_protocols_windows(monkeypatch):
+    monkeypatch.setenv("STLIB_DATA_DIR", str(SHARED_DATA))
+    if not TAIL_NPZ.exists():
+        pytest.skip("pems08_tail not available")
+    ds, plain = load_dataset("pems08-tail", lags=[2016]), load_dataset("pems08-tail")
+    assert all(np.array_equal(ds.splits[k], plain.splits[k]) for k in plain.splits) and ds.mean == plain.mean
+    assert ds.context_missing("train") == 2016 and ds.context_missing("val") == ds.context_missing("test") == 0

@@ -560,3 +560,38 @@ def test_stid_head_needs_the_stid_embedding_and_linear_head(tiny):
     assert build_run_config(
         {"model": {"name": "alternating", "stid_head": True, "embedding": "stid", "head": "linear"}}
     )
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("stid", {}),
+        ("alternating", dict(embedding="stid", patch=6, head="linear", encoder_depth=2, stid_head=True)),
+        ("encdec", dict(patch=3)),
+    ],
+)
+def test_models_read_the_lagged_windows_of_data_lags(tiny, name, kw):
+    """With data.lags the input holds each lag's window before the last in_steps: every model reads all of it, and a
+    change in the lagged rows alone changes the forecast (STID with the same context is the fair control)."""
+    from dataclasses import replace
+
+    ds = replace(tiny, lags=(288,))
+    torch.manual_seed(0)
+    model = small_model(name, ds, **kw).eval()
+    x, _ = first_batch(ds, "test")  # (B, 36, N, 3)
+    assert x.shape[1] == ds.input_steps == 36
+    if name == "alternating":  # its blocks' head starts at zero: move it so the blocks' part shows
+        torch.nn.init.normal_(model.head.weight)
+    x2 = x.clone()
+    x2[:, :24, :, 0] += 1.0  # a day back only
+    with torch.no_grad():
+        a, b = model(x), model(x2)
+    assert a.shape == (len(x), ds.out_steps, ds.num_sensors, 1) and (a - b).abs().max() > 1e-4
+
+
+def test_patch_must_divide_the_input_steps_with_lags():
+    with pytest.raises(
+        ConfigError,
+        match=r"model.patch \(5\) must divide data.in_steps \(12\) and 1 lagged windows of data.lags: 36 steps",
+    ):
+        tiny_config(model__patch=5, data__lags=[288])

@@ -57,11 +57,17 @@ def test_every_model_is_built_from_its_options_and_reads_each_of_them():
         assert first.annotation in (model_classes()[cls].__name__, model_classes()[cls]), model
     for name, cls in model_classes().items():
         assert options(name) <= _names_read(cls), (name, options(name) - _names_read(cls))  # no option left unread
-    assert options("alternating") == options("encdec") | {"pattern", "adaptive_dim", "stid_head", "stem_epochs"}
+    assert options("alternating") == options("encdec") | {
+        "pattern",
+        "adaptive_dim",
+        "stid_head",
+        "stem_epochs",
+        "stem_patience",
+    }
 
 
 def test_dataset_options_are_the_loader_arguments():
-    labels = {"value_name", "unit", "train_days"}  # options any dataset takes
+    labels = {"value_name", "unit", "train_days", "lags"}  # options any dataset takes
     assert set(DATASET_OPTIONS["synthetic"]) == params(sources.load_synthetic) | labels
     assert set(DATASET_OPTIONS["pems08-tail"]) == params(sources.load_pems08_tail) | labels
     assert set(DATASET_OPTIONS["PEMS"]) == params(sources.load_pems, {"name"}) | labels

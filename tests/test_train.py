@@ -356,6 +356,38 @@ def test_stem_epochs_train_stids_path_alone_then_the_blocks(tiny, monkeypatch):
     assert sum(calls) == 3 * per_epoch
 
 
+def test_stem_patience_lets_the_blocks_join_once_validation_stalls(tiny, monkeypatch):
+    """model.stem_patience: with a validation MAE that never improves, the blocks join after 1 stalled validation
+    (epoch 3 of a 3-epoch stem); without it they wait for stem_epochs."""
+    from stlib.models.encdec import EncoderDecoder
+    from stlib.training import loop
+
+    calls, encode, evaluate = [], EncoderDecoder.encode, loop.evaluate
+
+    def spy(self, *args, **kw):
+        calls.append(self.training)
+        return encode(self, *args, **kw)
+
+    monkeypatch.setattr(EncoderDecoder, "encode", spy)
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **kw: {**evaluate(*a, **kw), "mae": 5.0})  # a flat validation
+    per_epoch = len(make_batches(tiny, "train", 64))
+    fit(stid_head_config(train__epochs=4, model__stem_epochs=3, model__stem_patience=1), dataset=tiny)
+    assert sum(calls) == 2 * per_epoch  # epochs 3 and 4
+    calls.clear()
+    fit(stid_head_config(train__epochs=4, model__stem_epochs=3), dataset=tiny)
+    assert sum(calls) == per_epoch  # epoch 4 only
+
+
+def test_stalled_counts_validations_without_a_gain():
+    from stlib.models.alternating import stalled
+
+    assert not stalled([5.0, 4.0, 3.0], 1)  # every validation a gain
+    assert stalled([5.0, 4.0, 4.0], 1) and not stalled([5.0, 4.0, 4.0], 2)
+    assert stalled([5.0, 5.1, 4.9999, 4.0], 2)  # 4.9999 is no gain of 0.01 % on 5.0: two stalled in a row
+    assert not stalled([5.0, 5.1, 4.0, 4.1], 2)  # the count restarts at a gain
+    assert not stalled([5.0] * 10, 0)  # 0 = off
+
+
 def test_stem_epochs_with_ema_skip_the_blocks_in_the_average_too(tiny):
     run = fit(stid_head_config(train__epochs=2, model__stem_epochs=1, train__ema=0.9), dataset=tiny)
     assert math.isfinite(run.metrics["test"]["mae"])
@@ -370,6 +402,8 @@ def test_stem_epochs_config_errors():
             tiny_config(model__name=name, model__stem_epochs=1, train__epochs=3)
     with pytest.raises(ConfigError, match="must be below train.epochs"):
         stid_head_config(model__stem_epochs=2, train__epochs=2)
+    with pytest.raises(ConfigError, match=r"model.stem_patience \(5\) ends the phase model.stem_epochs sets"):
+        stid_head_config(model__stem_patience=5, train__epochs=2)
 
 
 def test_ema_copies_integer_buffers_instead_of_averaging_them(tiny):

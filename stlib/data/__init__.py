@@ -23,14 +23,15 @@ def load_dataset(name: str = "synthetic", **options) -> Dataset:
         raise ValueError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     check_applies("data", name, options, "load_dataset")
     labels = {k: options.pop(k) for k in LABEL_OPTIONS if k in options}
-    train_days = options.pop("train_days", None)
+    train_days, lags = options.pop("train_days", None), options.pop("lags", None)
     loaders = {"synthetic": load_synthetic, "pems08-tail": load_pems08_tail, "file": load_file}
     loaders |= {"PEMS": partial(load_pems, name.upper()), "DCRNN": partial(load_dcrnn, name.upper())}
     ds = loaders[kind](**options)
     for key, value in labels.items():
         if value is not None:
             setattr(ds, key, value)
-    return ds if train_days is None else ds.last_training_days(train_days)
+    ds = ds if train_days is None else ds.last_training_days(train_days)
+    return ds.with_lags(lags) if lags else ds
 
 
 def from_config(cfg) -> Dataset:

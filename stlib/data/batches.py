@@ -1,5 +1,5 @@
 """Batches of windows, gathered on the device from one tensor or by a classic DataLoader: x (B, in_steps, N, 3)
-float32 inputs [z-scored value, time of day, day of week], y (B, out_steps, N, 1) targets in original units, on the
+float32 inputs [z-scored value, time of day, day of week] (input_steps with data.lags), y (B, out_steps, N, 1) targets in original units, on the
 training device. An epoch's order is a pure function of (seed, epoch), so a run can resume mid-way.
 """
 
@@ -50,10 +50,11 @@ class DeviceWindows(_Windows):
 
     def __init__(self, ds: Dataset, split: str, batch_size: int, device, shuffle=False, seed=0, drop_last=False):
         super().__init__(ds, split, batch_size, device, shuffle, seed, drop_last)
-        self.feats = torch.from_numpy(ds.features()).to(self.device)  # (T, N, 3)
+        feats, pad = ds.padded_features()
+        self.feats = torch.from_numpy(feats).to(self.device)  # (pad + T, N, 3): pad rows before row 0 (data.lags)
         self.target = torch.from_numpy(ds.target.astype("float32")).to(self.device)  # (T, N)
         self.starts = torch.as_tensor(ds.splits[split], dtype=torch.long, device=self.device)  # (S,)
-        self.in_off = torch.arange(ds.in_steps, device=self.device)  # (in,)
+        self.in_off = torch.as_tensor(ds.input_offsets() + pad, device=self.device)  # (input_steps,) into feats
         self.out_off = torch.arange(ds.in_steps, ds.window, device=self.device)  # (out,)
 
     def epoch(self, epoch: int = 0, skip: int = 0):
@@ -68,9 +69,10 @@ class WindowDataset(TorchDataset):
     """One window per item, from host memory (the classic DataLoader path)."""
 
     def __init__(self, ds: Dataset, split: str):
-        self.feats = torch.from_numpy(ds.features())  # (T, N, 3)
+        feats, pad = ds.padded_features()
+        self.feats = torch.from_numpy(feats)  # (pad + T, N, 3)
         self.target = torch.from_numpy(ds.target.astype("float32"))  # (T, N)
-        self.starts = ds.splits[split]
+        self.starts, self.in_off = ds.splits[split], torch.from_numpy(ds.input_offsets() + pad)
         self.in_steps, self.window = ds.in_steps, ds.window
 
     def __len__(self) -> int:
@@ -78,7 +80,7 @@ class WindowDataset(TorchDataset):
 
     def __getitem__(self, i):
         s = int(self.starts[i])  # x (in, N, 3), y (out, N, 1)
-        return self.feats[s : s + self.in_steps], self.target[s + self.in_steps : s + self.window].unsqueeze(-1)
+        return self.feats[s + self.in_off], self.target[s + self.in_steps : s + self.window].unsqueeze(-1)
 
 
 class LoaderWindows(_Windows):

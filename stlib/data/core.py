@@ -14,7 +14,7 @@ import pandas as pd
 class Dataset:
     """A sensor series with its graph, calendar and window splits. Missing readings are 0 in `series` (the loss and
     the metrics mask targets equal to 0). A window starting at row s has inputs rows s..s+in_steps-1, targets the
-    next out_steps rows."""
+    next out_steps rows, and with `lags` each lag L's window too (rows s-L..s-L+in_steps+out_steps-1)."""
 
     name: str
     series: np.ndarray  # (T, N, C) original units, 0 = missing
@@ -31,6 +31,7 @@ class Dataset:
     unit: str = ""  # its unit: "vehicles/5 min", "mph", ... ("" = unknown)
     times: pd.DatetimeIndex | None = None  # (T,) real timestamps where they are not start + k * interval (gaps)
     marked_missing: int = 0  # target cells the file marked missing (empty, NaN, missing_value), now 0
+    lags: tuple[int, ...] = ()  # more input: each window's own rows this many steps back (data.lags)
 
     @property
     def num_steps(self) -> int:
@@ -86,6 +87,44 @@ class Dataset:
         """Rows touched by training windows (inputs and targets): the only rows statistics may use."""
         starts = self.splits["train"]
         return slice(int(starts.min()), int(starts.max()) + self.window)
+
+    @property
+    def input_steps(self) -> int:
+        """Steps of a window's input: each lag's whole window, then the last in_steps rows."""
+        return len(self.lags) * self.window + self.in_steps
+
+    def input_offsets(self) -> np.ndarray:
+        """(input_steps,) the rows a window starting at s reads, relative to s: each lag L's window (s-L..s-L+window-1,
+        all before the first target as L >= out_steps), then s..s+in_steps-1."""
+        return np.concatenate([np.arange(self.window) - lag for lag in self.lags] + [np.arange(self.in_steps)])
+
+    def with_lags(self, lags) -> Dataset:
+        """The same data, each window reading its own rows `lags` steps back as well (data.lags)."""
+        lags = tuple(int(v) for v in lags)
+        if min(lags) < self.out_steps or len(set(lags)) < len(lags):
+            raise ValueError(
+                f"data.lags {list(lags)}: each lag must appear once and be at least data.out_steps ({self.out_steps}) "
+                "steps, so that a window reads only rows before its first target"
+            )
+        return replace(self, lags=lags)
+
+    def context_missing(self, split: str) -> int:
+        """Windows of a split whose lagged rows start before row 0: that part reads as missing (the z-score of 0)."""
+        return int((self.splits[split] < max(self.lags, default=0)).sum())
+
+    def padded_features(self) -> tuple[np.ndarray, int]:
+        """((pad + T, N, 3) features, pad): max(lags) rows in front of features(), missing (the z-score of 0) at
+        the times of day and weekdays they would have, for the lagged rows of the first windows."""
+        feats, pad = self.features(), max(self.lags, default=0)
+        if not pad:
+            return feats, 0
+        step = f"{self.interval_minutes}min"
+        ts = pd.date_range(end=self.timestamps[0] - pd.Timedelta(step), periods=pad, freq=step)
+        front = np.empty((pad, self.num_sensors, 3), dtype=np.float32)
+        front[..., 0] = self.normalize(0.0)
+        front[..., 1] = (((ts.hour * 60 + ts.minute) // self.interval_minutes) / self.steps_per_day).to_numpy()[:, None]
+        front[..., 2] = ts.day_of_week.to_numpy()[:, None]
+        return np.concatenate([front, feats]), pad
 
     def last_training_days(self, days: float) -> Dataset:
         """The same data with only the training windows inside the last `days` days of the training rows (inputs
@@ -155,6 +194,9 @@ class Dataset:
             "days": round(self.num_steps / self.steps_per_day, 2),
             "in_steps": self.in_steps,
             "out_steps": self.out_steps,
+            "lags": list(self.lags),
+            "input_steps": self.input_steps,
+            "windows_context_missing": {k: self.context_missing(k) for k in self.splits} if self.lags else None,
             "windows": {k: int(len(v)) for k, v in self.splits.items()},
             "first_window": {k: int(v[0]) for k, v in self.splits.items() if len(v)},
             "missing_cells": missing,  # every masked target cell (stored as 0)

@@ -52,8 +52,12 @@ class EncDecOptions(ModelOptions):
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         if self.head == "decoder" and self.decoder_depth < 1:
             raise ValueError("model.decoder_depth must be >= 1 with model.head: decoder (or set model.head: linear)")
-        if cfg.data.in_steps % self.patch:
-            raise ValueError(f"model.patch ({self.patch}) must divide data.in_steps ({cfg.data.in_steps})")
+        d = cfg.data
+        if (steps := len(d.lags) * (d.in_steps + d.out_steps) + d.in_steps) % self.patch:  # the Dataset's input_steps
+            lagged = f" and {len(d.lags)} lagged windows of data.lags" if d.lags else ""
+            raise ValueError(
+                f"model.patch ({self.patch}) must divide data.in_steps ({d.in_steps}){lagged}: {steps} steps"
+            )
 
     def build(self, ds):
         return EncoderDecoder(self, ds)
@@ -76,7 +80,7 @@ class STEmbedding(nn.Module):
 
     def __init__(self, o: EncDecOptions, ds):
         super().__init__()
-        D, tokens = o.d_model, ds.in_steps // o.patch
+        D, tokens = o.d_model, ds.input_steps // o.patch
         self.spd, self.patch = ds.steps_per_day, o.patch
         self.value = nn.Linear(o.patch, D)  # one token per run of `patch` steps
         self.node = nn.Embedding(ds.num_sensors, D)
@@ -116,9 +120,9 @@ class STIDEmbedding(nn.Module):
 
     def __init__(self, o: EncDecOptions, ds):
         super().__init__()
-        E, tokens = o.embed_dim, ds.in_steps // o.patch
+        E, tokens = o.embed_dim, ds.input_steps // o.patch
         self.spd, self.patch = ds.steps_per_day, o.patch
-        self.series = nn.Linear(ds.in_steps, E)
+        self.series = nn.Linear(ds.input_steps, E)
         self.node = nn.Parameter(torch.empty(ds.num_sensors, E))
         self.tod = nn.Parameter(torch.empty(ds.steps_per_day, E))
         self.dow = nn.Parameter(torch.empty(7, E))
@@ -182,8 +186,8 @@ class EncoderDecoder(nn.Module):
     def __init__(self, o: EncDecOptions, ds, encoder_axes=None, decoder_axes=None):
         super().__init__()
         decoder_depth = o.decoder_depth if o.head == "decoder" else 0
-        self.in_steps, self.out_steps, self.spd = ds.in_steps, ds.out_steps, ds.steps_per_day
-        self.tokens, self.head_kind = ds.in_steps // o.patch, o.head  # tokens per sensor
+        self.in_steps, self.out_steps, self.spd = ds.input_steps, ds.out_steps, ds.steps_per_day
+        self.tokens, self.head_kind = ds.input_steps // o.patch, o.head  # tokens per sensor
         self.encoder_axes = list(encoder_axes or [1] * o.encoder_depth)
         self.decoder_axes = list(decoder_axes or [1] * decoder_depth)[:decoder_depth]
         self.null_z = float(ds.normalize(0.0))  # the z-score of a missing (0) value

@@ -30,7 +30,7 @@ class STID(nn.Module):
     def __init__(self, o: STIDOptions, ds):
         super().__init__()
         self.spd, E = ds.steps_per_day, o.embed_dim
-        self.series = nn.Linear(ds.in_steps, E)
+        self.series = nn.Linear(ds.input_steps, E)  # with data.lags: the lagged windows too
         self.node = nn.Parameter(torch.empty(ds.num_sensors, E))
         self.tod = nn.Parameter(torch.empty(ds.steps_per_day, E))
         self.dow = nn.Parameter(torch.empty(7, E))

@@ -198,9 +198,10 @@ def start(s: Setup, resume, out_root, every: int | None, held: ExitStack, progre
 def train_and_validate(s: Setup, st: State, epoch: int) -> bool:
     """One epoch, its validation when due, its history row and checkpoint; False when training ends early."""
     tc, p = s.cfg.train, st.p
+    val_maes = [r["val_mae"] for r in p.history if not math.isnan(r["val_mae"])]
     for m in (s.model, s.ema.module if s.ema is not None else None):  # e.g. STID's path alone in the first epochs
         if (hook := getattr(m, "start_epoch", None)) is not None:
-            hook(epoch)
+            hook(epoch, val_maes)
     timer, train_seconds = train_epoch(s, st, epoch)
     out_of_time = any_rank(st.clock.over(), s.dist, s.device) if tc.time_budget_s else False
     val_mae, val_seconds = math.nan, 0.0
