@@ -138,15 +138,9 @@ def open_run(run_dir: Path, device: str = "cpu", dataset=None):
         raise ValueError(f"{run_dir}: cannot read the run back: {type(e).__name__}: {e}") from None
 
 
-def write_forecasts(run_dirs, split: str = "test", out=None, device: str = "cpu", say=print) -> tuple[Path, Path]:
-    """Write the forecasts of a split (one RUN_DIR, or several's mean) as a table (CSV/parquet) and an npz."""
-    dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, str | Path) else run_dirs)]
-    if len(dirs) > 1 and out is None:
-        raise ValueError(f"{len(dirs)} RUN_DIRs: give --out FILE for their mean forecast")
-    for d in dirs:
-        check_run_dir(d)
-    table_path, npz_path = output_paths(dirs[0], split, out)
-    members, loaded = [], {}  # runs on the same data block share one loaded dataset
+def member_forecasts(dirs: list[Path], split: str = "test", device: str = "cpu") -> list[dict[str, np.ndarray]]:
+    """The forecasts of a split of each run directory; runs on the same data block share one loaded dataset."""
+    members, loaded = [], {}
     for d in dirs:
         try:
             key = repr(yaml.safe_load((d / "config.yaml").read_text())["data"])
@@ -155,6 +149,26 @@ def write_forecasts(run_dirs, split: str = "test", out=None, device: str = "cpu"
         run = open_run(d, device, loaded.get(key))
         loaded[key] = run.dataset
         members.append(forecasts(run, split))
+    return members
+
+
+def ensemble_mae(run_dirs, split: str = "test", device: str = "cpu") -> float:
+    """The MAE of several runs' mean forecast of a split (e.g. one configuration's seeds)."""
+    dirs = [Path(d) for d in run_dirs]
+    for d in dirs:
+        check_run_dir(d)
+    return mae(mean_forecast(member_forecasts(dirs, split, device), [str(d) for d in dirs]))
+
+
+def write_forecasts(run_dirs, split: str = "test", out=None, device: str = "cpu", say=print) -> tuple[Path, Path]:
+    """Write the forecasts of a split (one RUN_DIR, or several's mean) as a table (CSV/parquet) and an npz."""
+    dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, str | Path) else run_dirs)]
+    if len(dirs) > 1 and out is None:
+        raise ValueError(f"{len(dirs)} RUN_DIRs: give --out FILE for their mean forecast")
+    for d in dirs:
+        check_run_dir(d)
+    table_path, npz_path = output_paths(dirs[0], split, out)
+    members = member_forecasts(dirs, split, device)
     f = mean_forecast(members, [str(d) for d in dirs])
     if len(dirs) > 1:
         say(f"{split} MAE: members {', '.join(f'{mae(m):.3f}' for m in members)}; ensemble {mae(f):.3f}")

@@ -213,3 +213,19 @@ def _data_file(run_dir):
     import yaml
 
     return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["path"]
+
+
+def test_results_export_gives_each_configurations_seed_ensemble(seed_runs, root):
+    from stlib.reporting import results
+
+    table, _ = results.export({"a": root / "outputs"}, "test", ensemble=True)
+    three = [d.name for d in seed_runs]
+    rows = table[table["run_dir"].isin(three)]
+    members = [Run.from_dir(d).predict("test") for d in seed_runs]
+    true = members[0][1]
+    mean = np.mean([p for p, _ in members], axis=0)
+    want = np.abs(mean - true)[true != 0].mean()  # the ensemble's masked MAE, by hand
+    assert len(rows) == 3 and rows["ensemble_test_mae"].nunique() == 1
+    assert rows["ensemble_test_mae"].iloc[0] == pytest.approx(want, rel=1e-5)
+    summary = results.seed_summary(results.from_export(table))
+    assert summary.columns.get_loc("ensemble MAE") == summary.columns.get_loc("MAE sd") + 1

@@ -27,6 +27,7 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
         cfg, m, t = run["config"], run["metrics"], run["metrics"]["test"]
         row = {"run_dir": str(mfile.parent), "stage": cfg.get("stage"), "name": cfg.get("name")}
         row |= {"model": cfg["model"]["name"], "seed": cfg["train"]["seed"], "dataset": m.get("dataset")}
+        row |= {"train_days": cfg["data"].get("train_days"), "lags": " ".join(map(str, cfg["data"].get("lags") or []))}
         row |= {"test_mae": t["mae"], "test_rmse": t["rmse"], "test_mape": t["mape"]}
         row |= {f"mae_h{h}": v["mae"] for h, v in t["by_horizon"].items()} | {"val_mae": m["val"]["mae"]}
         row |= {k: m[k] for k in ("best_epoch", "epochs_run", "seconds_per_epoch", "train_seconds", "params")}
@@ -36,13 +37,14 @@ def runs(stage: str | None = None, root: Path | None = None) -> pd.DataFrame:
 
 
 # the per-run columns seed_summary averages (those a table has), in its order
-METRICS = ("MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds", "s/epoch")
+METRICS = ("MAE", "ensemble MAE", "MAE h3", "MAE h6", "MAE h12", "RMSE", "MAPE %", "best epoch", "epochs", "seconds")
+METRICS += ("s/epoch",)
 
 # a run export's columns (runs(), export()) -> the per-run columns of metrics_table
 EXPORT_COLUMNS = {"name": "config", "seed": "seed", "test_mae": "MAE", "mae_h3": "MAE h3", "mae_h6": "MAE h6"}
 EXPORT_COLUMNS |= {"mae_h12": "MAE h12", "test_rmse": "RMSE", "test_mape": "MAPE %", "best_epoch": "best epoch"}
 EXPORT_COLUMNS |= {"epochs_run": "epochs", "seconds_per_epoch": "s/epoch", "params": "params"}
-EXPORT_COLUMNS |= {"train_seconds": "seconds", "run_dir": "run"}
+EXPORT_COLUMNS |= {"train_seconds": "seconds", "run_dir": "run", "ensemble_test_mae": "ensemble MAE"}
 
 
 def metrics_table(runs: dict, kinds: dict[str, str] | None = None) -> pd.DataFrame:
@@ -122,10 +124,11 @@ def histories(run_dirs) -> pd.DataFrame:
 
 
 def export(
-    roots: dict[str, Path], stage: str, rename: dict[str, str] | None = None
+    roots: dict[str, Path], stage: str, rename: dict[str, str] | None = None, ensemble: bool = False
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per run, every run's history) of the runs of `stage` under {label (`batch`): outputs root}; rename:
-    {run name: the name to publish}, a name no root has being an error (a typo cannot pass silently)."""
+    {run name: the name to publish}, a name no root has being an error (a typo cannot pass silently). ensemble: a
+    column ensemble_test_mae, the test MAE of the mean forecast of each name's runs (its seeds; needs their data)."""
     tables, hists = [], []
     for label, root in roots.items():
         table = runs(stage, Path(root))
@@ -146,6 +149,11 @@ def export(
             f"--rename: no run named {', '.join(map(repr, missing))} "
             f"(names: {', '.join(map(repr, sorted(out['name'].dropna().unique())))})"
         )
+    if ensemble:
+        from ..predict import ensemble_mae
+
+        one = out.groupby(["batch", "name"], dropna=False)["run_dir"]  # one seed: no ensemble
+        out["ensemble_test_mae"] = one.transform(lambda d: ensemble_mae(d) if len(d) > 1 else np.nan)
     for df in (out, hist):
         df["name"] = df["name"].replace(rename or {})
         df["run_dir"] = df["run_dir"].map(lambda d: Path(d).name)  # the machine's paths mean nothing here
@@ -163,6 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="CSV: one row per run")
     ap.add_argument("--histories", help="CSV: every run's history, stacked")
     ap.add_argument("--rename", action="append", default=[], metavar="NAME=NEW", help="publish runs NAME as NEW")
+    ap.add_argument("--ensemble", action="store_true", help="add each name's seed-ensemble test MAE (reads the data)")
     args = ap.parse_args(argv)
     for flag, given, form in (("--root", args.root, "LABEL=DIR"), ("--rename", args.rename, "NAME=NEW")):
         if any("=" not in r for r in given):
@@ -170,7 +179,7 @@ def main(argv=None) -> int:
             return 2
     roots = {k: Path(v) for k, v in (r.split("=", 1) for r in args.root)}
     try:
-        table, hist = export(roots, args.stage, dict(r.split("=", 1) for r in args.rename))
+        table, hist = export(roots, args.stage, dict(r.split("=", 1) for r in args.rename), args.ensemble)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -179,7 +188,7 @@ def main(argv=None) -> int:
             Path(f).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(Path(f), df.to_csv(index=False))
     summary = seed_summary(from_export(table, keep=("batch",)), by=["batch", "config"])
-    print(summary[["seeds", "MAE", "MAE sd"]].round(3).to_string())
+    print(summary[[c for c in ("seeds", "MAE", "MAE sd", "ensemble MAE") if c in summary]].round(3).to_string())
     return 0
 
 
