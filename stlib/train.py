@@ -28,6 +28,7 @@ from .paths import resolve_params
 from .training import *  # noqa: F403
 from .training import CHECKPOINT_EVERY, fit, resume_config
 from .training import __all__ as _training_names
+from .training.interrupt import Interrupted
 
 __all__ = [*_training_names, "main"]
 
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
         return _fail(e, 3)
     except OSError as e:  # unwritable outputs, full disk: nothing half-written is left
         return _fail(e, 4)
+    except Interrupted as e:  # Ctrl-C / SIGTERM: last.pt written, the resume command in the line
+        return _fail(e, e.exit_code)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints
         t = run.metrics["test"]
         print(

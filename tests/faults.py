@@ -226,8 +226,9 @@ def child(argv: list) -> int:
     return train.main(rest)
 
 
-def kill_and_resume(tmp: Path, stall_write: int = 0) -> str:
-    """Start a run in a subprocess, SIGKILL it mid-epoch (or mid-write), resume it, compare with a clean run."""
+def kill_and_resume(tmp: Path, stall_write: int = 0, sig: signal.Signals = signal.SIGKILL) -> str:
+    """Start a run in a subprocess, SIGKILL it mid-epoch (or mid-write), resume it, compare with a clean run. With
+    sig SIGINT / SIGTERM the run stops itself: exit 130 / 143, one line with the resume command, last.pt written."""
     tmp = Path(tmp)
     params, outputs = tiny_params(tmp), tmp / "outputs"
     env = {**os.environ, "STLIB_OUTPUT_DIR": str(outputs), "PYTHONPATH": str(REPO_ROOT)}
@@ -255,10 +256,16 @@ def kill_and_resume(tmp: Path, stall_write: int = 0) -> str:
         time.sleep(0.005)
     if not stall_write:
         time.sleep(4 * STEP_DELAY)  # a few steps past the checkpoint: the resume must redo them
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, f"exit code {proc.returncode}"
+    os.kill(proc.pid, sig)
+    err = proc.communicate()[1].decode()
     (run_dir,) = run_dirs(outputs)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, f"exit code {proc.returncode}"
+    else:  # one line: where it stopped, and the command that continues it
+        assert proc.returncode == 128 + sig, f"exit code {proc.returncode}: {err[-500:]}"
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"python -m stlib.train --resume {run_dir}" in lines[0], err[-500:]
+        assert lines[0].startswith(f"error: {sig.name}: training stopped at epoch 1, after batch "), lines[0]
     (run_dir / "stalled").unlink(missing_ok=True)
     half = temp_files(run_dir)
     assert bool(half) == bool(stall_write), f"temp files after the kill: {half}"
@@ -279,6 +286,7 @@ def kill_and_resume(tmp: Path, stall_write: int = 0) -> str:
     assert ledger_rows(outputs, run_dir.name) == 1, "the resumed run is not exactly one ledger row"
     assert not temp_files(run_dir), f"temp files after the resume: {temp_files(run_dir)}"
     kill = "killed while writing last.pt (half a temp file)" if stall_write else "killed"
+    kill = kill if sig == signal.SIGKILL else f"{sig.name}: stopped with one line, exit {128 + sig}"
     return f"{kill}, resumed from {where}: metrics and history identical"
 
 
@@ -299,6 +307,16 @@ def case(name: str, what: str, fast: bool = True):
 @case("kill_mid_epoch", "kill -9 mid-epoch, then --resume", fast=False)
 def _kill_mid_epoch(tmp: Path) -> str:
     return kill_and_resume(tmp)
+
+
+@case("ctrl_c", "Ctrl-C (SIGINT) mid-epoch, then --resume", fast=False)
+def _ctrl_c(tmp: Path) -> str:
+    return kill_and_resume(tmp, sig=signal.SIGINT)
+
+
+@case("sigterm", "SIGTERM mid-epoch, then --resume", fast=False)
+def _sigterm(tmp: Path) -> str:
+    return kill_and_resume(tmp, sig=signal.SIGTERM)
 
 
 @case("kill_mid_write", "kill -9 while last.pt is being written, then --resume", fast=False)

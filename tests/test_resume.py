@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 
 import faults
 import pandas as pd
@@ -84,6 +85,14 @@ def test_sigkill_mid_epoch_then_cli_resume_is_exact(tmp_path):
     """A real `kill -9` of `python -m stlib.train` mid-epoch, then `python -m stlib.train --resume RUN_DIR`."""
     detail = faults.kill_and_resume(tmp_path)  # asserts: killed mid-epoch, resumed, metrics.json identical
     assert "identical" in detail
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_ctrl_c_or_sigterm_stops_with_one_line_and_resumes_exactly(tmp_path, sig):
+    """Ctrl-C / SIGTERM mid-epoch: last.pt written after the step in progress, exit 130 / 143, the resume command
+    in one line; `--resume` then ends with the numbers of an uninterrupted run."""
+    assert "identical" in faults.kill_and_resume(tmp_path, sig=sig)
 
 
 def test_resuming_a_finished_run_changes_nothing(tiny_run, tmp_path):

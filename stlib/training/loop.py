@@ -24,6 +24,7 @@ from ..reporting import records
 from .checkpoint import LastCheckpoint, Progress, Run, open_run_dir, resume_config, rng_neutral, write_results
 from .device import amp_dtype, compile_model, peak_memory_mb, pick_device, seed_everything
 from .distributed import Dist, any_rank, end_distributed, rank_slice, setup_distributed, sum_over_ranks, wrap_model
+from .interrupt import Interrupted, StopRequest
 from .progress import RunningLoss, TensorBoardLog, TrainProgress, pick_mode, require_tensorboard
 from .schedule import Plateau, accumulation, learning_rate
 from .scoring import compute_loss, ema_model, ema_warmup_decay, ema_warmup_updates, evaluate
@@ -64,6 +65,7 @@ def _fit(s: Setup, resume, out_root, every: int | None, held: ExitStack, progres
     """fit() once set up: the DDP wrapper, which holds the process group, goes with these locals before fit() ends
     the group (a gloo group freed after its end can hang the process at exit)."""
     st = start(s, resume, out_root, every, held, progress)  # from here on the run has a record
+    st.stop = held.enter_context(StopRequest(enabled=s.dist.world == 1))  # Ctrl-C / SIGTERM: stop after a step
     for epoch in range(st.p.epoch, s.epochs + 1) if not st.p.done else []:
         if not train_and_validate(s, st, epoch):
             break
@@ -111,6 +113,7 @@ class State:
     tb: TensorBoardLog
     clock: Budget
     loss: RunningLoss  # the epoch's loss sum, on the device
+    stop: StopRequest | None = None  # the signal that asked the loop to stop
 
 
 def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.device) -> Setup:
@@ -226,6 +229,8 @@ def train_and_validate(s: Setup, st: State, epoch: int) -> bool:
     if s.dist.main:
         records.write_csv(st.run_dir / "history.csv", pd.DataFrame(p.history))
     st.last.save(p, st.best_state, f"end of epoch {epoch}")
+    if stopping(st) and not p.done:
+        raise Interrupted(st.stop.signame, st.run_dir, f"the end of epoch {epoch}", st.last.path is not None)
     st.show.end_epoch(row, p.best, p.best_epoch, last=p.done, budget_left=st.clock.left())
     st.tb.epoch(row)
     if early_stop:
@@ -235,6 +240,10 @@ def train_and_validate(s: Setup, st: State, epoch: int) -> bool:
     elif out_of_time:
         st.show.write(f"{st.show.label}: time budget ({tc.time_budget_s:.0f} s) spent at epoch {epoch} of {s.epochs}")
     return not (early_stop or out_of_time)
+
+
+def stopping(st: State) -> bool:
+    return st.stop is not None and st.stop.signame is not None
 
 
 def train_epoch(s: Setup, st: State, epoch: int) -> tuple[Timer, float]:
@@ -254,10 +263,12 @@ def train_epoch(s: Setup, st: State, epoch: int) -> tuple[Timer, float]:
             continue
         st.tb.step(p.opt_step, st.loss.last, lr)
         timer.lap("optimizer")
-        if st.last.due(p.opt_step) and i + 1 < n_batches:  # mid-epoch checkpoint, of a run still finite
+        if (st.last.due(p.opt_step) or stopping(st)) and i + 1 < n_batches:  # mid-epoch, of a run still finite
             running_loss(s, st, epoch)
             p.batch, p.epoch_s, p.elapsed_s = i + 1, time.perf_counter() - epoch_start, st.clock.spent()
-            st.last.save(p, st.best_state, f"epoch {epoch}, after batch {i + 1}")
+            st.last.save(p, st.best_state, where := f"epoch {epoch}, after batch {i + 1}")
+            if stopping(st):
+                raise Interrupted(st.stop.signame, st.run_dir, where, st.last.path is not None)
             timer.restart()
     running_loss(s, st, epoch)
     train_seconds = time.perf_counter() - epoch_start
