@@ -8,7 +8,9 @@ horizon, sensor) with columns time (the forecast's target timestamp), issued (th
 window), horizon (steps ahead), sensor (id), prediction and target (original units; empty where the
 reading is missing, masked in the metrics), as CSV or, for a .parquet FILE, parquet (needs pyarrow);
 and the same as arrays in an .npz beside it. Default FILE: RUN_DIR/forecasts_<split>.csv. Files are
-written to a temp file and renamed; a bad RUN_DIR is one error line, exit code 2, nothing written.
+written to a temp file and renamed; a bad RUN_DIR is one error line, exit code 2, nothing written. The data is
+checked against the run's record (data.json): values, rows, timestamps or sensor ids that differ from what it
+trained on are refused, naming what differs; --new-data forecasts on other readings of the same sensors on purpose.
 Several RUN_DIRs (runs of the same data, e.g. one configuration's seeds) write their mean forecast in the same
 format and print each member's and the ensemble's MAE.
 
@@ -125,20 +127,21 @@ def check_run_dir(run_dir: Path) -> None:
             raise FileNotFoundError(f"{run_dir}: no {name} ({why})")
 
 
-def open_run(run_dir: Path, device: str = "cpu", dataset=None):
-    """Run.from_dir (best weights; the dataset reloaded unless given) with one clear error for an unreadable record."""
+def open_run(run_dir: Path, device: str = "cpu", dataset=None, new_data: bool = False):
+    """Run.from_dir (best weights; the dataset reloaded unless given, and refused when it differs from what the run
+    trained on, unless new_data) with one clear error for an unreadable record."""
     from .train import Run
 
     check_run_dir(Path(run_dir))
     try:
-        return Run.from_dir(Path(run_dir), dataset=dataset, device=device)
+        return Run.from_dir(Path(run_dir), dataset=dataset, device=device, new_data=new_data)
     except (ConfigError, ValueError, OSError):  # bad config, data files: their messages name the problem
         raise
     except Exception as e:  # noqa: BLE001  a corrupt checkpoint or record fails in many ways
         raise ValueError(f"{run_dir}: cannot read the run back: {type(e).__name__}: {e}") from None
 
 
-def member_forecasts(dirs: list[Path], split: str = "test", device: str = "cpu") -> list[dict[str, np.ndarray]]:
+def member_forecasts(dirs: list[Path], split: str = "test", device: str = "cpu", new_data=False) -> list[dict]:
     """The forecasts of a split of each run directory; runs on the same data block share one loaded dataset."""
     members, loaded = [], {}
     for d in dirs:
@@ -146,7 +149,7 @@ def member_forecasts(dirs: list[Path], split: str = "test", device: str = "cpu")
             key = repr(yaml.safe_load((d / "config.yaml").read_text())["data"])
         except Exception:  # noqa: BLE001  open_run names what is wrong with the record
             key = str(d)
-        run = open_run(d, device, loaded.get(key))
+        run = open_run(d, device, loaded.get(key), new_data)
         loaded[key] = run.dataset
         members.append(forecasts(run, split))
     return members
@@ -160,7 +163,9 @@ def ensemble_mae(run_dirs, split: str = "test", device: str = "cpu") -> float:
     return mae(mean_forecast(member_forecasts(dirs, split, device), [str(d) for d in dirs]))
 
 
-def write_forecasts(run_dirs, split: str = "test", out=None, device: str = "cpu", say=print) -> tuple[Path, Path]:
+def write_forecasts(
+    run_dirs, split: str = "test", out=None, device: str = "cpu", say=print, new_data: bool = False
+) -> tuple[Path, Path]:
     """Write the forecasts of a split (one RUN_DIR, or several's mean) as a table (CSV/parquet) and an npz."""
     dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, str | Path) else run_dirs)]
     if len(dirs) > 1 and out is None:
@@ -168,7 +173,7 @@ def write_forecasts(run_dirs, split: str = "test", out=None, device: str = "cpu"
     for d in dirs:
         check_run_dir(d)
     table_path, npz_path = output_paths(dirs[0], split, out)
-    members = member_forecasts(dirs, split, device)
+    members = member_forecasts(dirs, split, device, new_data)
     f = mean_forecast(members, [str(d) for d in dirs])
     if len(dirs) > 1:
         say(f"{split} MAE: members {', '.join(f'{mae(m):.3f}' for m in members)}; ensemble {mae(f):.3f}")
@@ -211,9 +216,14 @@ def main(argv=None) -> int:
         help="table file: .csv (default RUN_DIR/forecasts_<split>.csv; needed for several) or .parquet; the .npz beside it",
     )
     ap.add_argument("--device", default="cpu", help="cpu | cuda | ... (default cpu)")
+    ap.add_argument(
+        "--new-data",
+        action="store_true",
+        help="forecast on data that differs from what the run trained on (new readings of the same sensors)",
+    )
     args = ap.parse_args(argv)
     try:
-        paths = write_forecasts(args.run_dir, args.split, args.out, args.device)
+        paths = write_forecasts(args.run_dir, args.split, args.out, args.device, new_data=args.new_data)
     except (ConfigError, ValueError, OSError) as e:  # OSError: missing files, unwritable output
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stlib.config import build_run_config
+from stlib.config import ConfigError, build_run_config
 from stlib.paths import REPO_ROOT
 from stlib.predict import forecast_table, main
 from stlib.train import Run, fit
@@ -205,7 +205,10 @@ def test_several_runs_need_out_and_the_same_data(seed_runs, tmp_path, capsys):
     cfg = (other / "config.yaml").read_text().replace(str(_data_file(seed_runs[1])), str(data))
     (other / "config.yaml").write_text(cfg)
     assert main([str(seed_runs[0]), str(other), "--out", str(tmp_path / "e.csv")]) == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err  # the record's data check comes first: the rows it trained on are gone
+    assert f"{other}: the data differs from what the run trained on: shape" in err and "-96 rows" in err
+    assert main([str(seed_runs[0]), str(other), "--out", str(tmp_path / "e.csv"), "--new-data"]) == 2
+    err = capsys.readouterr().err  # on purpose: then the ensemble's members must still forecast the same windows
     assert f"{other}: its " in err and "differs" in err and not (tmp_path / "e.csv").exists()
 
 
@@ -229,3 +232,63 @@ def test_results_export_gives_each_configurations_seed_ensemble(seed_runs, root)
     assert rows["ensemble_test_mae"].iloc[0] == pytest.approx(want, rel=1e-5)
     summary = results.seed_summary(results.from_export(table))
     assert summary.columns.get_loc("ensemble MAE") == summary.columns.get_loc("MAE sd") + 1
+
+
+def _with_data(run_dir, tmp_path, change):
+    """A copy of the run whose data file is the original changed by change(DataFrame) -> DataFrame."""
+    import yaml
+
+    other, data = _copy_run(run_dir, tmp_path), tmp_path / "changed.csv"
+    change(pd.read_csv(_data_file(run_dir), index_col=0)).to_csv(data)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["data"]["path"] = str(data)
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return other
+
+
+def _shifted(df):
+    out = df.iloc[96:].copy()  # a day cut, the rest moved a day earlier
+    out.index = df.index[:-96]
+    return out
+
+
+CHANGED = {  # case -> (the change, what the refusal names, whether --new-data forecasts on it)
+    "scaled": (lambda df: df * 1.6, "the data differs from what the run trained on: values", True),
+    "cut_and_moved": (_shifted, "shape [400, 4, 1] -> [304, 4, 1] (-96 rows, +0 sensors)", True),
+    "renamed": (lambda df: df.rename(columns={IDS[1]: "999"}), "sensor ids (first", False),
+    "sensor_added": (lambda df: df.assign(**{"800001": df[IDS[0]]}), "(+0 rows, +1 sensors)", False),
+}
+
+
+@pytest.mark.parametrize("case", CHANGED)
+def test_predict_refuses_data_that_differs_from_what_the_run_trained_on(run_dir, tmp_path, capsys, case):
+    change, words, new_data_ok = CHANGED[case]
+    other = _with_data(run_dir, tmp_path, change)
+    assert main([str(other)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "--new-data" in err and not (other / "forecasts_test.csv").exists()
+    # on purpose: new readings of the same sensors forecast; other sensors never do (not a state_dict error)
+    assert main([str(other), "--new-data"]) == (0 if new_data_ok else 2)
+    if not new_data_ok:
+        assert "sensor" in capsys.readouterr().err
+
+
+def test_the_record_keeps_the_data_fingerprint_and_absolute_paths(tmp_path, monkeypatch):
+    import json
+
+    import yaml
+
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    cfg = _config(tmp_path / "work")
+    cfg.data.path = "speed.csv"  # relative to where training runs
+    run = fit(cfg, out_root=tmp_path / "outputs")
+    saved = yaml.safe_load((run.dir / "config.yaml").read_text())["data"]["path"]
+    assert saved == str(tmp_path / "work" / "speed.csv")
+    fp = json.loads((run.dir / "data.json").read_text())
+    assert fp["shape"] == [400, 4, 1] and fp["first_ids"] == IDS and len(fp["values_sha256"]) == 16
+    monkeypatch.chdir(tmp_path)  # another directory: the record resolves the same
+    assert main([str(run.dir)]) == 0
+    assert fit(resume=run.dir).metrics["test"] == run.metrics["test"]
+    with pytest.raises(ConfigError, match=r"data.path: '.*work/speed.csv' -> '.*data0/speed.csv'"):
+        fit(cfg, resume=run.dir)  # here the relative path names another file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -175,6 +176,21 @@ class Dataset:
         out[:, :, 2] = self.day_of_week[:, None]
         return out
 
+    @cached_property
+    def fingerprint(self) -> dict:
+        """What a run trained on, for its record (data.json): content hashes of the values and of the sensor ids and
+        timestamps, the shape, the first ids and the calendar; compare() says what differs from another."""
+        digest = lambda b: hashlib.sha256(b).hexdigest()[:16]  # noqa: E731
+        return {
+            "shape": list(self.series.shape),
+            "values_sha256": digest(np.ascontiguousarray(self.series, dtype=np.float64).tobytes()),
+            "sensor_ids_sha256": digest("\n".join(self.sensors).encode()),
+            "first_ids": self.sensors[:5],
+            "start": str(self.timestamps[0]),
+            "end": str(self.timestamps[-1]),
+            "times_sha256": digest(self.timestamps.asi8.tobytes()),
+        }
+
     def summary(self) -> dict:
         """A JSON-able overview: shape, time span, windows per split, missing share, statistics."""
         cells, missing = self.num_steps * self.num_sensors, int((self.target == 0).sum())
@@ -231,3 +247,18 @@ def chronological_splits(num_steps: int, window: int, ratios=(0.6, 0.2, 0.2)) ->
         )
     starts = np.arange(n)
     return {"train": starts[:a], "val": starts[a:b], "test": starts[b:]}
+
+
+def data_changes(recorded: dict, now: dict) -> list[str]:
+    """What differs between two Dataset.fingerprint()s, in words (empty when the data is the same)."""
+    changes = []
+    if recorded["shape"] != now["shape"]:
+        (t0, n0, *_), (t1, n1, *_) = recorded["shape"], now["shape"]
+        changes.append(f"shape {recorded['shape']} -> {now['shape']} ({t1 - t0:+d} rows, {n1 - n0:+d} sensors)")
+    if recorded["sensor_ids_sha256"] != now["sensor_ids_sha256"]:
+        changes.append(f"sensor ids (first {recorded['first_ids']} -> {now['first_ids']})")
+    if recorded["times_sha256"] != now["times_sha256"]:
+        changes.append(f"timestamps ({recorded['start']} .. {recorded['end']} -> {now['start']} .. {now['end']})")
+    if recorded["values_sha256"] != now["values_sha256"]:
+        changes.append("values")
+    return changes

@@ -4,6 +4,7 @@ of the training state, every rank's generators included) is written atomically a
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -19,6 +20,7 @@ import yaml
 
 from ..config import ConfigError, RunConfig, build_run_config
 from ..data import Dataset, from_config, make_batches
+from ..data.core import data_changes
 from ..models import build_model
 from ..paths import output_dir
 from ..reporting import records
@@ -169,7 +171,7 @@ def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfi
     saved = build_run_config(yaml.safe_load(path.read_text()) or {}, str(path))
     if cfg is None:
         return saved
-    a, b = saved.dotted(), cfg.dotted()
+    a, b = saved.dotted(), build_run_config(absolute_paths(cfg.to_dict())).dotted()
     diff = [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES]
     if diff:
         raise ConfigError(
@@ -179,11 +181,40 @@ def resume_config(run_dir: str | Path, cfg: RunConfig | None = None) -> RunConfi
     return cfg
 
 
-def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: ExitStack) -> tuple[Path, Path]:
-    """(run directory, outputs root): the resumed one, or a new one that rank 0 creates with config and env; rank 0
-    holds its lock until fit() ends, so a run cannot be resumed while it still runs."""
+def absolute_paths(tree: dict) -> dict:
+    """A config tree whose data.path / data.edges are absolute (relative ones against the current directory), so
+    that a run's record resolves the same from any directory."""
+    data = dict(tree.get("data") or {})
+    for key in ("path", "edges"):
+        if data.get(key):
+            data[key] = str(Path(data[key]).expanduser().absolute())
+    return {**tree, "data": data}
+
+
+def check_data(run_dir: Path, ds: Dataset, new_data: bool = False) -> None:
+    """Refuse a run's data when it differs from what the run trained on (its data.json), saying what differs; with
+    new_data only the sensors must be the same (a trained model on this week's readings)."""
+    path = Path(run_dir) / "data.json"
+    if not path.is_file():  # a record from before data.json
+        return
+    recorded, now = json.loads(path.read_text()), ds.fingerprint
+    changes = data_changes(recorded, now)
+    sensors = [c for c in changes if c.startswith("sensor ids") or (c.startswith("shape") and "+0 sensors" not in c)]
+    if changes and (not new_data or sensors):
+        why = "; ".join(sensors if new_data else changes)
+        hint = "" if new_data else " (to forecast on new readings of the same sensors on purpose: --new-data)"
+        raise ValueError(f"{run_dir}: the data differs from what the run trained on: {why}{hint}")
+
+
+def open_run_dir(
+    cfg: RunConfig, resume, out_root, dist: Dist, device, held: ExitStack, ds: Dataset
+) -> tuple[Path, Path]:
+    """(run directory, outputs root): the resumed one (on the data it trained on), or a new one that rank 0 creates
+    with config, env and the data's fingerprint; rank 0 holds its lock until fit() ends, so a run cannot be resumed
+    while it still runs."""
     if resume is not None:
         run_dir = Path(resume).resolve()
+        check_data(run_dir, ds)
         if dist.main:
             held.enter_context(records.run_lock(run_dir))
             records.remove_temp_files(run_dir)  # half-written files of the killed session
@@ -194,8 +225,9 @@ def open_run_dir(cfg: RunConfig, resume, out_root, dist: Dist, device, held: Exi
         label = f"{cfg.model.name}-s{cfg.train.seed}" + (f"-{cfg.name}" if cfg.name else "")
         _, run_dir = records.new_run_dir(cfg.stage, label, out_root)
         held.enter_context(records.run_lock(run_dir))
-        records.write_config(run_dir / "config.yaml", cfg.to_dict())
+        records.write_config(run_dir / "config.yaml", absolute_paths(cfg.to_dict()))
         records.write_json(run_dir / "env.json", records.environment(device))
+        records.write_json(run_dir / "data.json", ds.fingerprint)
     return broadcast_object(run_dir, dist), out_root
 
 
@@ -213,11 +245,13 @@ class Run:
     device: torch.device
 
     @classmethod
-    def from_dir(cls, run_dir: Path, dataset: Dataset | None = None, device: str = "cpu") -> Run:
-        """A finished run read back from its record, with its best weights loaded."""
+    def from_dir(cls, run_dir: Path, dataset: Dataset | None = None, device: str = "cpu", new_data=False) -> Run:
+        """A finished run read back from its record, with its best weights loaded, on the data it trained on (or,
+        with new_data, on other readings of the same sensors)."""
         rec = records.read_run(run_dir)
         cfg = build_run_config(rec["config"], str(run_dir / "config.yaml"))
         ds = dataset if dataset is not None else from_config(cfg.data)
+        check_data(run_dir, ds, new_data)
         dev = torch.device(device)
         model = build_model(cfg.model, ds).to(dev)
         if (run_dir / "best.pt").exists():

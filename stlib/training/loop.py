@@ -182,7 +182,7 @@ def setup(cfg: RunConfig, dataset: Dataset | None, dist: Dist, device: torch.dev
 def start(s: Setup, resume, out_root, every: int | None, held: ExitStack, progress: str) -> State:
     """The run's record (a new one, or the resumed one with its last.pt restored) and the loop's state."""
     cfg, dist = s.cfg, s.dist
-    run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, s.device, held)
+    run_dir, out_root = open_run_dir(cfg, resume, out_root, dist, s.device, held, s.ds)
     last = LastCheckpoint(run_dir / "last.pt" if cfg.train.save_checkpoint and s.optimizer else None, every, s)
     p, best_state = Progress(base_lr=cfg.train.lr), None
     if resume is not None and (restored := last.restore(run_dir)):
