@@ -385,6 +385,9 @@ def test_file_edge_list_and_adjacency(tmp_path):
     assert ds.edges.values.tolist() == [[0, 1, 1.5], [1, 2, 2.0], [3, 4, 0.5]]
     ds = load_dataset("file", path=str(data), edges=str(_edges_csv(tmp_path / "e2.csv", ((0, 1), (2, 3)), "from,to")))
     assert ds.edges.values.tolist() == [[0, 1, 1.0], [2, 3, 1.0]]  # cost defaults to 1
+    loops = _edges_csv(tmp_path / "e3.csv", ((0, 1, 1.0), (2, 2, 5.0), (3, 4, 0.5)))
+    ds = load_dataset("file", path=str(data), edges=str(loops))
+    assert ds.edges.values.tolist() == [[0, 1, 1.0], [3, 4, 0.5]]  # a self-loop is dropped, as a matrix's diagonal
     adj = np.zeros((5, 5))
     adj[0, 1], adj[4, 2], adj[3, 3] = 2.5, 1.0, 9.0  # the diagonal is not an edge
     for name in ("a.npy", "a.csv", "a.npz"):
@@ -510,6 +513,14 @@ BAD_EDGES = {  # file name -> (writer, message fragment)
     ),
     "empty_cell.csv": (lambda p: p.write_text("from,to,cost\n0,1,1\n2,,1\n"), r"empty cells in the edge list"),
     "inf_cost.csv": (lambda p: _edges_csv(p, ((0, 1, "inf"),)), r"column 'cost' has inf values"),
+    "negative_cost.csv": (
+        lambda p: _edges_csv(p, ((0, 1, 1.0), (1, 2, -3.0))),
+        r"data row 2: column 'cost' is negative \(-3\): a cost is a distance or a weight, >= 0",
+    ),
+    "adj_negative.npy": (
+        lambda p: np.save(p, np.diag(-np.ones(4), 1)),
+        r"row 0, column 1: adjacency matrix has negative entries \(4, the first -1\)",
+    ),
     "malformed.csv": (lambda p: p.write_text("from,to,cost\n0,1,1\n2,3,4,5,6\n"), r"malformed CSV"),
     "adj_small.npy": (
         lambda p: np.save(p, np.ones((3, 3))),

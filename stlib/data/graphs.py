@@ -80,6 +80,7 @@ def edge_list(df: pd.DataFrame, path: Path, num_sensors: int, sensors, by: str, 
     else:
         pos = _by_position(ends, path, num_sensors)
     cost = _costs(cells["cost"], path) if "cost" in cells else pd.Series(1.0, index=cells.index)
+    pos = pos[pos["from"] != pos["to"]]  # self-loops dropped, as a matrix's diagonal is
     return edge_frame(pos["from"], pos["to"], cost.loc[pos.index])
 
 
@@ -145,7 +146,7 @@ def _by_position(ends: pd.DataFrame, path: Path, num_sensors: int) -> pd.DataFra
 
 
 def _costs(col: pd.Series, path: Path) -> pd.Series:
-    """The cost column as floats; text and inf are errors naming the row."""
+    """The cost column as floats; text, inf and negative costs are errors naming the row."""
     cost = pd.to_numeric(col, errors="coerce")
     if cost.isna().any():
         row, val = first_non_numeric(col)
@@ -153,6 +154,11 @@ def _costs(col: pd.Series, path: Path) -> pd.Series:
     inf = np.flatnonzero(~np.isfinite(cost.to_numpy(np.float64)))
     if len(inf):
         raise ValueError(f"{path}: data row {inf[0] + 1}: column 'cost' has inf values")
+    if (neg := np.flatnonzero(cost.to_numpy(np.float64) < 0)).size:
+        raise ValueError(
+            f"{path}: data row {neg[0] + 1}: column 'cost' is negative ({cost.iloc[neg[0]]:g}): a cost is a distance "
+            f"or a weight, >= 0 ({len(neg)} negative rows)"
+        )
     return cost.astype(np.float64)
 
 
@@ -167,6 +173,12 @@ def matrix_edges(mat: np.ndarray, path: Path, num_sensors: int) -> pd.DataFrame:
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"{path}: row {r}, column {c}: adjacency matrix has NaN/inf entries ({int(bad.sum())})")
+    if (neg := mat < 0).any():
+        r, c = np.argwhere(neg)[0]
+        raise ValueError(
+            f"{path}: row {r}, column {c}: adjacency matrix has negative entries ({int(neg.sum())}, the first "
+            f"{mat[r, c]:g}): a weight or distance is >= 0"
+        )
     src, dst = np.nonzero(mat)
     src, dst = src[src != dst], dst[src != dst]
     return edge_frame(src, dst, mat[src, dst])
