@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from stlib.config import load_profile
@@ -80,3 +81,146 @@ def test_the_cpu_route_presets_train_unchanged_on_other_data(tmp_path):
         assert cfg.model.model_dump(exclude={"stem_epochs"}) == full.model.model_dump(exclude={"stem_epochs"})
         run = fit(cfg, out_root=tmp_path)
         assert np.isfinite(run.metrics["test"]["mae"]) and run.metrics["dataset"] == "synthetic"
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV quirks of other locales and spreadsheets (issue 28): read right, or one line saying what to set
+
+STAMPS = ["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:10"]
+VALUES = [[71.5, 1234.0, 0.25], [70.0, 1200.5, ""], [69.25, 1190.0, 0.5]]  # "" = a missing reading
+PLAIN = "time,400001,400017,400030\n" + "".join(
+    f"{t}," + ",".join(str(v) for v in row) + "\n" for t, row in zip(STAMPS, VALUES)
+)
+
+
+def _variant(sep=",", decimal=".", eol="\n", quote=False):
+    """PLAIN written with another field separator, decimal mark, line end or every cell quoted."""
+    q = (lambda v: f'"{v}"') if quote else str
+    cell = lambda v: q(str(v).replace(".", decimal))  # noqa: E731
+    lines = [sep.join(map(q, ["time", "400001", "400017", "400030"]))]
+    lines += [sep.join([q(t), *map(cell, row)]) for t, row in zip(STAMPS, VALUES)]
+    return eol.join(lines) + eol
+
+
+def _read(tmp_path, text, name="flow.csv", encoding="utf-8"):
+    from stlib.data.files import read_series
+
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return read_series(path)
+
+
+CSV_VARIANTS = {
+    "european": _variant(";", ","),  # Excel in a German/French locale
+    "semicolon_points": _variant(";", "."),
+    "tab_commas": _variant("\t", ","),
+    "tab_points": _variant("\t", "."),
+    "excel_sep_line": "sep=;\n" + _variant(";", ","),  # Excel's hint line
+    "bom": "\ufeff" + PLAIN,  # 'CSV UTF-8' from Excel
+    "crlf": _variant(eol="\r\n"),
+    "quoted": _variant(quote=True),
+    "quoted_european": _variant(";", ",", quote=True),
+    "header_spaces": PLAIN.replace(",400017,", ", 400017 ,"),
+    "trailing_empty_rows": _variant(";", ",") + ";;;\n;;;\n",  # Excel's empty rows at the end
+}
+
+
+@pytest.mark.parametrize("name", list(CSV_VARIANTS))
+def test_csv_quirks_read_as_the_plain_file(tmp_path, name):
+    ref = _read(tmp_path, PLAIN, "plain.csv")
+    sf = _read(tmp_path, CSV_VARIANTS[name])
+    assert sf.sensors == ["400001", "400017", "400030"] and sf.times.equals(ref.times)
+    np.testing.assert_array_equal(sf.values, ref.values)
+    assert sf.dropped_rows == (2 if name == "trailing_empty_rows" else 0) and sf.dropped_columns == 0
+
+
+def test_utf16_tab_file_from_excel_unicode_text(tmp_path):
+    """Excel's 'Unicode Text': UTF-16 with a byte-order mark, tab-separated, decimal commas in some locales."""
+    sf = _read(tmp_path, _variant("\t", ",", "\r\n"), "u.csv", encoding="utf-16")
+    np.testing.assert_array_equal(sf.values, _read(tmp_path, PLAIN, "plain.csv").values)
+
+
+def test_european_file_trains_with_its_ids_and_calendar(tmp_path):
+    path = tmp_path / "flow.csv"
+    rows = ["time;400001;400017"] + [
+        f"{t:%Y-%m-%d %H:%M};{50 + i % 7},5;{60 + i % 5},25"
+        for i, t in enumerate(pd.date_range("2024-01-01", periods=300, freq="5min"))
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    (tmp_path / "edges.csv").write_text("from,to,cost\n400001,400017,0.8\n")
+    ds = from_config(
+        load_profile(EXAMPLE).run_config(overrides=[f"data.path={path}", f"data.edges={tmp_path / 'edges.csv'}"]).data
+    )
+    assert ds.sensor_ids == ["400001", "400017"] and ds.interval_minutes == 5
+    assert ds.series[0, :, 0].tolist() == [50.5, 60.25] and ds.edges.values.tolist() == [[0, 1, 0.8]]
+
+
+def test_bom_never_makes_the_first_data_line_a_header(tmp_path):
+    sf = _read(tmp_path, "\ufeff1.5,2.5\n3.5,4.5\n")  # before: a header '1.5','2.5' and one data row
+    assert sf.sensors is None and sf.values[:, :, 0].tolist() == [[1.5, 2.5], [3.5, 4.5]]
+    sf = _read(tmp_path, "\ufeff1,5;2,5\n3,5;4,5\n")  # no header, European
+    assert sf.sensors is None and sf.values[:, :, 0].tolist() == [[1.5, 2.5], [3.5, 4.5]]
+
+
+@pytest.mark.parametrize("header", ["time,400001,400017,400001", "time,400001,400017, 400001 "])
+def test_duplicate_sensor_id_names_both_columns(tmp_path, header):
+    with pytest.raises(ValueError, match=r"flow\.csv: columns 2 and 4 of the header both name sensor '400001'"):
+        _read(tmp_path, header + "\n2024-01-01 00:00,1,2,3\n")  # before: a made-up sensor '400001.1'
+
+
+@pytest.mark.parametrize("where", ["every_line", "data_lines", "spacer_column", "no_header", "european_data_lines"])
+def test_unnamed_empty_columns_are_dropped_and_counted(tmp_path, where):
+    text = {
+        "every_line": PLAIN.replace("\n", ",\n"),  # before: a sensor 'Unnamed: 4' with no readings
+        "data_lines": PLAIN.replace("\n", ",\n").replace("400030,\n", "400030\n"),  # before: times lost
+        "spacer_column": PLAIN.replace("time,", "time,,")
+        .replace(":00,", ":00,,")
+        .replace(":05,", ":05,,")
+        .replace(":10,", ":10,,"),
+        "no_header": "1.5,2.5,\n3.5,,\n",
+        "european_data_lines": _variant(";", ",").replace("\n", ";\n").replace("400030;\n", "400030\n"),
+    }[where]
+    sf = _read(tmp_path, text)
+    assert sf.dropped_columns == 1
+    if where == "no_header":
+        assert sf.values[:, :, 0].tolist()[0] == [1.5, 2.5] and sf.values.shape == (2, 2, 1)
+    else:
+        ref = _read(tmp_path, PLAIN, "plain.csv")
+        assert sf.sensors == ref.sensors and sf.times.equals(ref.times)
+        np.testing.assert_array_equal(sf.values, ref.values)
+
+
+def test_cells_missing_at_the_end_of_a_row_are_missing_readings(tmp_path):
+    sf = _read(tmp_path, "time,a,b,c\n2024-01-01 00:00,1,2\n2024-01-01 00:05,1,2,3\n")  # the first row short
+    assert sf.sensors == ["a", "b", "c"] and np.isnan(sf.values[0, 2, 0]) and sf.values[1, 2, 0] == 3
+
+
+BAD_CSV = {
+    "unnamed_with_readings": ("time,a,b,\n2024-01-01 00:00,1,2,3\n", r"column 4 has readings but no sensor id"),
+    "thousands": ("time;a;b\n2024-01-01 00:00;1.234,5;2\n", r"'1\.234,5' in column 'a' \(data row 1\); .*no thousands"),
+    "mixed_marks": (
+        "time;a;b\n2024-01-01 00:00;1.5;2,5\n",
+        r"'2,5' in column 'b' \(data row 1\); write numbers with one",
+    ),
+    "ambiguous": ("a,b;c\nx,y;z\n", r"ambiguous CSV: the first lines split evenly by ',' and ';'"),
+    "latin1": ("time,Straße\n2024-01-01 00:00,1\n".encode("latin-1"), r"not UTF-8 text .*save it as UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CSV))
+def test_csv_quirks_that_are_refused_in_one_line(tmp_path, name):
+    text, fragment = BAD_CSV[name]
+    with pytest.raises(ValueError, match=fragment) as e:
+        _read(tmp_path, text)
+    assert str(tmp_path / "flow.csv") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_info_counts_what_the_reader_dropped(tmp_path):
+    from stlib.data import load_dataset
+
+    times = pd.date_range("2024-01-01", periods=100, freq="5min").strftime("%Y-%m-%d %H:%M")
+    lines = ["time,a,b,"] + [f"{t},{i % 7 + 1},{i % 5 + 2}," for i, t in enumerate(times)] + [",,,", ",,,"]
+    path = tmp_path / "flow.csv"
+    path.write_text("\n".join(lines) + "\n")
+    s = load_dataset("file", path=str(path)).summary()
+    assert (s["dropped_empty_columns"], s["dropped_empty_rows"], s["shape"]) == (1, 2, [100, 2, 1])

@@ -32,6 +32,8 @@ class Dataset:
     unit: str = ""  # its unit: "vehicles/5 min", "mph", ... ("" = unknown)
     times: pd.DatetimeIndex | None = None  # (T,) real timestamps where they are not start + k * interval (gaps)
     marked_missing: int = 0  # target cells the file marked missing (empty, NaN, missing_value), now 0
+    dropped_columns: int = 0  # a CSV's unnamed all-empty columns (a trailing separator), dropped
+    dropped_rows: int = 0  # a CSV's all-empty rows at its end, dropped
     lags: tuple[int, ...] = ()  # more input: each window's own rows this many steps back (data.lags)
 
     @property
@@ -219,6 +221,8 @@ class Dataset:
             "missing_share": round(missing / cells, 6),
             "marked_missing_cells": self.marked_missing,  # of those, the cells the file marked missing
             "marked_missing_share": round(self.marked_missing / cells, 6),
+            "dropped_empty_columns": self.dropped_columns,  # a CSV's unnamed all-empty columns
+            "dropped_empty_rows": self.dropped_rows,  # a CSV's all-empty rows at its end
             "train_rows": [self.train_rows.start, self.train_rows.stop - 1],
             "train_mean": round(self.mean, 4),
             "train_std": round(self.std, 4),

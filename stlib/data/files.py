@@ -7,7 +7,9 @@ names them); `clean_values` -> the float32 (T, N, C) series with missing reading
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -20,6 +22,12 @@ NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"  # first bytes of an .npy and of an .
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 TIME_COLUMNS = ("time", "timestamp", "date", "datetime", "")  # names of a leading time column in a CSV
 MISSING_HINT = "mark a missing reading with an empty cell, NaN or data.missing_value"
+NUMBER_HINT = (
+    "write numbers with one decimal mark ('.', or ',' when ';' or tab separates the fields) and no thousands "
+    "separators; " + MISSING_HINT
+)
+SEPARATORS = {",": "','", ";": "';'", "\t": "tab"}  # the field separators a CSV may use
+SNIFF_LINES = 50  # the first lines that decide the separator and the header
 
 
 @dataclass
@@ -32,6 +40,8 @@ class SeriesFile:
     sensors: list[str] | None = None  # (N,) ids when the file names its sensors (a header, HDF5 columns)
     csv: bool = False  # rows are counted as "data row k", 1-based below the header
     time_label: str = "time"  # the time column's name (CSV) or "index" (HDF5)
+    dropped_columns: int = 0  # CSV columns without a name (or, without a header, trailing) and with no reading
+    dropped_rows: int = 0  # CSV rows at the end with every cell empty
 
     def row(self, t: int) -> str:
         return f"data row {t + 1}" if self.csv else f"step {t}"
@@ -109,13 +119,27 @@ def first_non_numeric(col: pd.Series) -> tuple[int, object]:
 
 def read_wide_csv(path: Path) -> SeriesFile:
     """Rows = time steps, columns = sensors (ids in the header), an optional leading time column; a first line of
-    decimal numbers is data (no header: sensors by position); empty cells are missing readings."""
-    header = csv_has_header(path)
-    df = read_csv(path, header="infer" if header else None)
-    if df.empty:
+    decimal numbers is data (no header: sensors by position); empty cells are missing readings. The field separator
+    (',' ';' tab, or Excel's 'sep=;' first line) and, with ';' or tab, the decimal mark ('.' or ',') are detected."""
+    encoding, sep, skip, rows = sniff_csv(path)
+    header = csv_has_header(rows[0], sep) if rows else True
+    if header and len(rows) == 1:
         raise ValueError(f"{path}: no data rows (expected rows = time steps, columns = sensors)")
+    width = max(map(len, rows), default=0)  # a short row's missing cells are missing readings
+    kw = dict(sep=sep, header=None, skiprows=skip + header, encoding=encoding)
+    kw.update(dict(names=range(width), index_col=False) if width else {})
+    df = read_csv(path, **kw)
+    if sep != "," and not all(map(pd.api.types.is_numeric_dtype, df.dtypes.iloc[1:])):
+        comma = read_csv(path, decimal=",", **kw)  # a European file: 1,5 for 1.5
+        if _numeric_columns(comma) > _numeric_columns(df):
+            df = comma
+    df, dropped = _name_columns(df, [v.strip() for v in rows[0]] if header else None, path)
+    filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
+    if len(filled) == 0:
+        raise ValueError(f"{path}: no data rows (expected rows = time steps, columns = sensors)")
+    empty_rows, df = len(df) - filled[-1] - 1, df.iloc[: filled[-1] + 1]  # rows of empty cells at the end (Excel)
     times, time_label = None, "time"
-    if is_time_column(df.iloc[:, 0], df.columns[0]):
+    if is_time_column(df.iloc[:, 0], df.columns[0] if header else "1"):
         time_label = str(df.columns[0]) if header else "1"
         times = parse_times(df.iloc[:, 0], path, time_label)
         df = df.iloc[:, 1:]
@@ -124,25 +148,97 @@ def read_wide_csv(path: Path) -> SeriesFile:
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         row, val = first_non_numeric(df[bad[0]])
+        hint = NUMBER_HINT if any(ch.isdigit() for ch in str(val)) else MISSING_HINT
+        raise ValueError(f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1}); " + hint)
+    sensors = list(df.columns) if header else None
+    values = df.to_numpy(dtype=np.float64)[:, :, None]
+    kw = dict(csv=True, time_label=time_label, dropped_columns=dropped, dropped_rows=int(empty_rows))
+    return SeriesFile(path, values, times, sensors, **kw)
+
+
+def _numeric_columns(df: pd.DataFrame) -> int:
+    return sum(map(pd.api.types.is_numeric_dtype, df.dtypes))
+
+
+def sniff_csv(path: Path) -> tuple[str, str, int, list[list[str]]]:
+    """(encoding, field separator, lines before the header (Excel's 'sep=;'), the first rows split by it). The
+    separator is the one of ',' ';' tab that splits each of the first lines into several fields; if several do, the
+    one that splits them into equally many, then the one whose cells read as numbers; a tie is an error."""
+    with open(path, "rb") as f:
+        encoding = "utf-16" if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    try:
+        with open(path, encoding=encoding, newline="") as f:
+            lines = list(itertools.islice(f, SNIFF_LINES))
+    except UnicodeDecodeError as e:
         raise ValueError(
-            f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1}); " + MISSING_HINT
+            f"{path}: malformed CSV: not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r}): "
+            "save it as UTF-8 ('CSV UTF-8' in a spreadsheet)"
+        ) from None
+    hint = lines[0].strip() if lines else ""
+    if hint.lower().startswith("sep=") and len(hint) == 5:  # Excel's hint line, e.g. 'sep=;'
+        return encoding, hint[4], 1, [r for r in csv.reader(lines[1:], delimiter=hint[4]) if r]
+    split = {s: [r for r in csv.reader(lines, delimiter=s) if r] for s in SEPARATORS}
+    fits = [s for s, rs in split.items() if rs and min(map(len, rs)) > 1]
+    if len(fits) > 1:  # rows of equal length first (a row may lack its last cells or end in a separator)
+        fits = [s for s in fits if len(set(map(len, split[s]))) == 1] or fits
+    if len(fits) > 1:
+        score = {s: _numeric_share(split[s][1:], s) for s in fits}
+        fits = [s for s in fits if score[s] == max(score.values())]
+        if len(fits) > 1:
+            names = " and ".join(SEPARATORS[s] for s in fits)
+            raise ValueError(f"{path}: ambiguous CSV: the first lines split evenly by {names}; use one separator")
+    sep = fits[0] if fits else ","  # one column
+    return encoding, sep, 0, split[sep]
+
+
+def _numeric_share(rows: list[list[str]], sep: str) -> float:
+    """Share of the cells of rows (the first field of each left out: a time column) that are numbers or empty."""
+    cells = [v.strip() for r in rows for v in r[1:]]
+    return sum(v == "" or as_number(v, sep) is not None for v in cells) / max(len(cells), 1)
+
+
+def _name_columns(df: pd.DataFrame, names: list[str] | None, path: Path) -> tuple[pd.DataFrame, int]:
+    """(df with the header's names, count of columns dropped): a column without a name whose cells are all empty (a
+    trailing separator, a spacer column) is dropped; one with readings, or a repeated name, is an error. Without a
+    header, columns are named by position from 1 and trailing all-empty columns are dropped."""
+    empty = df.isna().all().to_numpy()
+    if names is None:
+        keep = len(df.columns) - int(np.argmin(empty[::-1])) if not empty.all() else len(df.columns)
+        out = df.iloc[:, :keep]
+        return out.set_axis([str(i + 1) for i in range(keep)], axis=1), len(df.columns) - keep
+    m = len(df.columns)
+    names = (names + [""] * m)[:m]
+    unnamed = [i for i in range(1, m) if not names[i]]
+    if with_data := [i for i in unnamed if not empty[i]]:
+        raise ValueError(
+            f"{path}: column {with_data[0] + 1} has readings but no sensor id in the header: "
+            "name it in the header or delete it"
         )
-    sensors = [str(c).strip() for c in df.columns] if header else None
-    return SeriesFile(path, df.to_numpy(dtype=np.float64)[:, :, None], times, sensors, csv=True, time_label=time_label)
+    keep = [i for i in range(m) if i not in unnamed]
+    first = {}
+    for i in keep:
+        if (j := first.setdefault(names[i], i)) != i:
+            raise ValueError(
+                f"{path}: columns {j + 1} and {i + 1} of the header both name sensor '{names[i]}': "
+                "sensor ids must be unique"
+            )
+    return df.iloc[:, keep].set_axis([names[i] for i in keep], axis=1), len(unnamed)
 
 
-def csv_has_header(path: Path) -> bool:
+def csv_has_header(fields: list[str], sep: str = ",") -> bool:
     """False when the first line (after an optional timestamp) is all numbers, some written as decimals: sensor
     names may be integers (ids), so a first line of plain integers counts as a header."""
-    try:
-        with open(path, newline="") as f:
-            fields = [v.strip() for v in next(csv.reader(f), [])]
-    except (UnicodeDecodeError, csv.Error):
-        return True  # pandas reports the problem
+    fields = [v.strip() for v in fields]
     if fields and is_timestamp(fields[0]):
         fields = fields[1:]
-    numeric = bool(fields) and all(as_float(v) is not None for v in fields)
-    return not (numeric and any(c in v for v in fields for c in ".eE"))
+    fields = [v for v in fields if v]  # a trailing separator
+    numeric = bool(fields) and all(as_number(v, sep) is not None for v in fields)
+    return not (numeric and any(c in v for v in fields for c in ".,eE"))
+
+
+def as_number(text: str, sep: str = ",") -> float | None:
+    """float(text), with ',' read as the decimal mark too when fields are separated by ';' or tab; None otherwise."""
+    return as_float(text) if sep == "," or text.count(",") > 1 else as_float(text.replace(",", "."))
 
 
 def as_float(text: str) -> float | None:

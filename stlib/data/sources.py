@@ -189,6 +189,7 @@ def load_file(
     edge_df = read_graph(Path(edges).expanduser(), series.shape[1], sf.sensors, by=edges_by) if edges else edge_frame()
     splits = chronological_splits(len(series), in_steps + out_steps, split)
     kw = dict(source=str(path), sensor_ids=sf.sensors, value_name="value", marked_missing=marked)
+    kw |= dict(dropped_columns=sf.dropped_columns, dropped_rows=sf.dropped_rows)
     return Dataset(path.stem, series, start, interval, edge_df, splits, in_steps, out_steps, **kw)
 
 
