@@ -3,6 +3,8 @@ formats of docs/data.md (files generated here, none shipped)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -224,3 +226,40 @@ def test_info_counts_what_the_reader_dropped(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     s = load_dataset("file", path=str(path)).summary()
     assert (s["dropped_empty_columns"], s["dropped_empty_rows"], s["shape"]) == (1, 2, [100, 2, 1])
+
+
+def _berlin_csv(path, extra=None):
+    """200 quarter-hours across the spring daylight-saving switch, ISO 8601 times with their UTC offsets."""
+    t = pd.date_range("2024-03-30", periods=200, freq="15min", tz="Europe/Berlin")
+    stamps = t.strftime("%Y-%m-%dT%H:%M:%S%z").str.replace(r"(\d\d)(\d\d)$", r"\1:\2", regex=True)
+    df = pd.DataFrame({"time": stamps, "a": np.arange(200) % 9 + 1.0, "b": np.arange(200) % 5 + 1.0})
+    (extra or (lambda d: d))(df).to_csv(path, index=False)
+    return t
+
+
+def test_offsets_across_a_daylight_saving_switch_read_as_utc_and_info_says_so(tmp_path):
+    from stlib.data import load_dataset
+
+    t = _berlin_csv(tmp_path / "dst.csv")  # before: refused with pandas' advice to pass utc=True
+    ds = load_dataset("file", path=str(tmp_path / "dst.csv"))
+    assert ds.timestamps[0] == t[0].tz_convert("UTC").tz_localize(None) and ds.time_gaps == 0
+    assert ds.summary()["time_zone"] == "UTC (the file's offsets +01:00, +02:00 change)"
+
+
+@pytest.mark.parametrize(
+    "case, change, words",
+    [
+        ("dark_sensor", lambda d: d.assign(c=np.nan), "sensor 'c' has no reading at all (1 such sensor)"),
+        (
+            "too_large",
+            lambda d: d.assign(a=d["a"].where(d.index != 5, 1e39)),
+            "value too large 1e+39 (1 such cell) for float32",
+        ),
+    ],
+)
+def test_a_dark_sensor_or_a_value_beyond_float32_is_one_line(tmp_path, case, change, words):
+    from stlib.data import load_dataset
+
+    _berlin_csv(tmp_path / f"{case}.csv", change)  # before: trained (no readings) / read as a constant series
+    with pytest.raises(ValueError, match=re.escape(words)):
+        load_dataset("file", path=str(tmp_path / f"{case}.csv"))

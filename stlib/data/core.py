@@ -34,6 +34,7 @@ class Dataset:
     marked_missing: int = 0  # target cells the file marked missing (empty, NaN, missing_value), now 0
     dropped_columns: int = 0  # a CSV's unnamed all-empty columns (a trailing separator), dropped
     dropped_rows: int = 0  # a CSV's all-empty rows at its end, dropped
+    time_zone: str = ""  # how the file's timestamps were read, when they carried changing UTC offsets
     lags: tuple[int, ...] = ()  # more input: each window's own rows this many steps back (data.lags)
 
     @property
@@ -223,6 +224,7 @@ class Dataset:
             "marked_missing_share": round(self.marked_missing / cells, 6),
             "dropped_empty_columns": self.dropped_columns,  # a CSV's unnamed all-empty columns
             "dropped_empty_rows": self.dropped_rows,  # a CSV's all-empty rows at its end
+            "time_zone": self.time_zone or "as written",
             "train_rows": [self.train_rows.start, self.train_rows.stop - 1],
             "train_mean": round(self.mean, 4),
             "train_std": round(self.std, 4),

@@ -42,6 +42,7 @@ class SeriesFile:
     time_label: str = "time"  # the time column's name (CSV) or "index" (HDF5)
     dropped_columns: int = 0  # CSV columns without a name (or, without a header, trailing) and with no reading
     dropped_rows: int = 0  # CSV rows at the end with every cell empty
+    time_zone: str = ""  # how timestamps with UTC offsets were read ("" = as written)
 
     def row(self, t: int) -> str:
         return f"data row {t + 1}" if self.csv else f"step {t}"
@@ -138,10 +139,10 @@ def read_wide_csv(path: Path) -> SeriesFile:
     if len(filled) == 0:
         raise ValueError(f"{path}: no data rows (expected rows = time steps, columns = sensors)")
     empty_rows, df = len(df) - filled[-1] - 1, df.iloc[: filled[-1] + 1]  # rows of empty cells at the end (Excel)
-    times, time_label = None, "time"
+    times, time_label, zone = None, "time", ""
     if is_time_column(df.iloc[:, 0], df.columns[0] if header else "1"):
         time_label = str(df.columns[0]) if header else "1"
-        times = parse_times(df.iloc[:, 0], path, time_label)
+        times, zone = parse_times(df.iloc[:, 0], path, time_label, with_zone=True)
         df = df.iloc[:, 1:]
     if df.shape[1] == 0:
         raise ValueError(f"{path}: no sensor columns besides the time column")
@@ -152,7 +153,7 @@ def read_wide_csv(path: Path) -> SeriesFile:
         raise ValueError(f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1}); " + hint)
     sensors = list(df.columns) if header else None
     values = df.to_numpy(dtype=np.float64)[:, :, None]
-    kw = dict(csv=True, time_label=time_label, dropped_columns=dropped, dropped_rows=int(empty_rows))
+    kw = dict(csv=True, time_label=time_label, dropped_columns=dropped, dropped_rows=int(empty_rows), time_zone=zone)
     return SeriesFile(path, values, times, sensors, **kw)
 
 
@@ -270,21 +271,27 @@ def is_time_column(col: pd.Series, name) -> bool:
     return len(head) > 0 and all(is_timestamp(v) for v in head)
 
 
-def parse_times(col: pd.Series, path: Path, label: str) -> pd.DatetimeIndex:
-    """A time column -> DatetimeIndex (wall-clock time; a timezone is dropped); the first bad cell named."""
-    where = f"{path}: column '{label}'"
+def parse_times(col: pd.Series, path: Path, label: str, with_zone: bool = False):
+    """A time column -> DatetimeIndex (wall-clock time; one timezone is dropped; UTC offsets that change, as across
+    a daylight-saving switch, are read as UTC), with_zone: and how ("" or a note for info); the first bad cell named."""
+    where, zone = f"{path}: column '{label}'", ""
     if pd.api.types.is_numeric_dtype(col):
         raise ValueError(
             f"{where} holds numbers ({col.iloc[0]!r} in data row 1), not timestamps: write times like 2024-01-01 00:05"
         )
     try:
         times = pd.DatetimeIndex(pd.to_datetime(col, errors="coerce"))
-    except (ValueError, TypeError) as e:  # mixed time zones and the like
-        raise ValueError(f"{where}: cannot read the timestamps: {e}") from None
+    except (ValueError, TypeError):  # offsets that change (a daylight-saving switch): one zone, UTC
+        try:
+            times = pd.DatetimeIndex(pd.to_datetime(col, errors="coerce", utc=True))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{where}: cannot read the timestamps: {e}") from None
+        offsets = sorted(set(col.astype(str).str.extract(r"([+-]\d\d:?\d\d|Z)$")[0].dropna()))
+        zone = f"UTC (the file's offsets {', '.join(offsets)} change)"
     bad = np.flatnonzero(times.isna())
     if len(bad):
         raise ValueError(f"{path}: data row {bad[0] + 1}, column '{label}': {col.iloc[bad[0]]!r} is not a timestamp")
-    return _naive(times)
+    return (_naive(times), zone) if with_zone else _naive(times)
 
 
 def _naive(times) -> pd.DatetimeIndex:
@@ -339,6 +346,8 @@ def clean_values(sf: SeriesFile, min_steps: int, missing_value: float | None = N
     if missing_value is not None:
         missing |= v == missing_value
     _refuse(sf, np.isinf(v), "infinite value", "")
+    big = np.finfo(np.float32).max
+    _refuse(sf, np.abs(v) > big, "value too large", f" for float32 (at most {big:.3g}): check the file's units")
     _refuse(sf, (v < 0) & ~missing, "negative value", f"; values must be >= 0 ({MISSING_HINT})")
     if v.shape[0] < min_steps:
         raise ValueError(

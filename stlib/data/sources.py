@@ -185,11 +185,17 @@ def load_file(
         raise ValueError(f"interval_minutes={interval_minutes} must be a positive divisor of a day (1440 minutes)")
     sf = read_series(path)
     series, marked = clean_values(sf, 3 * (in_steps + out_steps), missing_value)
+    if len(dark := np.flatnonzero((series[:, :, 0] == 0).all(axis=0))):
+        name = f"'{sf.sensors[dark[0]]}'" if sf.sensors else f"at position {dark[0]}"
+        raise ValueError(
+            f"{path}: sensor {name} has no reading at all ({len(dark)} such sensor{'s' * (len(dark) > 1)}): a model "
+            "cannot learn a sensor it never sees; remove its column"
+        )
     start, interval = file_calendar(sf, start_time, interval_minutes)
     edge_df = read_graph(Path(edges).expanduser(), series.shape[1], sf.sensors, by=edges_by) if edges else edge_frame()
     splits = chronological_splits(len(series), in_steps + out_steps, split)
     kw = dict(source=str(path), sensor_ids=sf.sensors, value_name="value", marked_missing=marked)
-    kw |= dict(dropped_columns=sf.dropped_columns, dropped_rows=sf.dropped_rows)
+    kw |= dict(dropped_columns=sf.dropped_columns, dropped_rows=sf.dropped_rows, time_zone=sf.time_zone)
     return Dataset(path.stem, series, start, interval, edge_df, splits, in_steps, out_steps, **kw)
 
 
