@@ -10,6 +10,12 @@ from __future__ import annotations
 import torch
 
 
+def is_gain(value: float, best: float, threshold: float = 1e-4) -> bool:
+    """Whether a validation value beats the best so far by the relative threshold (ReduceLROnPlateau's rule, mode
+    min): the one rule for a gain of the plateau schedule, early stopping and the stage-2 stem."""
+    return value < best * (1 - threshold)
+
+
 def _mask(target: torch.Tensor, null_val: float = 0.0) -> torch.Tensor:
     """1 where the target counts, 0 where it equals null_val (null_val=nan: where it is NaN)."""
     if null_val != null_val:  # NaN marks missing values: `target != nan` would be True everywhere

@@ -74,7 +74,10 @@ class Dataset:
     @cached_property
     def time_of_day(self) -> np.ndarray:
         """(T,) slot of the day, 0..steps_per_day-1, from the real timestamps."""
-        ts = self.timestamps
+        return self.slots(self.timestamps)
+
+    def slots(self, ts: pd.DatetimeIndex) -> np.ndarray:
+        """The slot of the day (0..steps_per_day-1) of each timestamp."""
         return ((ts.hour * 60 + ts.minute) // self.interval_minutes).to_numpy().astype(np.int64)
 
     @cached_property
@@ -126,7 +129,7 @@ class Dataset:
         ts = pd.date_range(end=self.timestamps[0] - pd.Timedelta(step), periods=pad, freq=step)
         front = np.empty((pad, self.num_sensors, 3), dtype=np.float32)
         front[..., 0] = self.normalize(0.0)
-        front[..., 1] = (((ts.hour * 60 + ts.minute) // self.interval_minutes) / self.steps_per_day).to_numpy()[:, None]
+        front[..., 1] = (self.slots(ts) / self.steps_per_day)[:, None]
         front[..., 2] = ts.day_of_week.to_numpy()[:, None]
         return np.concatenate([front, feats]), pad
 

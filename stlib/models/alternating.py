@@ -24,6 +24,7 @@ import torch.nn as nn
 from pydantic import Field
 
 from ..config import register
+from ..metrics import is_gain
 from .encdec import EncDecOptions, EncoderDecoder
 
 TIME, SPACE = 1, 2
@@ -105,11 +106,11 @@ class AlternatingEncoderDecoder(EncoderDecoder):
 
 
 def stalled(val_maes: list[float], patience: int) -> bool:
-    """Whether `patience` validations in a row ever failed to beat the best before them by 0.01 % (the trainer's
-    rule for a gain); 0 = never. Read from the history, so a resumed run decides as the uninterrupted one."""
+    """Whether `patience` validations in a row ever failed to beat the best before them (metrics.is_gain, the
+    trainer's rule); 0 = never. Read from the history, so a resumed run decides as the uninterrupted one."""
     best, stale = math.inf, 0
     for v in val_maes:
-        best, stale = (v, 0) if v < best * (1 - 1e-4) else (best, stale + 1)
+        best, stale = (v, 0) if is_gain(v, best) else (best, stale + 1)
         if patience and stale >= patience:
             return True
     return False

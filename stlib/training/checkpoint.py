@@ -199,9 +199,11 @@ def check_data(run_dir: Path, ds: Dataset, new_data: bool = False) -> None:
         return
     recorded, now = json.loads(path.read_text()), ds.fingerprint
     changes = data_changes(recorded, now)
-    sensors = [c for c in changes if c.startswith("sensor ids") or (c.startswith("shape") and "+0 sensors" not in c)]
-    if changes and (not new_data or sensors):
-        why = "; ".join(sensors if new_data else changes)
+    same_sensors = (
+        recorded["shape"][1:] == now["shape"][1:] and recorded["sensor_ids_sha256"] == now["sensor_ids_sha256"]
+    )
+    if changes and (not new_data or not same_sensors):
+        why = "; ".join(c for c in changes if not new_data or c.startswith(("shape", "sensor ids")))
         hint = "" if new_data else " (to forecast on new readings of the same sensors on purpose: --new-data)"
         raise ValueError(f"{run_dir}: the data differs from what the run trained on: {why}{hint}")
 

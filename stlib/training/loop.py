@@ -19,6 +19,7 @@ import torch
 
 from ..config import ConfigError, RunConfig
 from ..data import Dataset, from_config, make_batches
+from ..metrics import is_gain
 from ..models import build_model, count_parameters
 from ..reporting import records
 from .checkpoint import LastCheckpoint, Progress, Run, open_run_dir, resume_config, rng_neutral, write_results
@@ -346,7 +347,7 @@ def validate(s: Setup, st: State, epoch: int) -> tuple[float, float]:
     marks = s.graphs and s.ema is None
     val_mae = evaluate(s.eval_model, s.val_batches, s.ds, s.autocast(), s.dist, s.device, mark_steps=marks)["mae"]
     seconds = time.perf_counter() - begin
-    p.stale = 0 if val_mae < p.best * (1 - 1e-4) else p.stale + 1  # a meaningful gain: as the plateau rule's
+    p.stale = 0 if is_gain(val_mae, p.best) else p.stale + 1
     if val_mae < p.best:
         p.best, p.best_epoch = val_mae, epoch
         st.best_state = copy.deepcopy((s.ema.module if s.ema is not None else s.model).state_dict())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from ..metrics import is_gain
+
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
     """Linear warmup: the lr multiplier for optimizer step `step` (0-based)."""
@@ -49,7 +51,7 @@ class Plateau:
 
     def step(self, metric: float, lr: float) -> float:
         """Record one validation metric; return the (possibly reduced) lr."""
-        if metric < self.best * (1 - self.threshold):
+        if is_gain(metric, self.best, self.threshold):
             self.best, self.bad = metric, 0
         else:
             self.bad += 1
