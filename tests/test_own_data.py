@@ -263,3 +263,58 @@ def test_a_dark_sensor_or_a_value_beyond_float32_is_one_line(tmp_path, case, cha
     _berlin_csv(tmp_path / f"{case}.csv", change)  # before: trained (no readings) / read as a constant series
     with pytest.raises(ValueError, match=re.escape(words)):
         load_dataset("file", path=str(tmp_path / f"{case}.csv"))
+
+
+def test_the_documented_missing_tokens_are_missing_and_counted_by_text(tmp_path):
+    from stlib.data import load_dataset
+    from stlib.data.files import MISSING_TOKENS
+
+    times = pd.date_range("2024-01-01", periods=100, freq="5min").strftime("%Y-%m-%d %H:%M")
+    marks = ["", "NA", "#N/A", "null", "n/a"]  # before: pandas' own list, uncounted ('<NA>', '-nan', '1.#IND' too)
+    lines = ["time,a,b"] + [f"{t},{marks[i % 5] if i % 4 == 0 else 3},{i % 5 + 2}" for i, t in enumerate(times)]
+    path = tmp_path / "flow.csv"
+    path.write_text("\n".join(lines) + "\n")
+    ds = load_dataset("file", path=str(path))
+    assert ds.summary()["missing_tokens"] == {"(empty)": 5, "NA": 5, "n/a": 5, "#N/A": 5, "null": 5}
+    assert ds.marked_missing == 25 and set(marks) <= set(MISSING_TOKENS)
+
+
+@pytest.mark.parametrize("token", ["<NA>", "-nan", "1.#IND", "-", "n.a."])
+def test_a_missing_mark_outside_the_documented_set_is_refused_naming_the_set(tmp_path, token):
+    text = f"time,a,b\n2024-01-01 00:00,1,2\n2024-01-01 00:05,{token},2\n"  # before: '<NA>' ... read as missing
+    with pytest.raises(ValueError, match=re.escape(f"{token!r} in column 'a' (data row 2)")) as e:
+        _read(tmp_path, text)
+    assert "one of NA N/A n/a #N/A NaN nan NULL null None" in str(e.value)
+
+
+def test_info_is_strict_json_with_null_for_a_non_finite_statistic(tmp_path, capsys):
+    import json
+
+    from stlib.data.__main__ import main
+    from stlib.data.core import finite
+
+    assert finite(float("nan")) is None and finite(np.float32("inf")) is None and finite(np.float32(2.5)) == 2.5
+    _berlin_csv(tmp_path / "ok.csv")
+    assert main(["info", "file", "--opt", f"path={tmp_path / 'ok.csv'}"]) == 0
+    out = capsys.readouterr().out
+    json.loads(out, parse_constant=lambda c: pytest.fail(f"info printed {c}, not JSON"))
+
+
+EDGE_FILES = {  # the graph of sensors s1 and s2, written in other locales; before: ';' files were not read as such
+    "list_semicolon_commas": "from;to;cost\ns1;s2;1,5\ns2;s1;2,5\n",
+    "list_tab_points": "from\tto\tcost\ns1\ts2\t1.5\ns2\ts1\t2.5\n",
+    "list_excel_sep_line": "sep=;\nfrom;to;cost\ns1;s2;1,5\ns2;s1;2,5\n",
+    "matrix_semicolon_commas": "0;1,5\n2,5;0\n",
+    "labelled_matrix_semicolon_commas": "s1;s2\n0;1,5\n2,5;0\n",
+    "list_bom": "\ufefffrom,to,cost\ns1,s2,1.5\ns2,s1,2.5\n",
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_FILES))
+def test_edge_files_in_other_locales_read_as_the_plain_list(tmp_path, name):
+    from stlib.data.graphs import read_graph
+
+    path = tmp_path / "edges.csv"
+    path.write_text(EDGE_FILES[name], encoding="utf-8")
+    edges = read_graph(path, 2, ["s1", "s2"])
+    assert edges.to_dict("list") == {"from": [0, 1], "to": [1, 0], "cost": [1.5, 2.5]}

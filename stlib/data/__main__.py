@@ -26,7 +26,7 @@ def main(argv=None) -> int:
             opts = dict(parse_override(o) for o in args.opt)
             cfg = data_config({"name": args.name, **opts}, "--opt")
             check_applies("data", args.name, opts, "--opt")
-            print(json.dumps(from_config(cfg).summary(), indent=2))
+            print(json.dumps(from_config(cfg).summary(), indent=2, allow_nan=False))  # strict JSON
         else:
             print(download(args.name))
     except (ConfigError, ValueError, OSError) as e:  # OSError: missing files, failed downloads

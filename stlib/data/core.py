@@ -35,6 +35,7 @@ class Dataset:
     dropped_columns: int = 0  # a CSV's unnamed all-empty columns (a trailing separator), dropped
     dropped_rows: int = 0  # a CSV's all-empty rows at its end, dropped
     time_zone: str = ""  # how the file's timestamps were read, when they carried changing UTC offsets
+    missing_tokens: dict[str, int] | None = None  # a CSV's missing-reading cells by their text (files.MISSING_TOKENS)
     lags: tuple[int, ...] = ()  # more input: each window's own rows this many steps back (data.lags)
 
     @property
@@ -225,19 +226,25 @@ class Dataset:
             "missing_share": round(missing / cells, 6),
             "marked_missing_cells": self.marked_missing,  # of those, the cells the file marked missing
             "marked_missing_share": round(self.marked_missing / cells, 6),
+            "missing_tokens": self.missing_tokens,  # a CSV's marked cells by their text, e.g. {"(empty)": 3, "NA": 1}
             "dropped_empty_columns": self.dropped_columns,  # a CSV's unnamed all-empty columns
             "dropped_empty_rows": self.dropped_rows,  # a CSV's all-empty rows at its end
             "time_zone": self.time_zone or "as written",
             "train_rows": [self.train_rows.start, self.train_rows.stop - 1],
-            "train_mean": round(self.mean, 4),
-            "train_std": round(self.std, 4),
-            "min": float(self.target.min()),
-            "max": float(self.target.max()),
+            "train_mean": finite(round(self.mean, 4)),
+            "train_std": finite(round(self.std, 4)),
+            "min": finite(self.target.min()),
+            "max": finite(self.target.max()),
         }
 
     def __repr__(self) -> str:
         s = self.summary()
         return f"Dataset({json.dumps({k: s[k] for k in ('name', 'shape', 'start', 'windows')})})"
+
+
+def finite(x) -> float | None:
+    """float(x), or None (JSON null) when it is NaN or infinite: the summary stays strict JSON."""
+    return float(x) if np.isfinite(x) else None
 
 
 def chronological_splits(num_steps: int, window: int, ratios=(0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:

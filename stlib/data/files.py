@@ -21,7 +21,14 @@ import pandas as pd
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"  # first bytes of an .npy and of an .npz (a zip archive)
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 TIME_COLUMNS = ("time", "timestamp", "date", "datetime", "")  # names of a leading time column in a CSV
-MISSING_HINT = "mark a missing reading with an empty cell, NaN or data.missing_value"
+# the cell texts a CSV reader takes as a missing reading (exactly, case as written; docs/data.md); any other text
+# in a sensor column is an error naming its row and column
+MISSING_TOKENS = ("", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "NULL", "null", "None")
+MISSING_HINT = (
+    "mark a missing reading with an empty cell, one of "
+    + " ".join(t for t in MISSING_TOKENS if t)
+    + " or data.missing_value"
+)
 NUMBER_HINT = (
     "write numbers with one decimal mark ('.', or ',' when ';' or tab separates the fields) and no thousands "
     "separators; " + MISSING_HINT
@@ -43,6 +50,7 @@ class SeriesFile:
     dropped_columns: int = 0  # CSV columns without a name (or, without a header, trailing) and with no reading
     dropped_rows: int = 0  # CSV rows at the end with every cell empty
     time_zone: str = ""  # how timestamps with UTC offsets were read ("" = as written)
+    missing_tokens: dict[str, int] | None = None  # a CSV's missing-reading cells by their text ("" = empty)
 
     def row(self, t: int) -> str:
         return f"data row {t + 1}" if self.csv else f"step {t}"
@@ -129,12 +137,15 @@ def read_wide_csv(path: Path) -> SeriesFile:
     width = max(map(len, rows), default=0)  # a short row's missing cells are missing readings
     kw = dict(sep=sep, header=None, skiprows=skip + header, encoding=encoding)
     kw.update(dict(names=range(width), index_col=False) if width else {})
+    raw = read_csv(path, dtype=str, na_filter=False, **kw)  # the cells as written, for the missing tokens' count
+    kw.update(na_values=list(MISSING_TOKENS), keep_default_na=False)
     df = read_csv(path, **kw)
     if sep != "," and not all(map(pd.api.types.is_numeric_dtype, df.dtypes.iloc[1:])):
         comma = read_csv(path, decimal=",", **kw)  # a European file: 1,5 for 1.5
         if _numeric_columns(comma) > _numeric_columns(df):
             df = comma
-    df, dropped = _name_columns(df, [v.strip() for v in rows[0]] if header else None, path)
+    df, kept = _name_columns(df, [v.strip() for v in rows[0]] if header else None, path)
+    dropped = raw.shape[1] - len(kept)
     filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
     if len(filled) == 0:
         raise ValueError(f"{path}: no data rows (expected rows = time steps, columns = sensors)")
@@ -143,7 +154,7 @@ def read_wide_csv(path: Path) -> SeriesFile:
     if is_time_column(df.iloc[:, 0], df.columns[0] if header else "1"):
         time_label = str(df.columns[0]) if header else "1"
         times, zone = parse_times(df.iloc[:, 0], path, time_label, with_zone=True)
-        df = df.iloc[:, 1:]
+        df, kept = df.iloc[:, 1:], kept[1:]
     if df.shape[1] == 0:
         raise ValueError(f"{path}: no sensor columns besides the time column")
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
@@ -153,7 +164,10 @@ def read_wide_csv(path: Path) -> SeriesFile:
         raise ValueError(f"{path}: non-numeric value {val!r} in column '{bad[0]}' (data row {row + 1}); " + hint)
     sensors = list(df.columns) if header else None
     values = df.to_numpy(dtype=np.float64)[:, :, None]
+    cells = pd.Series(raw.iloc[: len(df), kept].fillna("").to_numpy().ravel())  # a short row's cells: empty
+    tokens = cells[cells.isin(MISSING_TOKENS)].value_counts()
     kw = dict(csv=True, time_label=time_label, dropped_columns=dropped, dropped_rows=int(empty_rows), time_zone=zone)
+    kw["missing_tokens"] = {t or "(empty)": int(tokens[t]) for t in MISSING_TOKENS if t in tokens}
     return SeriesFile(path, values, times, sensors, **kw)
 
 
@@ -198,15 +212,16 @@ def _numeric_share(rows: list[list[str]], sep: str) -> float:
     return sum(v == "" or as_number(v, sep) is not None for v in cells) / max(len(cells), 1)
 
 
-def _name_columns(df: pd.DataFrame, names: list[str] | None, path: Path) -> tuple[pd.DataFrame, int]:
-    """(df with the header's names, count of columns dropped): a column without a name whose cells are all empty (a
+def _name_columns(df: pd.DataFrame, names: list[str] | None, path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """(df with the header's names, the positions of the columns kept): a column without a name whose cells are all
+    empty (a
     trailing separator, a spacer column) is dropped; one with readings, or a repeated name, is an error. Without a
     header, columns are named by position from 1 and trailing all-empty columns are dropped."""
     empty = df.isna().all().to_numpy()
     if names is None:
         keep = len(df.columns) - int(np.argmin(empty[::-1])) if not empty.all() else len(df.columns)
         out = df.iloc[:, :keep]
-        return out.set_axis([str(i + 1) for i in range(keep)], axis=1), len(df.columns) - keep
+        return out.set_axis([str(i + 1) for i in range(keep)], axis=1), list(range(keep))
     m = len(df.columns)
     names = (names + [""] * m)[:m]
     unnamed = [i for i in range(1, m) if not names[i]]
@@ -223,7 +238,7 @@ def _name_columns(df: pd.DataFrame, names: list[str] | None, path: Path) -> tupl
                 f"{path}: columns {j + 1} and {i + 1} of the header both name sensor '{names[i]}': "
                 "sensor ids must be unique"
             )
-    return df.iloc[:, keep].set_axis([names[i] for i in keep], axis=1), len(unnamed)
+    return df.iloc[:, keep].set_axis([names[i] for i in keep], axis=1), keep
 
 
 def csv_has_header(fields: list[str], sep: str = ",") -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import first_non_numeric, read_csv, read_npz
+from .files import first_non_numeric, read_csv, read_npz, sniff_csv
 
 
 def edge_frame(src=(), dst=(), cost=()) -> pd.DataFrame:
@@ -53,15 +53,20 @@ def read_graph(
         return labelled_matrix_edges(*read_adj_pickle(path), path, num_sensors, sensors, unknown)
     if suffix in (".npy", ".npz"):
         return matrix_edges(np.asarray(read_npz(path, key=("adj", "data"))), path, num_sensors)
-    df = read_csv(path, dtype=str, keep_default_na=False)
+    encoding, sep, skip, _ = sniff_csv(path)  # ',' ';' or tab, as the series reader detects them
+    kw = dict(sep=sep, encoding=encoding, skiprows=skip)
+    df = read_csv(path, dtype=str, keep_default_na=False, **kw)
     cols = [str(c).strip().lower() for c in df.columns]
     if {"from", "to"} <= set(cols):
         df.columns = cols
+        if sep != "," and "cost" in df:  # ';' or tab between fields: '1,5' is a decimal comma
+            df["cost"] = df["cost"].where(df["cost"].str.count(",") != 1, df["cost"].str.replace(",", "."))
         return edge_list(df, path, num_sensors, sensors, by, unknown)
+    number = (lambda v: float(v.replace(",", "."))) if sep != "," else float
     try:  # a CSV matrix: plain numbers (sensors by position) ...
-        mat = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        mat = np.loadtxt(path, delimiter=sep, encoding=encoding, skiprows=skip, converters=number, ndmin=2)
     except ValueError:  # ... or a header (and an index column) of sensor ids
-        return labelled_matrix_edges(*_labelled_matrix_csv(path), path, num_sensors, sensors, unknown)
+        return labelled_matrix_edges(*_labelled_matrix_csv(path, kw), path, num_sensors, sensors, unknown)
     return matrix_edges(mat, path, num_sensors)
 
 
@@ -184,9 +189,12 @@ def matrix_edges(mat: np.ndarray, path: Path, num_sensors: int) -> pd.DataFrame:
     return edge_frame(src, dst, mat[src, dst])
 
 
-def _labelled_matrix_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """(ids, (N, N) matrix) of a CSV whose header names the sensors, optionally with a first column of ids."""
-    df = read_csv(path)
+def _labelled_matrix_csv(path: Path, kw: dict) -> tuple[list[str], np.ndarray]:
+    """(ids, (N, N) matrix) of a CSV whose header names the sensors, optionally with a first column of ids; kw: the
+    separator, encoding and lines to skip; with ';' or tab the decimal mark may be ','."""
+    df = read_csv(path, **kw)
+    if kw["sep"] != "," and not all(map(pd.api.types.is_numeric_dtype, df.dtypes.iloc[1:])):
+        df = read_csv(path, decimal=",", **kw)
     first = str(df.columns[0]).strip().lower()
     indexed = first == "" or first.startswith("unnamed:") or df.shape[1] == df.shape[0] + 1
     if indexed:

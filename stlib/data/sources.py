@@ -196,6 +196,7 @@ def load_file(
     splits = chronological_splits(len(series), in_steps + out_steps, split)
     kw = dict(source=str(path), sensor_ids=sf.sensors, value_name="value", marked_missing=marked)
     kw |= dict(dropped_columns=sf.dropped_columns, dropped_rows=sf.dropped_rows, time_zone=sf.time_zone)
+    kw["missing_tokens"] = sf.missing_tokens
     return Dataset(path.stem, series, start, interval, edge_df, splits, in_steps, out_steps, **kw)
 
 
