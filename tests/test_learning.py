@@ -60,3 +60,78 @@ def test_trend_recovers_a_log_linear_curve_and_extrapolates():
     ax = learning.plot_curve(table, learning.trend(table))
     labels = ax.get_legend_handles_labels()[1]
     assert any("extrapolated" in s for s in labels) and any("14.21" in s for s in labels)
+
+
+def test_comparison_labels_names_keeps_the_order_and_marks_the_target():
+    export = _export(
+        {
+            ("s2ctx", None): [13.80, 13.90, 14.00],
+            ("stid_ctx_s0", None): [13.95],
+            ("stid_ctx", None): [14.05, 14.15],  # seeds 1, 2 of the same configuration under another name
+            ("stage2_converged", None): [14.10, 14.15, 14.20],
+            ("other", None): [9.0],
+        }
+    )
+    configs = {
+        "s2ctx": "stage 2 + ctx",
+        "stid_ctx_s0": "STID + ctx",
+        "stid_ctx": "STID + ctx",
+        "stage2_converged": "s2",
+    }
+    t = learning.comparison(export, configs, target=13.91)
+    assert list(t.index) == ["stage 2 + ctx", "STID + ctx", "s2"] and t.loc["STID + ctx", "seeds"] == 3
+    assert t.loc["STID + ctx", "MAE"] == pytest.approx(14.05) and list(t["meets target"]) == [True, False, False]
+    line = learning.verdicts(t, [("stage 2 + ctx", "STID + ctx")])[0]
+    assert line.startswith("stage 2 + ctx (13.900 ± 0.100, 3 seeds) is within the seed spread of STID + ctx (14.050")
+    assert line.endswith("3 seeds): difference -0.150, spread 0.200")
+    none = learning.comparison(export, {"s2ctx": "a", "nope": "x"}, target=13.91)  # no runs (yet, or misspelt)
+    assert none.loc["x", "seeds"] == 0 and np.isnan(none.loc["x", "MAE"]) and not none.loc["x", "meets target"]
+    assert learning.verdicts(none, [("a", "x")]) == ["a (13.900 ± 0.100, 3 seeds) spread unknown x (no runs yet)"]
+
+
+def test_context_windows_counts_the_windows_a_lag_leaves_partly_missing():
+    from stlib.data import load_dataset
+
+    ds = load_dataset("synthetic", num_sensors=4, num_days=21)
+    t = learning.context_windows(ds, {"last hour": [], "a week back": [ds.steps_per_day * 7]})
+    week = ds.steps_per_day * 7
+    assert t.loc["last hour", "train partly missing"] == 0 and t.loc["a week back", "input steps"] == 36
+    assert t.loc["a week back", "train partly missing"] == int((ds.splits["train"] < week).sum()) > 0
+    assert t.loc["a week back", "test windows"] == len(ds.splits["test"])
+
+
+def test_plot_comparison_draws_every_configuration_and_the_target():
+    t = pd.DataFrame(
+        {"seeds": [3, 0], "MAE": [13.9, np.nan], "MAE sd": [0.02, np.nan], "ensemble MAE": [13.8, np.nan]},
+        index=["with context", "not yet run"],
+    )
+    ax = learning.plot_comparison(t, target=13.91)
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["with context", "not yet run"]
+    assert ax.get_ylim()[0] < 0 < 1 < ax.get_ylim()[1]  # both rows inside the axes, the one without runs too
+    texts = [a.get_text() for a in ax.texts]
+    assert "13.900 ± 0.020 (3 seeds)" in texts and "no runs yet" in texts
+    assert any(list(line.get_xdata()) == [13.91, 13.91] for line in ax.lines)  # the target's vertical line
+
+
+def test_study_reads_the_notebook_parameters_and_writes_the_report_sections(tmp_path):
+    from stlib.data import load_dataset
+    from stlib.reporting.report import table_markdown
+
+    ds = load_dataset("synthetic", num_sensors=4, num_days=21)
+    full = (ds.train_rows.stop - ds.train_rows.start) / ds.steps_per_day
+    lc = {(f"stid_converged_d{d}", float(d)): [20 - d * 0.5 + s * 0.1 for s in range(3)] for d in (3, 6, 9)}
+    lc |= {("stid_converged", None): [13.0, 13.1, 13.2], ("stage2_converged", None): [12.9, 13.0, 13.1]}
+    _export(lc).assign(params=100, epochs_run=300).to_csv(tmp_path / "lc.csv", index=False)
+    _export({("s2ctx", None): [12.0, 12.1, 12.2]}).to_csv(tmp_path / "ctx.csv", index=False)
+    p = dict(learning_curve="lc.csv", learning_models=MODELS, learning_gap=["stage 2", "STID"])
+    p |= dict(contexts={"last hour": [], "a week": [ds.steps_per_day * 7]}, context=["ctx.csv", "lc.csv"])
+    p |= dict(context_configs={"s2ctx": "ctx", "stage2_converged": "none"}, context_pairs=[["ctx", "none"]])
+    s = learning.study(p | {"context_target": 12.5}, ds, tmp_path)
+    assert s["curve"].set_index(["model", "days"]).loc[("STID", full), "MAE"] == pytest.approx(13.1)
+    assert list(s["trend"]["model"]) == ["STID"]  # stage 2 has one span: no line through it
+    assert s["gap"].set_index("days").loc[full, "gap"] == pytest.approx(-0.1)
+    assert s["verdicts"][0].startswith("ctx (12.100 ± 0.100, 3 seeds) beats none (13.000 ± 0.100, 3 seeds)")
+    text = learning.markdown(s, table_markdown)
+    assert "| STID | 3.000 | 3 | 18.600 | 0.100 | 300 | 100 |" in text and "| ctx | 3 | 12.100 |" in text
+    assert text.index("## When attention pays") < text.index("## Context") < text.index("train partly missing")
+    assert learning.markdown(learning.study({}, ds, tmp_path), table_markdown) == ""

@@ -218,7 +218,9 @@ def _data_file(run_dir):
     return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["path"]
 
 
-def test_results_export_gives_each_configurations_seed_ensemble(seed_runs, root):
+def test_results_export_gives_each_configurations_seed_ensemble(seed_runs, root, tmp_path_factory):
+    import yaml
+
     from stlib.reporting import results
 
     table, _ = results.export({"a": root / "outputs"}, "test", ensemble=True)
@@ -232,6 +234,15 @@ def test_results_export_gives_each_configurations_seed_ensemble(seed_runs, root)
     assert rows["ensemble_test_mae"].iloc[0] == pytest.approx(want, rel=1e-5)
     summary = results.seed_summary(results.from_export(table))
     assert summary.columns.get_loc("ensemble MAE") == summary.columns.get_loc("MAE sd") + 1
+    other = tmp_path_factory.mktemp("renamed") / "outputs"  # seed 2 trained under another name, published as one
+    for d in seed_runs:
+        shutil.copytree(d, other / "runs" / "test" / d.name, ignore=shutil.ignore_patterns("forecasts_*"))
+    cfg = other / "runs" / "test" / seed_runs[2].name / "config.yaml"
+    record = yaml.safe_load(cfg.read_text())
+    name, record["name"] = record["name"], "seed2_name"
+    cfg.write_text(yaml.safe_dump(record, sort_keys=False))
+    renamed, _ = results.export({"a": other}, "test", rename={"seed2_name": name}, ensemble=True)
+    assert renamed["ensemble_test_mae"].tolist() == pytest.approx([want] * 3, rel=1e-5)  # before: NaN for seed 2
 
 
 def _with_data(run_dir, tmp_path, change):

@@ -4,6 +4,8 @@ at the published models' training span."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -25,8 +27,9 @@ def curve(export: pd.DataFrame, full_days: float, models: dict[str, str]) -> pd.
     if rows["model"].isna().any():
         raise ValueError(f"runs of no model in {list(models)}: {sorted(rows.loc[rows['model'].isna(), 'name'])}")
     table = from_export(rows, keep=("model", "days"))
-    out = seed_summary(table, by=["model", "days"]).reset_index()
-    return out.sort_values(["model", "days"], ignore_index=True)
+    out = seed_summary(table, by=["model", "days"])
+    out["params"] = table.groupby(["model", "days"])["params"].first() if "params" in table else np.nan
+    return out.reset_index().sort_values(["model", "days"], ignore_index=True)
 
 
 def gap(table: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -48,7 +51,144 @@ def trend(table: pd.DataFrame, column: str = "MAE", at: float = PUBLISHED_DAYS) 
         resid = np.abs(y - (c0 + c1 * x)).max()
         rows.append({"model": model, "per doubling": c1 * np.log(2), f"at {at:g} days": c0 + c1 * np.log(at)})
         rows[-1] |= {"c0": c0, "c1": c1, "largest residual": resid, "spans": len(g)}
-    return pd.DataFrame(rows)
+    cols = ["model", "per doubling", f"at {at:g} days", "c0", "c1", "largest residual", "spans"]
+    return pd.DataFrame(rows, columns=cols)  # no rows (and no lines drawn) for a table without models
+
+
+def comparison(export: pd.DataFrame, configs: dict[str, str], target: float | None = None) -> pd.DataFrame:
+    """One row per configuration ({run name: label}, in that order; several names may share a label): seeds, MAE,
+    MAE sd, ensemble MAE, ... over the runs named so (other runs left out; a label without runs has 0 seeds and
+    no figures, as a misspelt name would); `meets target`: mean MAE <= target."""
+    rows = export[export["name"].isin(configs)].assign(label=lambda d: d["name"].map(configs))
+    table = from_export(rows.drop(columns="name").rename(columns={"label": "name"}))
+    out = seed_summary(table).reindex(list(dict.fromkeys(configs.values())))
+    out["seeds"] = out["seeds"].fillna(0).astype(int)
+    out["params"] = table.groupby("config")["params"].first() if "params" in table else np.nan
+    if target is not None:
+        out["meets target"] = out["MAE"] <= target
+    return out
+
+
+def verdicts(table: pd.DataFrame, pairs) -> list[str]:
+    """'a (MAE +- sd, n seeds) <verdict> b (...): difference d, spread s' for each (a, b) of pairs (rows of table)."""
+
+    def fig(r):
+        if not r["seeds"]:
+            return "no runs yet"
+        sd = f" ± {r['MAE sd']:.3f}" if pd.notna(r["MAE sd"]) else ""
+        n = int(r["seeds"])
+        return f"{r['MAE']:.3f}{sd}, {n} seed{'s' * (n > 1)}"
+
+    lines = []
+    for a, b in pairs:
+        ra, rb = table.loc[a], table.loc[b]
+        line = f"{a} ({fig(ra)}) {versus(ra['MAE'], ra['MAE sd'], rb['MAE'], rb['MAE sd'])} {b} ({fig(rb)})"
+        if ra["seeds"] and rb["seeds"]:
+            line += f": difference {ra['MAE'] - rb['MAE']:+.3f}"
+            line += f", spread {ra['MAE sd'] + rb['MAE sd']:.3f}" if pd.notna(ra["MAE sd"] + rb["MAE sd"]) else ""
+        lines.append(line)
+    return lines
+
+
+def _whole(df: pd.DataFrame) -> pd.DataFrame:
+    """Counts as whole numbers for the report: seeds, epochs, params, and the best epoch's mean rounded."""
+    out = df.copy()
+    for c in ("seeds", "epochs", "params", "best epoch", "spans"):
+        if c in out:
+            out[c] = out[c].round().astype("Int64")
+    return out
+
+
+def context_windows(ds, contexts: dict[str, list[int]]) -> pd.DataFrame:
+    """Per context ({label: data.lags}): the windows of each split and how many of them read rows before the first
+    row (that part missing); inputs per window."""
+    rows = []
+    for label, lags in contexts.items():
+        d = ds.with_lags(lags) if lags else ds
+        row = {"context": label, "lags": " ".join(map(str, lags)) or "none", "input steps": d.input_steps}
+        for split, starts in d.splits.items():
+            row |= {f"{split} windows": len(starts), f"{split} partly missing": d.context_missing(split)}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("context")
+
+
+CURVE_COLUMNS = ["model", "days", "seeds", "MAE", "MAE sd", "ensemble MAE", "MAE h3", "MAE h12", "best epoch", "epochs"]
+CURVE_COLUMNS += ["s/epoch", "seconds", "params"]
+
+
+def study(p: dict, ds, bench_dir) -> dict:
+    """Notebook 04's parameters p (learning_curve, learning_models, learning_gap, contexts, context, context_configs,
+    context_pairs, context_target) read against the committed exports under bench_dir and the dataset ds: the
+    tables by name (curve, trend, gap, windows, comparison, verdicts), those the parameters ask for."""
+    out, full_days = {}, (ds.train_rows.stop - ds.train_rows.start) / ds.steps_per_day  # the span without train_days
+    if p.get("learning_curve"):
+        out["curve runs"] = pd.read_csv(Path(bench_dir) / p["learning_curve"])
+        lc = out["curve"] = curve(out["curve runs"], full_days, p["learning_models"])
+        spans = lc.groupby("model")["days"].nunique()
+        out["trend"] = trend(lc[lc["model"].isin(spans.index[spans >= 3])])  # a line needs 3 spans to be tested
+        if p.get("learning_gap"):
+            out["gap"] = gap(lc, *p["learning_gap"])
+    if p.get("contexts"):
+        out["windows"] = context_windows(ds, p["contexts"])
+    if p.get("context"):
+        out["context runs"] = pd.concat([pd.read_csv(Path(bench_dir) / f) for f in p["context"]], ignore_index=True)
+        out["comparison"] = comparison(out["context runs"], p["context_configs"], p.get("context_target"))
+        out["verdicts"] = verdicts(out["comparison"], p.get("context_pairs") or [])
+    return out
+
+
+def markdown(s: dict, table_markdown) -> str:
+    """study()'s tables as REPORT.md sections (table_markdown: DataFrame -> markdown); '' when there are none."""
+    parts = []
+    if "curve" in s:
+        parts.append(
+            "## When attention pays: the learning curve\n\n"
+            + table_markdown(_whole(s["curve"][[c for c in CURVE_COLUMNS if c in s["curve"]]].round(3)))
+        )
+        if len(s["trend"]):
+            parts.append(
+                "Trend in ln(days) (its value at 37.2 days is an extrapolation):\n\n"
+                + table_markdown(_whole(s["trend"].round(3)))
+            )
+        if "gap" in s:
+            parts.append("The gap per span, with the seed-spread verdict:\n\n" + table_markdown(s["gap"].round(3)))
+        parts.append("![learning curve](figures/05_learning_curve.png)")
+    if "windows" in s or "comparison" in s:
+        parts.append("## Context STID cannot read: a day and a week back")
+    if "windows" in s:
+        parts.append("The training windows each context leaves:\n\n" + table_markdown(s["windows"].reset_index()))
+    if "comparison" in s:
+        cols = ["seeds", "MAE", "MAE sd", "ensemble MAE", "MAE h3", "MAE h12", "best epoch", "epochs", "s/epoch"]
+        cols += ["seconds", "params", "meets target"]
+        table = _whole(s["comparison"][[c for c in cols if c in s["comparison"]]].round(3)).reset_index()
+        parts.append(table_markdown(table) + "\n\n" + "\n".join(f"- {v}" for v in s["verdicts"]))
+        parts.append("![context](figures/05_context.png)")
+    return "\n\n".join(parts)
+
+
+def plot_comparison(table: pd.DataFrame, target: float | None = None, ax=None, *, dataset=None, device=None):
+    """comparison()'s rows as points: mean test MAE +- 1 sd over seeds, the seed ensemble as a ring, the target
+    dotted; the axis spans the figures (bars from zero would hide differences of a tenth)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 0.5 * len(table) + 1.4))
+    y = np.arange(len(table))[::-1]
+    ax.errorbar(table["MAE"], y, xerr=table["MAE sd"].fillna(0), fmt="o", capsize=4, label="mean ± 1 sd over seeds")
+    if "ensemble MAE" in table:
+        ax.plot(table["ensemble MAE"], y, "o", mfc="none", ms=10, color="C2", label="seed ensemble")
+    if target is not None:
+        ax.axvline(target, ls=":", color="C3", label=f"target {target:g}")
+    for yi, (_, r) in zip(y, table.iterrows()):
+        sd = f" ± {r['MAE sd']:.3f}" if pd.notna(r["MAE sd"]) else ""
+        n = int(r["seeds"])
+        text = f"{r['MAE']:.3f}{sd} ({n} seed{'s' * (n > 1)})" if n else "no runs yet"
+        x = r["MAE"] if r["seeds"] else np.nanmin(table["MAE"])
+        ax.annotate(text, (x, yi), xytext=(0, 9), textcoords="offset points", fontsize=8)
+    ax.set_yticks(y, table.index)
+    ax.set(xlabel="test MAE (masked)", title="Test MAE per configuration", ylim=(-0.6, len(table) - 0.2))
+    ax.margins(x=0.25)
+    legend_outside(ax)
+    stamp(ax.figure, dataset, device, None)
+    return ax
 
 
 def plot_curve(table: pd.DataFrame, fits: pd.DataFrame | None = None, ax=None, *, dataset=None, device=None):

@@ -377,9 +377,19 @@ def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def markdown(
-    profile, dataset, table, gate_table, speed_table, stage2_table=None, time_table=None, committed=False, summary=None
+    profile,
+    dataset,
+    table,
+    gate_table,
+    speed_table,
+    stage2_table=None,
+    time_table=None,
+    committed=False,
+    summary=None,
+    sections="",
 ) -> str:
-    """REPORT.md text. summary: the opening paragraph (story(): budget, stage-1 choice, the ordering verdict)."""
+    """REPORT.md text. summary: the opening paragraph (story(): budget, stage-1 choice, the ordering verdict);
+    sections: more markdown at the end (learning.markdown: the learning curve and the context comparison)."""
 
     def md(df):
         return table_markdown(df) if df is not None and len(df) else "(nothing measured yet)"
@@ -399,6 +409,7 @@ def markdown(
         "## Gates\n\n" + md(gate_table),
         "## Speed (committed benchmark files)\n\n" + md(speed_table),
         "## Stage 2, committed time-budgeted runs (pems08-tail; lent GPUs and this CPU)\n\n" + md(stage2_table),
+        *([sections] if sections else []),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -149,13 +149,14 @@ def export(
             f"--rename: no run named {', '.join(map(repr, missing))} "
             f"(names: {', '.join(map(repr, sorted(out['name'].dropna().unique())))})"
         )
+    for df in (out, hist):
+        df["name"] = df["name"].replace(rename or {})  # before the ensembles: runs renamed alike are one configuration
     if ensemble:
         from ..predict import ensemble_mae
 
         one = out.groupby(["batch", "name"], dropna=False)["run_dir"]  # one seed: no ensemble
         out["ensemble_test_mae"] = one.transform(lambda d: ensemble_mae(d) if len(d) > 1 else np.nan)
     for df in (out, hist):
-        df["name"] = df["name"].replace(rename or {})
         df["run_dir"] = df["run_dir"].map(lambda d: Path(d).name)  # the machine's paths mean nothing here
     return out, hist
 
