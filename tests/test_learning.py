@@ -135,3 +135,8 @@ def test_study_reads_the_notebook_parameters_and_writes_the_report_sections(tmp_
     assert "| STID | 3.000 | 3 | 18.600 | 0.100 | 300 | 100 |" in text and "| ctx | 3 | 12.100 |" in text
     assert text.index("## When attention pays") < text.index("## Context") < text.index("train partly missing")
     assert learning.markdown(learning.study({}, ds, tmp_path), table_markdown) == ""
+    p["context_configs"] |= {"never_run": "not yet"}
+    row = next(
+        r for r in learning.markdown(learning.study(p, ds, tmp_path), table_markdown).split("\n") if "not yet" in r
+    )
+    assert "NA" not in row and row.startswith("| not yet | 0 |")  # a row without runs: blank cells

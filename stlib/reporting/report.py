@@ -366,9 +366,9 @@ def table_markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """A DataFrame as a GitHub Markdown table (floats rounded), without the tabulate dependency."""
 
     def cell(v):
-        if isinstance(v, float):
-            return "" if pd.isna(v) else f"{v:.{digits}f}"
-        return str(v).replace("|", "/")
+        if v is pd.NA or isinstance(v, float) and pd.isna(v):
+            return ""  # no figure (NaN, or pandas' NA of a whole-number column)
+        return f"{v:.{digits}f}" if isinstance(v, float) else str(v).replace("|", "/")
 
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "---|" * len(df.columns)
