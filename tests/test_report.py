@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -581,3 +582,34 @@ def test_budgeted_runs_name_the_device_in_words(tmp_path):
     ).to_csv(bench / "stage2_cpu_x.csv", index=False)
     s = report.budgeted_runs(bench)
     assert s["device"].tolist() == ["CPU (x86_64), CPU (AMD EPYC)"]
+
+
+def test_results_export_merge_keeps_earlier_runs_and_drops_split_ensembles(tmp_path, capsys):
+    from stlib.reporting import results
+
+    out, hist = tmp_path / "o.csv", tmp_path / "h.csv"
+
+    def export(root, *extra):
+        return results.main(
+            ["--stage", "04", "--root", f"x={root}", "--out", str(out), "--histories", str(hist), *extra]
+        )
+
+    _fake_budgeted_runs(tmp_path / "a", {"tt": [19.0, 19.2], "ts": [18.0]})
+    assert export(tmp_path / "a") == 0
+    first = pd.read_csv(out)
+    first["ensemble_test_mae"] = first["name"].map({"tt": 18.9})  # as --ensemble wrote it (one seed: none)
+    first.to_csv(out, index=False)
+    _fake_budgeted_runs(tmp_path / "b", {"ts": [18.2], "new": [17.0]})  # another session: ts's second seed
+    (tmp_path / "b" / "runs" / "04" / "run-ts-0").rename(tmp_path / "b" / "runs" / "04" / "run-ts-late")
+    for _ in range(2):  # a second merge of the same runs replaces them
+        assert export(tmp_path / "b", "--merge") == 0
+        runs, h = pd.read_csv(out), pd.read_csv(hist)
+        assert sorted(runs["run_dir"]) == ["run-new-0", "run-ts-0", "run-ts-late", "run-tt-0", "run-tt-1"]
+        assert len(h) == 5 * 4 and set(h["run_dir"]) == set(runs["run_dir"])
+        ens = runs.groupby("name")["ensemble_test_mae"].first()
+        assert ens["tt"] == 18.9 and np.isnan(ens["ts"]) and np.isnan(ens["new"])
+        assert "x / ts: seeds in both exports, no ensemble MAE" in capsys.readouterr().err
+    assert export(tmp_path / "b") == 0 and len(pd.read_csv(out)) == 2  # without --merge: the new runs alone
+    hist.unlink()
+    assert export(tmp_path / "b", "--merge") == 2
+    assert f"{out} exists but {hist} does not" in capsys.readouterr().err

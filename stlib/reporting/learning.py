@@ -69,20 +69,22 @@ def comparison(export: pd.DataFrame, configs: dict[str, str], target: float | No
     return out
 
 
+def seed_figure(r, sep=", ") -> str:
+    """A comparison row as 'MAE ± sd<sep>n seeds' ('no runs yet' without any; no ± with one seed)."""
+    if not r["seeds"]:
+        return "no runs yet"
+    sd = f" ± {r['MAE sd']:.3f}" if pd.notna(r["MAE sd"]) else ""
+    n = int(r["seeds"])
+    return f"{r['MAE']:.3f}{sd}{sep}{n} seed{'s' * (n > 1)}"
+
+
 def verdicts(table: pd.DataFrame, pairs) -> list[str]:
     """'a (MAE +- sd, n seeds) <verdict> b (...): difference d, spread s' for each (a, b) of pairs (rows of table)."""
-
-    def fig(r):
-        if not r["seeds"]:
-            return "no runs yet"
-        sd = f" ± {r['MAE sd']:.3f}" if pd.notna(r["MAE sd"]) else ""
-        n = int(r["seeds"])
-        return f"{r['MAE']:.3f}{sd}, {n} seed{'s' * (n > 1)}"
 
     lines = []
     for a, b in pairs:
         ra, rb = table.loc[a], table.loc[b]
-        line = f"{a} ({fig(ra)}) {versus(ra['MAE'], ra['MAE sd'], rb['MAE'], rb['MAE sd'])} {b} ({fig(rb)})"
+        line = f"{a} ({seed_figure(ra)}) {versus(ra['MAE'], ra['MAE sd'], rb['MAE'], rb['MAE sd'])} {b} ({seed_figure(rb)})"
         if ra["seeds"] and rb["seeds"]:
             line += f": difference {ra['MAE'] - rb['MAE']:+.3f}"
             line += f", spread {ra['MAE sd'] + rb['MAE sd']:.3f}" if pd.notna(ra["MAE sd"] + rb["MAE sd"]) else ""
@@ -112,6 +114,9 @@ def context_windows(ds, contexts: dict[str, list[int]]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("context")
 
 
+# the context comparison's columns as notebook 04 and REPORT.md show them (those the table has)
+COMPARISON_COLUMNS = ["seeds", "MAE", "MAE sd", "ensemble MAE", "MAE h3", "MAE h12", "best epoch", "epochs", "s/epoch"]
+COMPARISON_COLUMNS += ["seconds", "params", "meets target"]
 CURVE_COLUMNS = ["model", "days", "seeds", "MAE", "MAE sd", "ensemble MAE", "MAE h3", "MAE h12", "best epoch", "epochs"]
 CURVE_COLUMNS += ["s/epoch", "seconds", "params"]
 
@@ -158,9 +163,8 @@ def markdown(s: dict, table_markdown) -> str:
     if "windows" in s:
         parts.append("The training windows each context leaves:\n\n" + table_markdown(s["windows"].reset_index()))
     if "comparison" in s:
-        cols = ["seeds", "MAE", "MAE sd", "ensemble MAE", "MAE h3", "MAE h12", "best epoch", "epochs", "s/epoch"]
-        cols += ["seconds", "params", "meets target"]
-        table = _whole(s["comparison"][[c for c in cols if c in s["comparison"]]].round(3)).reset_index()
+        table = s["comparison"][[c for c in COMPARISON_COLUMNS if c in s["comparison"]]]
+        table = _whole(table.round(3)).reset_index()
         parts.append(table_markdown(table) + "\n\n" + "\n".join(f"- {v}" for v in s["verdicts"]))
         parts.append("![context](figures/05_context.png)")
     return "\n\n".join(parts)
@@ -178,9 +182,7 @@ def plot_comparison(table: pd.DataFrame, target: float | None = None, ax=None, *
     if target is not None:
         ax.axvline(target, ls=":", color="C3", label=f"target {target:g}")
     for yi, (_, r) in zip(y, table.iterrows()):
-        sd = f" ± {r['MAE sd']:.3f}" if pd.notna(r["MAE sd"]) else ""
-        n = int(r["seeds"])
-        text = f"{r['MAE']:.3f}{sd} ({n} seed{'s' * (n > 1)})" if n else "no runs yet"
+        text = seed_figure(r, " (") + ")" if r["seeds"] else "no runs yet"
         x = r["MAE"] if r["seeds"] else np.nanmin(table["MAE"])
         ax.annotate(text, (x, yi), xytext=(0, 9), textcoords="offset points", fontsize=8)
     ax.set_yticks(y, table.index)

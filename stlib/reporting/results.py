@@ -161,6 +161,22 @@ def export(
     return out, hist
 
 
+def merge(previous: pd.DataFrame, table: pd.DataFrame, previous_hist=None, hist=None):
+    """An earlier export's rows (and histories) kept beside a new one's, for runs trained in another session whose
+    run directories are gone: a run directory in both is the new one. A configuration (batch, name) whose seeds are
+    split between the two loses its ensemble MAE (its members' forecasts are not all here). -> (runs, histories,
+    [(batch, name) split])."""
+    old = previous[~previous["run_dir"].isin(table["run_dir"])]
+    key = ["batch", "name"]
+    split = sorted(set(map(tuple, old[key].values)) & set(map(tuple, table[key].values)))
+    out = pd.concat([old, table], ignore_index=True)
+    if "ensemble_test_mae" in out:
+        out.loc[pd.MultiIndex.from_frame(out[key]).isin(split), "ensemble_test_mae"] = np.nan
+    if hist is not None and previous_hist is not None:
+        hist = pd.concat([previous_hist[previous_hist["run_dir"].isin(old["run_dir"])], hist], ignore_index=True)
+    return out, hist, split
+
+
 def main(argv=None) -> int:
     """python -m stlib.reporting.results --stage 04 --root LABEL=DIR [--root ...] --out runs.csv [--histories h.csv]"""
     import argparse
@@ -173,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--histories", help="CSV: every run's history, stacked")
     ap.add_argument("--rename", action="append", default=[], metavar="NAME=NEW", help="publish runs NAME as NEW")
     ap.add_argument("--ensemble", action="store_true", help="add each name's seed-ensemble test MAE (reads the data)")
+    ap.add_argument("--merge", action="store_true", help="keep the rows of --out (and --histories) of other runs")
     args = ap.parse_args(argv)
     for flag, given, form in (("--root", args.root, "LABEL=DIR"), ("--rename", args.rename, "NAME=NEW")):
         if any("=" not in r for r in given):
@@ -184,6 +201,14 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.merge and Path(args.out).exists():
+        had = args.histories and Path(args.histories).exists()
+        if args.histories and not had:
+            print(f"error: --merge: {args.out} exists but {args.histories} does not", file=sys.stderr)
+            return 2
+        table, hist, split = merge(pd.read_csv(args.out), table, pd.read_csv(args.histories) if had else None, hist)
+        for batch, name in split:
+            print(f"warning: {batch} / {name}: seeds in both exports, no ensemble MAE", file=sys.stderr)
     for f, df in ((args.out, table), (args.histories, hist)):
         if f:
             Path(f).parent.mkdir(parents=True, exist_ok=True)
