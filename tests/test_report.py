@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -594,22 +595,27 @@ def test_results_export_merge_keeps_earlier_runs_and_drops_split_ensembles(tmp_p
             ["--stage", "04", "--root", f"x={root}", "--out", str(out), "--histories", str(hist), *extra]
         )
 
-    _fake_budgeted_runs(tmp_path / "a", {"tt": [19.0, 19.2], "ts": [18.0]})
+    _fake_budgeted_runs(tmp_path / "a", {"tt": [19.0, 19.2], "ts": [18.0], "kept": [16.0, 16.2]})
     assert export(tmp_path / "a") == 0
     first = pd.read_csv(out)
-    first["ensemble_test_mae"] = first["name"].map({"tt": 18.9})  # as --ensemble wrote it (one seed: none)
+    first["ensemble_test_mae"] = first["name"].map({"tt": 18.9, "kept": 15.9})  # as --ensemble wrote it
     first.to_csv(out, index=False)
-    _fake_budgeted_runs(tmp_path / "b", {"ts": [18.2], "new": [17.0]})  # another session: ts's second seed
-    (tmp_path / "b" / "runs" / "04" / "run-ts-0").rename(tmp_path / "b" / "runs" / "04" / "run-ts-late")
+    # another session: ts's seed 0 again, tt's seed 2, a new configuration
+    _fake_budgeted_runs(tmp_path / "b", {"ts": [18.5], "tt": [0.0, 0.0, 19.4], "new": [17.0]})
+    for seed in (0, 1):
+        shutil.rmtree(tmp_path / "b" / "runs" / "04" / f"run-tt-{seed}")
     for _ in range(2):  # a second merge of the same runs replaces them
         assert export(tmp_path / "b", "--merge") == 0
         runs, h = pd.read_csv(out), pd.read_csv(hist)
-        assert sorted(runs["run_dir"]) == ["run-new-0", "run-ts-0", "run-ts-late", "run-tt-0", "run-tt-1"]
-        assert len(h) == 5 * 4 and set(h["run_dir"]) == set(runs["run_dir"])
+        assert sorted(runs["run_dir"]) == ["run-kept-0", "run-kept-1", "run-new-0", "run-ts-0"] + [
+            f"run-tt-{s}" for s in range(3)
+        ]
+        assert runs.set_index("name").loc["ts", "test_mae"] == 18.5  # the rerun replaced the earlier seed 0
+        assert len(h) == 7 * 4 and sorted(h.groupby("run_dir").size()) == [4] * 7
         ens = runs.groupby("name")["ensemble_test_mae"].first()
-        assert ens["tt"] == 18.9 and np.isnan(ens["ts"]) and np.isnan(ens["new"])
-        assert "x / ts: seeds in both exports, no ensemble MAE" in capsys.readouterr().err
-    assert export(tmp_path / "b") == 0 and len(pd.read_csv(out)) == 2  # without --merge: the new runs alone
+        assert ens["kept"] == 15.9 and np.isnan(ens["tt"]) and np.isnan(ens["new"])
+        assert "x / tt: seeds in both exports, no ensemble MAE" in capsys.readouterr().err
+    assert export(tmp_path / "b") == 0 and len(pd.read_csv(out)) == 3  # without --merge: the new runs alone
     hist.unlink()
     assert export(tmp_path / "b", "--merge") == 2
     assert f"{out} exists but {hist} does not" in capsys.readouterr().err

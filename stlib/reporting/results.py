@@ -163,11 +163,12 @@ def export(
 
 def merge(previous: pd.DataFrame, table: pd.DataFrame, previous_hist=None, hist=None):
     """An earlier export's rows (and histories) kept beside a new one's, for runs trained in another session whose
-    run directories are gone: a run directory in both is the new one. A configuration (batch, name) whose seeds are
-    split between the two loses its ensemble MAE (its members' forecasts are not all here). -> (runs, histories,
-    [(batch, name) split])."""
-    old = previous[~previous["run_dir"].isin(table["run_dir"])]
+    run directories are gone: a (batch, name, seed) in both is the new run (a rerun replaces its earlier one). A
+    configuration (batch, name) whose seeds are split between the two loses its ensemble MAE (its members' forecasts
+    are not all here). -> (runs, histories, [(batch, name) split])."""
     key = ["batch", "name"]
+    rerun = pd.MultiIndex.from_frame(previous[key + ["seed"]]).isin(pd.MultiIndex.from_frame(table[key + ["seed"]]))
+    old = previous[~rerun]
     split = sorted(set(map(tuple, old[key].values)) & set(map(tuple, table[key].values)))
     out = pd.concat([old, table], ignore_index=True)
     if "ensemble_test_mae" in out:
