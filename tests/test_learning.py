@@ -121,7 +121,8 @@ def test_study_reads_the_notebook_parameters_and_writes_the_report_sections(tmp_
     full = (ds.train_rows.stop - ds.train_rows.start) / ds.steps_per_day
     lc = {(f"stid_converged_d{d}", float(d)): [20 - d * 0.5 + s * 0.1 for s in range(3)] for d in (3, 6, 9)}
     lc |= {("stid_converged", None): [13.0, 13.1, 13.2], ("stage2_converged", None): [12.9, 13.0, 13.1]}
-    _export(lc).assign(params=100, epochs_run=300).to_csv(tmp_path / "lc.csv", index=False)
+    lc = _export(lc).assign(params=100, epochs_run=300, batch="2 at once")
+    lc.assign(train_seconds=600 + 60 * lc["seed"]).to_csv(tmp_path / "lc.csv", index=False)
     _export({("s2ctx", None): [12.0, 12.1, 12.2]}).to_csv(tmp_path / "ctx.csv", index=False)
     p = dict(learning_curve="lc.csv", learning_models=MODELS, learning_gap=["stage 2", "STID"])
     p |= dict(contexts={"last hour": [], "a week": [ds.steps_per_day * 7]}, context=["ctx.csv", "lc.csv"])
@@ -132,7 +133,7 @@ def test_study_reads_the_notebook_parameters_and_writes_the_report_sections(tmp_
     assert s["gap"].set_index("days").loc[full, "gap"] == pytest.approx(-0.1)
     assert s["verdicts"][0].startswith("ctx (12.100 ± 0.100, 3 seeds) beats none (13.000 ± 0.100, 3 seeds)")
     text = learning.markdown(s, table_markdown)
-    assert "| STID | 3.000 | 3 | 18.600 | 0.100 | 300 | 100 |" in text and "| ctx | 3 | 12.100 |" in text
+    assert "| STID | 3.000 | 3 | 18.600 | 0.100 | 300 | 12.000 | 100 | 2 at once |" in text  # the slowest seed and "| ctx | 3 | 12.100 |" in text
     assert text.index("## When attention pays") < text.index("## Context") < text.index("train partly missing")
     assert learning.markdown(learning.study({}, ds, tmp_path), table_markdown) == ""
     p["context_configs"] |= {"never_run": "not yet"}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .figstyle import legend_outside, stamp
+from .records import joined
 from .results import from_export, seed_summary, versus
 
 # published PEMS08 test MAE on the same test windows with the standard 60 % training part (37.2 days; BENCHMARK)
@@ -26,10 +27,19 @@ def curve(export: pd.DataFrame, full_days: float, models: dict[str, str]) -> pd.
     rows["model"] = rows["name"].map(lambda n: next((v for k, v in models.items() if str(n).startswith(k)), None))
     if rows["model"].isna().any():
         raise ValueError(f"runs of no model in {list(models)}: {sorted(rows.loc[rows['model'].isna(), 'name'])}")
-    table = from_export(rows, keep=("model", "days"))
-    out = seed_summary(table, by=["model", "days"])
-    out["params"] = table.groupby(["model", "days"])["params"].first() if "params" in table else np.nan
+    table = from_export(rows, keep=("model", "days", "batch"))
+    out = _costs(seed_summary(table, by=["model", "days"]), table, ["model", "days"])
     return out.reset_index().sort_values(["model", "days"], ignore_index=True)
+
+
+def _costs(out: pd.DataFrame, table: pd.DataFrame, by) -> pd.DataFrame:
+    """seed_summary()'s rows with what each configuration cost: its params, the slowest seed's training minutes and
+    how the runs shared the machine (their export's batch labels)."""
+    g = table.groupby(by, sort=False)
+    out["params"] = g["params"].first() if "params" in table else np.nan
+    out["slowest min"] = g["seconds"].max() / 60 if "seconds" in table else np.nan
+    out["machine"] = g["batch"].agg(joined) if "batch" in table else ""
+    return out
 
 
 def gap(table: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -60,10 +70,9 @@ def comparison(export: pd.DataFrame, configs: dict[str, str], target: float | No
     MAE sd, ensemble MAE, ... over the runs named so (other runs left out; a label without runs has 0 seeds and
     no figures, as a misspelt name would); `meets target`: mean MAE <= target."""
     rows = export[export["name"].isin(configs)].assign(label=lambda d: d["name"].map(configs))
-    table = from_export(rows.drop(columns="name").rename(columns={"label": "name"}))
-    out = seed_summary(table).reindex(list(dict.fromkeys(configs.values())))
+    table = from_export(rows.drop(columns="name").rename(columns={"label": "name"}), keep=("batch",))
+    out = _costs(seed_summary(table), table, "config").reindex(list(dict.fromkeys(configs.values())))
     out["seeds"] = out["seeds"].fillna(0).astype(int)
-    out["params"] = table.groupby("config")["params"].first() if "params" in table else np.nan
     if target is not None:
         out["meets target"] = out["MAE"] <= target
     return out
@@ -116,9 +125,9 @@ def context_windows(ds, contexts: dict[str, list[int]]) -> pd.DataFrame:
 
 # the context comparison's columns as notebook 04 and REPORT.md show them (those the table has)
 COMPARISON_COLUMNS = ["seeds", "MAE", "MAE sd", "ensemble MAE", "MAE h3", "MAE h12", "best epoch", "epochs", "s/epoch"]
-COMPARISON_COLUMNS += ["seconds", "params", "meets target"]
+COMPARISON_COLUMNS += ["slowest min", "params", "machine", "meets target"]
 CURVE_COLUMNS = ["model", "days", "seeds", "MAE", "MAE sd", "ensemble MAE", "MAE h3", "MAE h12", "best epoch", "epochs"]
-CURVE_COLUMNS += ["s/epoch", "seconds", "params"]
+CURVE_COLUMNS += ["s/epoch", "slowest min", "params", "machine"]
 
 
 def study(p: dict, ds, bench_dir) -> dict:
