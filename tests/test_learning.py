@@ -133,7 +133,9 @@ def test_study_reads_the_notebook_parameters_and_writes_the_report_sections(tmp_
     assert s["gap"].set_index("days").loc[full, "gap"] == pytest.approx(-0.1)
     assert s["verdicts"][0].startswith("ctx (12.100 ± 0.100, 3 seeds) beats none (13.000 ± 0.100, 3 seeds)")
     text = learning.markdown(s, table_markdown)
-    assert "| STID | 3.000 | 3 | 18.600 | 0.100 | 300 | 12.000 | 100 | 2 at once |" in text  # the slowest seed and "| ctx | 3 | 12.100 |" in text
+    assert (
+        "| STID | 3.000 | 3 | 18.600 | 0.100 | 300 | 12.000 | 100 | 2 at once |" in text
+    )  # the slowest seed and "| ctx | 3 | 12.100 |" in text
     assert text.index("## When attention pays") < text.index("## Context") < text.index("train partly missing")
     assert learning.markdown(learning.study({}, ds, tmp_path), table_markdown) == ""
     p["context_configs"] |= {"never_run": "not yet"}
@@ -141,3 +143,45 @@ def test_study_reads_the_notebook_parameters_and_writes_the_report_sections(tmp_
         r for r in learning.markdown(learning.study(p, ds, tmp_path), table_markdown).split("\n") if "not yet" in r
     )
     assert "NA" not in row and row.startswith("| not yet | 0 |")  # a row without runs: blank cells
+
+
+def test_handover_replays_the_stem_rule_on_the_validations():
+    runs = {"stalls": [10, 9, 9.5, 9.6, 9.7, 8.5, 8.7, 8.9], "never": [10, 9, 8, 7, 6, 6.5, 6.6], "short": [10, 9]}
+    hist = pd.concat(
+        pd.DataFrame({"run_dir": r, "epoch": range(1, len(v) + 1), "val_mae": v}) for r, v in runs.items()
+    ).sample(frac=1.0, random_state=0)  # epoch order is the function's business
+    h = learning.handover(hist, stem_epochs=5, stem_patience=2).set_index("run_dir")
+    # stalls: 2 validations without gain before epoch 5 (9.5, 9.6 after 9) -> the blocks join at 5, and win by 0.5
+    assert h.loc["stalls", ["blocks joined", "stem val", "blocks val", "blocks epochs"]].tolist() == [5, 9, 8.5, 4]
+    assert h.loc["stalls", "margin"] == pytest.approx(-0.5)
+    assert h.loc["never", "blocks joined"] == 6 and h.loc["never", "margin"] == pytest.approx(0.5)  # after stem_epochs
+    assert pd.isna(h.loc["short", "blocks joined"]) and np.isnan(h.loc["short", "margin"])
+    assert h.loc["short", "blocks epochs"] == 0
+
+
+def test_study_with_a_stem_summarises_the_handover_per_span(tmp_path):
+    from stlib.config import load_profile
+    from stlib.data import load_dataset
+    from stlib.reporting.report import table_markdown
+
+    ds = load_dataset("synthetic", num_sensors=4, num_days=21)
+    runs = pd.DataFrame(
+        {"name": ["stage2_converged_d3"] * 2 + ["stid_converged_d3"], "seed": [0, 1, 0], "test_mae": [15.0, 15.2, 15.1]}
+    ).assign(train_days=3.0, model=["alternating", "alternating", "stid"], run_dir=["a", "b", "c"])
+    runs.to_csv(tmp_path / "lc.csv", index=False)
+    p = dict(learning_curve="lc.csv", learning_models=MODELS)
+    with pytest.raises(FileNotFoundError, match="lc_history.csv: the histories of lc.csv are missing"):
+        learning.study(p, ds, tmp_path, stem=(3, 1))
+    val = {"a": [10, 9, 9.5, 9.6], "b": [10, 10.5, 9.8, 9.9], "c": [10, 9, 8, 7]}  # b stalls: its blocks join at 3
+    pd.concat(pd.DataFrame({"run_dir": r, "epoch": range(1, 5), "val_mae": v}) for r, v in val.items()).to_csv(
+        tmp_path / "lc_history.csv", index=False
+    )
+    h = learning.study(p, ds, tmp_path, stem=(3, 1))["handover"]  # STID's run c has no stem: not counted
+    assert h[["days", "runs", "blocks joined", "blocks taken"]].values.tolist() == [[3.0, 2, 3.5, 1]]
+    assert h["margin"].iloc[0] == pytest.approx(((9.6 - 9) + (9.8 - 10)) / 2)
+    assert "Did validation take the attention blocks?" in learning.markdown(
+        learning.study(p, ds, tmp_path, stem=(3, 1)), table_markdown
+    )
+    profile = load_profile("params/pems08_tail_cpu.yaml")
+    assert learning.stem_rule(profile, ["stid_converged", "stage2_converged"]) == (200, 20)
+    assert learning.stem_rule(profile, ["stid_converged"]) is None

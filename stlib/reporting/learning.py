@@ -32,6 +32,47 @@ def curve(export: pd.DataFrame, full_days: float, models: dict[str, str]) -> pd.
     return out.reset_index().sort_values(["model", "days"], ignore_index=True)
 
 
+def handover(history: pd.DataFrame, stem_epochs: int, stem_patience: int) -> pd.DataFrame:
+    """Per stage-2 run of a stacked history (run_dir, epoch, val_mae): the epoch its attention blocks joined, replayed
+    by the model's own rule (alternating.stalled on the validations before each epoch), the best validation MAE of
+    STID's path before it and of the whole model after it, and the margin after minus before (> 0: validation never
+    took the blocks, and the checkpoint tested is STID's path). A run that ended in the stem has no blocks figures."""
+    from ..models.alternating import stalled
+
+    rows = []
+    for run, h in history.groupby("run_dir", sort=False):
+        h = h.sort_values("epoch")
+        epochs, val = h["epoch"].to_list(), h["val_mae"].to_list()
+        seen = [[v for v in val[:i] if pd.notna(v)] for i in range(len(val))]  # the validations before each epoch
+        i = next((i for i, e in enumerate(epochs) if e > stem_epochs or stalled(seen[i], stem_patience)), len(val))
+        stem, blocks = np.nanmin(val[:i]) if i else np.nan, np.nanmin(val[i:]) if i < len(val) else np.nan
+        rows.append({"run_dir": run, "blocks joined": epochs[i] if i < len(val) else pd.NA, "stem val": stem})
+        rows[-1] |= {"blocks val": blocks, "margin": blocks - stem, "blocks epochs": len(val) - i}
+    return pd.DataFrame(rows, columns=["run_dir", "blocks joined", "stem val", "blocks val", "margin", "blocks epochs"])
+
+
+def stem_rule(profile, presets) -> tuple[int, int] | None:
+    """(stem_epochs, stem_patience) of the first of `presets` (a profile's preset names) whose model has a stem."""
+    for name in presets:
+        if name in profile.presets and getattr(m := profile.run_config(preset=name).model, "stem_epochs", 0):
+            return m.stem_epochs, m.stem_patience
+    return None
+
+
+def _handovers(runs: pd.DataFrame, history: pd.DataFrame, stem, by) -> pd.DataFrame:
+    """handover() of the stage-2 runs (model 'alternating') of an export, summarised per `by`: runs, the mean epoch
+    the blocks joined, the mean stem and blocks validation MAE, the margin's mean and sd, and how many runs' best
+    validation came after the blocks joined (`blocks taken`)."""
+    alt = runs[runs["model"] == "alternating"]
+    h = handover(history[history["run_dir"].isin(alt["run_dir"])], *stem).merge(alt, on="run_dir")
+    h["blocks taken"] = h["margin"] < 0
+    g = h.groupby(by, sort=False)
+    out = g[["blocks joined", "stem val", "blocks val", "margin"]].mean()
+    out.insert(0, "runs", g.size())
+    out.insert(out.columns.get_loc("margin") + 1, "margin sd", g["margin"].std(ddof=1))
+    return out.assign(**{"blocks taken": g["blocks taken"].sum()}).reset_index()
+
+
 def _costs(out: pd.DataFrame, table: pd.DataFrame, by) -> pd.DataFrame:
     """seed_summary()'s rows with what each configuration cost: its params, the slowest seed's training minutes and
     how the runs shared the machine (their export's batch labels)."""
@@ -104,7 +145,7 @@ def verdicts(table: pd.DataFrame, pairs) -> list[str]:
 def _whole(df: pd.DataFrame) -> pd.DataFrame:
     """Counts as whole numbers for the report: seeds, epochs, params, and the best epoch's mean rounded."""
     out = df.copy()
-    for c in ("seeds", "epochs", "params", "best epoch", "spans"):
+    for c in ("seeds", "epochs", "params", "best epoch", "spans", "runs", "blocks joined", "blocks taken"):
         if c in out:
             out[c] = out[c].round().astype("Int64")
     return out
@@ -130,10 +171,12 @@ CURVE_COLUMNS = ["model", "days", "seeds", "MAE", "MAE sd", "ensemble MAE", "MAE
 CURVE_COLUMNS += ["s/epoch", "slowest min", "params", "machine"]
 
 
-def study(p: dict, ds, bench_dir) -> dict:
+def study(p: dict, ds, bench_dir, stem: tuple[int, int] | None = None) -> dict:
     """Notebook 04's parameters p (learning_curve, learning_models, learning_gap, contexts, context, context_configs,
     context_pairs, context_target) read against the committed exports under bench_dir and the dataset ds: the
-    tables by name (curve, trend, gap, windows, comparison, verdicts), those the parameters ask for."""
+    tables by name (curve, trend, gap, windows, comparison, verdicts), those the parameters ask for; with `stem`
+    (stem_rule()), also when the stage-2 runs' blocks joined and whether validation took them (handover per span,
+    context handover per configuration), read from each export's _history.csv."""
     out, full_days = {}, (ds.train_rows.stop - ds.train_rows.start) / ds.steps_per_day  # the span without train_days
     if p.get("learning_curve"):
         out["curve runs"] = pd.read_csv(Path(bench_dir) / p["learning_curve"])
@@ -142,13 +185,37 @@ def study(p: dict, ds, bench_dir) -> dict:
         out["trend"] = trend(lc[lc["model"].isin(spans.index[spans >= 3])])  # a line needs 3 spans to be tested
         if p.get("learning_gap"):
             out["gap"] = gap(lc, *p["learning_gap"])
+        if stem:
+            runs = out["curve runs"].assign(days=out["curve runs"]["train_days"].fillna(full_days))
+            hist = pd.read_csv(_history_file(Path(bench_dir) / p["learning_curve"]))
+            out["handover"] = _handovers(runs, hist, stem, "days").sort_values("days", ignore_index=True)
     if p.get("contexts"):
         out["windows"] = context_windows(ds, p["contexts"])
     if p.get("context"):
         out["context runs"] = pd.concat([pd.read_csv(Path(bench_dir) / f) for f in p["context"]], ignore_index=True)
         out["comparison"] = comparison(out["context runs"], p["context_configs"], p.get("context_target"))
         out["verdicts"] = verdicts(out["comparison"], p.get("context_pairs") or [])
+        if stem:
+            runs = out["context runs"][out["context runs"]["name"].isin(p["context_configs"])]
+            runs = runs.assign(config=runs["name"].map(p["context_configs"])).drop_duplicates("run_dir")
+            hist = pd.concat([pd.read_csv(_history_file(Path(bench_dir) / f)) for f in p["context"]])
+            out["context handover"] = _handovers(runs, hist, stem, "config")
     return out
+
+
+def _history_file(export: Path) -> Path:
+    """An export's histories file (python -m stlib.reporting.results --histories), named beside it."""
+    f = export.with_name(f"{export.stem}_history.csv")
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: the histories of {export.name} are missing (export them with --histories)")
+    return f
+
+
+HANDOVER_TEXT = (
+    "Did validation take the attention blocks? Per stage-2 run, the epoch they joined, the best validation MAE of "
+    "STID's path before and of the whole model after, and the margin (after minus before; > 0: the checkpoint "
+    "tested is STID's path):"
+)
 
 
 def markdown(s: dict, table_markdown) -> str:
@@ -166,6 +233,8 @@ def markdown(s: dict, table_markdown) -> str:
             )
         if "gap" in s:
             parts.append("The gap per span, with the seed-spread verdict:\n\n" + table_markdown(s["gap"].round(3)))
+        if "handover" in s:
+            parts.append(HANDOVER_TEXT + "\n\n" + table_markdown(_whole(s["handover"].round(3))))
         parts.append("![learning curve](figures/05_learning_curve.png)")
     if "windows" in s or "comparison" in s:
         parts.append("## Context STID cannot read: a day and a week back")
@@ -175,6 +244,8 @@ def markdown(s: dict, table_markdown) -> str:
         table = s["comparison"][[c for c in COMPARISON_COLUMNS if c in s["comparison"]]]
         table = _whole(table.round(3)).reset_index()
         parts.append(table_markdown(table) + "\n\n" + "\n".join(f"- {v}" for v in s["verdicts"]))
+        if "context handover" in s:
+            parts.append(HANDOVER_TEXT + "\n\n" + table_markdown(_whole(s["context handover"].round(3))))
         parts.append("![context](figures/05_context.png)")
     return "\n\n".join(parts)
 
