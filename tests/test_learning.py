@@ -185,3 +185,59 @@ def test_study_with_a_stem_summarises_the_handover_per_span(tmp_path):
     profile = load_profile("params/pems08_tail_cpu.yaml")
     assert learning.stem_rule(profile, ["stid_converged", "stage2_converged"]) == (200, 20)
     assert learning.stem_rule(profile, ["stid_converged"]) is None
+
+
+def test_attention_runs_script_builds_each_kind_of_run_and_resumes(tmp_path):
+    """scripts/attention_runs.sh: each queue line becomes its stlib.train command (a fake python records them), a
+    stopped run is resumed, a finished one skipped, a bad line named; the queue is emptied."""
+    import os
+    import shlex
+    import subprocess
+
+    from stlib.config import load_profile, parse_override
+    from stlib.paths import REPO_ROOT
+
+    calls, out = tmp_path / "calls.txt", tmp_path / "out"
+    fake = tmp_path / "fakepy"
+    fake.write_text(f'#!/bin/bash\necho "$@" >> "{calls}"\n')
+    fake.chmod(0o755)
+    for stage, run, done in (
+        ("29", "x-stage2-s1-stage2_converged_d6-ab", False),
+        ("ctx", "y-stid-s2-stid_ctx-cd", True),
+    ):
+        (out / "runs" / stage / run).mkdir(parents=True)
+        if done:
+            (out / "runs" / stage / run / "metrics.json").write_text("{}")
+    queue = tmp_path / "q.txt"
+    lines = ["lc stid_converged 3 0", "lc stid_converged all 1", "lc stage2_converged 6 1", "ctx s2ctx_dw_p12 0"]
+    lines += ["ctx stid_ctx 2", "syn stid_ctx 0", "what x 0", "syn nope 0"]
+    queue.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "PYTHON": str(fake), "WORKERS": "1", "SET": "train.ema=0.99"}
+    p = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "attention_runs.sh"), str(out), str(queue)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert queue.read_text() == "" and "unknown kind 'what'" in p.stderr and "unknown configuration 'nope'" in p.stderr
+    assert "ctx stid_ctx s2: done in" in p.stdout
+    got = [shlex.split(c)[2:] for c in calls.read_text().splitlines()]  # after "-m stlib.train"
+    assert len(got) == 5 and got[2] == ["--resume", str(out / "runs" / "29" / "x-stage2-s1-stage2_converged_d6-ab")]
+    profile = load_profile(REPO_ROOT / "params" / "pems08_tail_cpu.yaml")
+    cfgs = []
+    for args in got[:2] + got[3:]:
+        preset = args[args.index("--preset") + 1]
+        sets = dict(parse_override(args[i + 1]) for i, a in enumerate(args) if a == "--set")
+        stage = args[args.index("--stage") + 1]
+        cfgs.append(profile.run_config(preset=preset, overrides=sets, stage=stage))
+    d3, dall, s2ctx, syn = cfgs
+    assert (d3.data.train_days, d3.name, d3.train.seed, d3.train.ema) == (3.0, "stid_converged_d3", 0, 0.99)
+    assert dall.data.train_days is None and dall.name == "stid_converged_dall" and dall.stage == "29"
+    assert s2ctx.data.lags == [288, 2016] and s2ctx.model.patch == 12 and s2ctx.train.time_budget_s == 3540
+    assert (syn.data.name, syn.data.num_sensors, syn.data.lags, syn.train.time_budget_s) == (
+        "synthetic",
+        24,
+        [288, 2016],
+        0,
+    )
+    assert all(c.train.amp == "off" and c.train.early_stop_patience == 60 and c.train.threads == 1 for c in cfgs)
