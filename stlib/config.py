@@ -165,7 +165,7 @@ class TrainConfig(Section):
     warmup_steps: int = Field(0, ge=0)  # linear warmup over this many optimizer steps
     noise_std: float = Field(0.0, ge=0)  # Gaussian input augmentation, normalised units
     ema: float = Field(0.0, ge=0, le=0.99999)  # moving average of the weights, validated and tested; 0 = off
-    early_stop_patience: int = Field(0, ge=0)  # validations without improvement; 0 = off
+    early_stop_patience: int = Field(0, ge=0)  # stop after this many validations after the best checkpoint; 0 = off
     time_budget_s: float = Field(0.0, ge=0)  # stop at the first epoch end past this many seconds; 0 = off
     seed: int = Field(0, ge=0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps

@@ -12,7 +12,9 @@ import torch
 
 def is_gain(value: float, best: float, threshold: float = 1e-4) -> bool:
     """Whether a validation value beats the best so far by the relative threshold (ReduceLROnPlateau's rule, mode
-    min): the one rule for a gain of the plateau schedule, early stopping and the stage-2 stem."""
+    min): the one rule for a gain of the plateau schedule and the stage-2 stem. Early stopping counts instead the
+    validations after the best checkpoint (any lower MAE resets it): with a moving average of the weights validation
+    can fall by less than the threshold for tens of epochs and still gain after a later cut of the lr."""
     return value < best * (1 - threshold)
 
 

@@ -112,7 +112,7 @@ def test_last_checkpoint_holds_the_whole_state(tiny_run, tmp_path):
     assert {"torch", "cuda", "numpy", "python"} <= set(ckpt["rng"][0])
     p = ckpt["progress"]
     assert p["done"] and p["opt_step"] == 3 * 16 and len(p["history"]) == 3
-    assert {"best", "best_epoch", "stale", "base_lr"} <= set(p) and "bad" in ckpt["plateau"]
+    assert {"best", "best_epoch", "base_lr"} <= set(p) and "bad" in ckpt["plateau"]
 
 
 def test_resume_refuses_another_config(tiny_run, tmp_path):
@@ -189,3 +189,20 @@ def test_dataloader_path_resumes_exactly(tmp_path, monkeypatch):
     (run_dir,) = faults.run_dirs(tmp_path / "run")
     fit(dataset=ds, resume=run_dir)
     faults.same_results(run_dir, ref.dir)
+
+
+def test_a_checkpoint_with_the_old_early_stop_count_resumes(tiny_run, tmp_path, monkeypatch):
+    """last.pt files written before early stopping read its count from the history carry a `stale` entry: they
+    resume as before, to the uninterrupted run's numbers."""
+    params, ds, ref = tiny_run
+    cfg = load_profile(params).run_config()
+    with monkeypatch.context() as m:
+        stop_at(m, "compute_loss", 33)  # the first batch of epoch 2
+        with pytest.raises(Killed):
+            fit(cfg, dataset=ds, out_root=tmp_path, checkpoint_every=3)
+    (run_dir,) = faults.run_dirs(tmp_path)
+    ckpt = torch.load(run_dir / "last.pt", weights_only=True)
+    ckpt["progress"]["stale"] = 7
+    torch.save(ckpt, run_dir / "last.pt")
+    fit(dataset=ds, out_root=tmp_path, resume=run_dir)
+    faults.same_results(run_dir, ref)

@@ -226,9 +226,15 @@ def test_noise_augmentation_changes_training_only(tiny):
     assert clean["mae"] == pytest.approx(noisy.metrics["val"]["mae"], rel=1e-6)
 
 
-def test_early_stop(tiny):
-    run = fit(tiny_config(train__lr=1e-9, train__epochs=10, train__early_stop_patience=2), dataset=tiny)
-    assert len(run.history) < 10
+def test_early_stop(tiny, monkeypatch):
+    from stlib.training import loop
+
+    vals = iter([5.0, 4.0, 4.5, 3.9999, 4.2, 4.1, 4.0, 3.0, 3.0, 3.0])  # the validations of 10 epochs
+    real = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda m, b, *a, **k: {**real(m, b, *a, **k), "mae": next(vals)})
+    run = fit(tiny_config(train__epochs=10, train__early_stop_patience=3), dataset=tiny)
+    # 3.9999 (epoch 4) is the best: epochs 5-7 do not beat it, so training ends at 7 and tests epoch 4's weights
+    assert len(run.history) == 7 and run.metrics["best_epoch"] == 4 and run.metrics["stopped_by"] == "early stop"
 
 
 def test_grad_clip_changes_training(tiny):
@@ -464,3 +470,17 @@ def test_nan_loss_fails_naming_its_epoch_and_step(tiny, monkeypatch):
     monkeypatch.setattr(loop, "compute_loss", nan_on_call_11)
     with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at epoch 2, step 2 \(batch 3 of 8"):
         fit(tiny_config(train__epochs=3), dataset=tiny)
+
+
+def test_early_stop_counts_the_validations_after_the_best_checkpoint():
+    """Any lower validation MAE resets the count, however small the gain (below the plateau rule's 1e-4): with a
+    moving average of the weights validation creeps down for tens of epochs before a cut of the lr."""
+    from stlib.training.checkpoint import Progress
+
+    p = Progress()
+    for epoch, v in enumerate([10.0, 9.9999, 9.9998, 10.5, float("nan"), 10.2], 1):
+        if v < p.best:
+            p.best, p.best_epoch = v, epoch
+        p.end_epoch({"epoch": epoch, "val_mae": v}, "", 0.0)
+    assert p.best_epoch == 3 and p.since_best() == 2  # epochs 4 and 6 (5 was not validated)
+    assert p.since_best({"epoch": 7, "val_mae": 10.1}) == 3

@@ -42,7 +42,6 @@ class Progress:
     base_lr: float = 0.0  # the plateau rule's lr (train.lr until its first cut)
     best: float = math.inf
     best_epoch: int = 0
-    stale: int = 0  # validations without a meaningful gain (early stopping)
     done: bool = False  # training over (last epoch or early stop): only the test is left
     stopped_by: str = ""  # why training ended: epochs | early stop | time budget
     history: list = field(default_factory=list)
@@ -54,6 +53,12 @@ class Progress:
     samples: int = 0
     epoch_s: float = 0.0
     phase_s: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def since_best(self, row: dict | None = None) -> int:
+        """Validations after the best checkpoint's epoch in the history (and row, the epoch ending): early stopping's
+        count. Read from the history, so a resumed run counts as the uninterrupted one."""
+        rows = [*self.history, *([row] if row else [])]
+        return sum(1 for r in rows if r["epoch"] > self.best_epoch and not math.isnan(r["val_mae"]))
 
     def end_epoch(self, row: dict, stopped_by: str, elapsed_s: float) -> None:
         """Record an epoch's history row, move to the next epoch; stopped_by: why training ends ('' = it goes on)."""
@@ -155,7 +160,9 @@ class LastCheckpoint:
         vars(s.plateau).update(ckpt["plateau"])
         if s.dist.rank < len(ckpt["rng"]):  # a resume on more ranks than saved keeps the new ranks' seeded generators
             set_rng_state(ckpt["rng"][s.dist.rank])
-        p = Progress(**ckpt["progress"])
+        saved = ckpt["progress"]
+        saved.pop("stale", None)  # checkpoints before 2026-12-04 kept early stopping's count, now read from the history
+        p = Progress(**saved)
         if s.dist.rank:  # the saved epoch sums are over all ranks: count them once
             p.loss_sum, p.loss_n = 0.0, 0
         self.saved = f"epoch {p.epoch}, after batch {p.batch}" if p.batch else f"start of epoch {p.epoch}"

@@ -19,7 +19,6 @@ import torch
 
 from ..config import ConfigError, RunConfig
 from ..data import Dataset, from_config, make_batches
-from ..metrics import is_gain
 from ..models import build_model, count_parameters
 from ..reporting import records
 from .checkpoint import LastCheckpoint, Progress, Run, open_run_dir, resume_config, rng_neutral, write_results
@@ -224,7 +223,8 @@ def train_and_validate(s: Setup, st: State, epoch: int) -> bool:
         "peak_mem_mb": peak_memory_mb(s.device),
         "skipped_steps": p.skipped,
     }
-    early_stop = bool(tc.early_stop_patience and p.stale >= tc.early_stop_patience)
+    stale = p.since_best(row)
+    early_stop = bool(tc.early_stop_patience and stale >= tc.early_stop_patience)
     why = "early stop" if early_stop else "time budget" if out_of_time else "epochs" if epoch == s.epochs else ""
     p.end_epoch(row, why, st.clock.spent())
     if s.dist.main:
@@ -236,7 +236,7 @@ def train_and_validate(s: Setup, st: State, epoch: int) -> bool:
     st.tb.epoch(row)
     if early_stop:
         st.show.write(
-            f"{st.show.label}: early stop at epoch {epoch}: no validation improvement in {p.stale} validations"
+            f"{st.show.label}: early stop at epoch {epoch}: no validation beat epoch {p.best_epoch}'s in {stale}"
         )
     elif out_of_time:
         st.show.write(f"{st.show.label}: time budget ({tc.time_budget_s:.0f} s) spent at epoch {epoch} of {s.epochs}")
@@ -340,14 +340,13 @@ def running_loss(s: Setup, st: State, epoch: int) -> float:
 
 
 def validate(s: Setup, st: State, epoch: int) -> tuple[float, float]:
-    """Validation MAE and seconds; updates the early-stopping count, the best weights (best.pt), the plateau rule."""
+    """Validation MAE and seconds; updates the best weights (best.pt) and the plateau rule."""
     p = st.p
     st.show.validating()
     begin = time.perf_counter()
     marks = s.graphs and s.ema is None
     val_mae = evaluate(s.eval_model, s.val_batches, s.ds, s.autocast(), s.dist, s.device, mark_steps=marks)["mae"]
     seconds = time.perf_counter() - begin
-    p.stale = 0 if is_gain(val_mae, p.best) else p.stale + 1
     if val_mae < p.best:
         p.best, p.best_epoch = val_mae, epoch
         st.best_state = copy.deepcopy((s.ema.module if s.ema is not None else s.model).state_dict())
