@@ -51,15 +51,24 @@ def test_gap_is_a_minus_b_with_the_verdict_rule():
     assert g.loc[3.0, "verdict"] == "beats" and g.loc[6.0, "verdict"] == "is within the seed spread of"
 
 
-def test_trend_recovers_a_log_linear_curve_and_extrapolates():
+def test_trend_recovers_each_form_and_extrapolates():
     days = np.array([3.0, 6.0, 9.0, 9.92])
-    table = pd.DataFrame({"model": "STID", "days": days, "MAE": 20.0 - 2.0 * np.log(days), "MAE sd": 0.1, "seeds": 3})
-    f = learning.trend(table).iloc[0]
-    assert f["c1"] == pytest.approx(-2.0) and f["per doubling"] == pytest.approx(-2.0 * np.log(2))
+    curves = {"STID": 20.0 - 2.0 * np.log(days), "stage 2": 13.0 + 12.0 / days}  # one form each
+    table = pd.concat(
+        pd.DataFrame({"model": m, "days": days, "MAE": y, "MAE sd": 0.1, "seeds": 3}) for m, y in curves.items()
+    )
+    t = learning.trend(table).set_index(["model", "form"])
+    f = t.loc[("STID", "ln(days)")]
+    assert f["c1"] == pytest.approx(-2.0) and f["next doubling"] == pytest.approx(-2.0 * np.log(2))
     assert f["at 37.2 days"] == pytest.approx(20.0 - 2.0 * np.log(37.2)) and f["largest residual"] < 1e-9
+    f = t.loc[("stage 2", "1/days")]  # levels off at c0
+    assert (f["c0"], f["c1"], f["at 37.2 days"]) == pytest.approx((13.0, 12.0, 13.0 + 12.0 / 37.2))
+    assert f["next doubling"] == pytest.approx(12.0 / 19.84 - 12.0 / 9.92) and f["largest residual"] < 1e-9
+    assert t.loc[("stage 2", "ln(days)"), "largest residual"] > 0.1  # the wrong form shows in its residual
     ax = learning.plot_curve(table, learning.trend(table))
     labels = ax.get_legend_handles_labels()[1]
-    assert any("extrapolated" in s for s in labels) and any("14.21" in s for s in labels)
+    assert sum("extrapolated" in s for s in labels) == 4 and any("14.21" in s for s in labels)
+    assert any("linear in 1/days" in s for s in labels)
 
 
 def test_comparison_labels_names_keeps_the_order_and_marks_the_target():
@@ -129,7 +138,7 @@ def test_study_reads_the_notebook_parameters_and_writes_the_report_sections(tmp_
     p |= dict(context_configs={"s2ctx": "ctx", "stage2_converged": "none"}, context_pairs=[["ctx", "none"]])
     s = learning.study(p | {"context_target": 12.5}, ds, tmp_path)
     assert s["curve"].set_index(["model", "days"]).loc[("STID", full), "MAE"] == pytest.approx(13.1)
-    assert list(s["trend"]["model"]) == ["STID"]  # stage 2 has one span: no line through it
+    assert set(s["trend"]["model"]) == {"STID"}  # stage 2 has one span: no line through it
     assert s["gap"].set_index("days").loc[full, "gap"] == pytest.approx(-0.1)
     assert s["verdicts"][0].startswith("ctx (12.100 ± 0.100, 3 seeds) beats none (13.000 ± 0.100, 3 seeds)")
     text = learning.markdown(s, table_markdown)

@@ -1,5 +1,5 @@
 """The learning curve: test MAE against training days per model (mean +- sd over seeds, seed-ensemble MAE), the gap
-between two models per span with its verdict, a trend in log(days) and what it implies, labelled an extrapolation,
+between two models per span with its verdict, trends in ln(days) and 1/days and what they imply, labelled extrapolations,
 at the published models' training span."""
 
 from __future__ import annotations
@@ -92,17 +92,24 @@ def gap(table: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     return out.reset_index()
 
 
+# the trend forms: column = c0 + c1 * g(days); ln has no floor, 1/days levels off at c0 as the span grows
+TRENDS = {"ln(days)": np.log, "1/days": np.reciprocal}
+
+
 def trend(table: pd.DataFrame, column: str = "MAE", at: float = PUBLISHED_DAYS) -> pd.DataFrame:
-    """Per model: the least-squares line column = c0 + c1 * ln(days) over its spans, its value at `at` days (an
-    extrapolation beyond the spans measured) and the largest residual of the fit."""
+    """Per model and trend form (TRENDS): the least-squares fit column = c0 + c1 * g(days) over its spans, what it
+    gives for doubling the largest span, its value at `at` days (an extrapolation beyond the spans measured) and
+    the largest residual of the fit (which form the spans support)."""
     rows = []
     for model, g in table.groupby("model", sort=False):
-        x, y = np.log(g["days"].to_numpy(float)), g[column].to_numpy(float)
-        c1, c0 = np.polyfit(x, y, 1)
-        resid = np.abs(y - (c0 + c1 * x)).max()
-        rows.append({"model": model, "per doubling": c1 * np.log(2), f"at {at:g} days": c0 + c1 * np.log(at)})
-        rows[-1] |= {"c0": c0, "c1": c1, "largest residual": resid, "spans": len(g)}
-    cols = ["model", "per doubling", f"at {at:g} days", "c0", "c1", "largest residual", "spans"]
+        days, y = g["days"].to_numpy(float), g[column].to_numpy(float)
+        for form, fn in TRENDS.items():
+            c1, c0 = np.polyfit(fn(days), y, 1)
+            resid = np.abs(y - (c0 + c1 * fn(days))).max()
+            nxt = c1 * (fn(2 * days.max()) - fn(days.max()))
+            rows.append({"model": model, "form": form, "next doubling": nxt, f"at {at:g} days": c0 + c1 * fn(at)})
+            rows[-1] |= {"c0": c0, "c1": c1, "largest residual": resid, "spans": len(g)}
+    cols = ["model", "form", "next doubling", f"at {at:g} days", "c0", "c1", "largest residual", "spans"]
     return pd.DataFrame(rows, columns=cols)  # no rows (and no lines drawn) for a table without models
 
 
@@ -228,7 +235,8 @@ def markdown(s: dict, table_markdown) -> str:
         )
         if len(s["trend"]):
             parts.append(
-                "Trend in ln(days) (its value at 37.2 days is an extrapolation):\n\n"
+                "Trends, linear in ln(days) (no floor) and in 1/days (levelling off at c0); the value at 37.2 days "
+                "is an extrapolation, the residual says which form the spans support:\n\n"
                 + table_markdown(_whole(s["trend"].round(3)))
             )
         if "gap" in s:
@@ -289,16 +297,15 @@ def plot_curve(table: pd.DataFrame, fits: pd.DataFrame | None = None, ax=None, *
             color=colors[model],
             label=f"{model} (mean ± 1 sd, {int(g['seeds'].min())}+ seeds)",
         )
-        if fits is not None and model in set(fits["model"]):
-            f = fits.set_index("model").loc[model]
+        for (_, f), ls in zip(fits[fits["model"] == model].iterrows() if fits is not None else [], ("--", ":")):
             x = np.geomspace(g["days"].max(), PUBLISHED_DAYS, 20)
             ax.plot(
                 x,
-                f["c0"] + f["c1"] * np.log(x),
-                ls="--",
+                f["c0"] + f["c1"] * TRENDS[f["form"]](x),
+                ls=ls,
                 color=colors[model],
                 alpha=0.7,
-                label=f"{model}: trend in ln(days), extrapolated",
+                label=f"{model}: linear in {f['form']}, extrapolated",
             )
     for (name, mae), marker in zip(PUBLISHED.items(), ("s", "D")):
         ax.plot([PUBLISHED_DAYS], [mae], marker=marker, color="black", ls="none", label=f"{name}: {mae}")
