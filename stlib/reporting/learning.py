@@ -12,6 +12,7 @@ import pandas as pd
 
 from .figstyle import legend_outside, stamp
 from .records import joined
+from .report import committed
 from .results import from_export, seed_summary, versus
 
 # published PEMS08 test MAE on the same test windows with the standard 60 % training part (37.2 days; BENCHMARK)
@@ -194,7 +195,7 @@ def study(p: dict, ds, bench_dir, stem: tuple[int, int] | None = None) -> dict:
             out["gap"] = gap(lc, *p["learning_gap"])
         if stem:
             runs = out["curve runs"].assign(days=out["curve runs"]["train_days"].fillna(full_days))
-            hist = pd.read_csv(_history_file(Path(bench_dir) / p["learning_curve"]))
+            hist = committed(bench_dir, [p["learning_curve"]])[1]
             out["handover"] = _handovers(runs, hist, stem, "days").sort_values("days", ignore_index=True)
     if p.get("contexts"):
         out["windows"] = context_windows(ds, p["contexts"])
@@ -205,17 +206,9 @@ def study(p: dict, ds, bench_dir, stem: tuple[int, int] | None = None) -> dict:
         if stem:
             runs = out["context runs"][out["context runs"]["name"].isin(p["context_configs"])]
             runs = runs.assign(config=runs["name"].map(p["context_configs"])).drop_duplicates("run_dir")
-            hist = pd.concat([pd.read_csv(_history_file(Path(bench_dir) / f)) for f in p["context"]])
+            hist = committed(bench_dir, p["context"])[1]
             out["context handover"] = _handovers(runs, hist, stem, "config")
     return out
-
-
-def _history_file(export: Path) -> Path:
-    """An export's histories file (python -m stlib.reporting.results --histories), named beside it."""
-    f = export.with_name(f"{export.stem}_history.csv")
-    if not f.exists():
-        raise FileNotFoundError(f"{f}: the histories of {export.name} are missing (export them with --histories)")
-    return f
 
 
 HANDOVER_TEXT = (
