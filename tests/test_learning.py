@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stlib.reporting import learning
+from stlib.reporting import figstyle, learning
 
 
 def _export(mae):
@@ -65,7 +65,8 @@ def test_trend_recovers_each_form_and_extrapolates():
     assert (f["c0"], f["c1"], f["at 37.2 days"]) == pytest.approx((13.0, 12.0, 13.0 + 12.0 / 37.2))
     assert f["next doubling"] == pytest.approx(12.0 / 19.84 - 12.0 / 9.92) and f["largest residual"] < 1e-9
     assert t.loc[("stage 2", "ln(days)"), "largest residual"] > 0.1  # the wrong form shows in its residual
-    ax = learning.plot_curve(table, learning.trend(table))
+    ax = learning.plot_curve(table, learning.trend(table), dataset="pems08-tail")
+    assert "Unit: vehicles/5 min" in figstyle.footer_text(ax.figure)  # the dataset's unit, known by its name
     labels = ax.get_legend_handles_labels()[1]
     assert sum("extrapolated" in s for s in labels) == 4 and any("14.21" in s for s in labels)
     assert any("linear in 1/days" in s for s in labels)
@@ -115,6 +116,7 @@ def test_plot_comparison_draws_every_configuration_and_the_target():
         index=["with context", "not yet run"],
     )
     ax = learning.plot_comparison(t, target=13.91)
+    assert "Unit: not recorded" in figstyle.footer_text(ax.figure)  # no dataset named: said so
     assert [tick.get_text() for tick in ax.get_yticklabels()] == ["with context", "not yet run"]
     assert ax.get_ylim()[0] < 0 < 1 < ax.get_ylim()[1]  # both rows inside the axes, the one without runs too
     texts = [a.get_text() for a in ax.texts]

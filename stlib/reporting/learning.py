@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .figstyle import legend_outside, stamp
+from .figstyle import legend_outside, stamp, unit_of
 from .records import joined
 from .report import committed
 from .results import from_export, seed_summary, versus
@@ -270,7 +270,7 @@ def plot_comparison(table: pd.DataFrame, target: float | None = None, ax=None, *
     ax.set(xlabel="test MAE (masked)", title="Test MAE per configuration", ylim=(-0.6, len(table) - 0.2))
     ax.margins(x=0.25)
     legend_outside(ax)
-    stamp(ax.figure, dataset, device, None)
+    stamp(ax.figure, dataset, device, unit_of(dataset) if dataset else None)
     return ax
 
 
@@ -310,5 +310,5 @@ def plot_curve(table: pd.DataFrame, fits: pd.DataFrame | None = None, ax=None, *
         xlabel="training days (log scale)", ylabel="test MAE", title="Learning curve: test MAE against training data"
     )
     legend_outside(ax)
-    stamp(ax.figure, dataset, device, None)
+    stamp(ax.figure, dataset, device, unit_of(dataset) if dataset else None)
     return ax
