@@ -96,7 +96,11 @@ def test_comparison_labels_names_keeps_the_order_and_marks_the_target():
     assert line.endswith("3 seeds): difference -0.150, spread 0.200")
     none = learning.comparison(export, {"s2ctx": "a", "nope": "x"}, target=13.91)  # no runs (yet, or misspelt)
     assert none.loc["x", "seeds"] == 0 and np.isnan(none.loc["x", "MAE"]) and not none.loc["x", "meets target"]
-    assert learning.verdicts(none, [("a", "x")]) == ["a (13.900 ± 0.100, 3 seeds) spread unknown x (no runs yet)"]
+    assert learning.verdicts(none, [("a", "x")]) == ["a (13.900 ± 0.100, 3 seeds) vs x (no runs yet): spread unknown"]
+    one = pd.DataFrame({"seeds": [1, 3], "MAE": [13.954, 13.945], "MAE sd": [np.nan, 0.02]}, index=["s2", "stid"])
+    assert learning.verdicts(one, [("s2", "stid")]) == [
+        "s2 (13.954, 1 seed) vs stid (13.945 ± 0.020, 3 seeds): spread unknown, difference +0.009"
+    ]
 
 
 def test_context_windows_counts_the_windows_a_lag_leaves_partly_missing():

@@ -13,7 +13,7 @@ import pandas as pd
 from .figstyle import legend_outside, stamp, unit_of
 from .records import joined
 from .report import committed
-from .results import from_export, seed_summary, versus
+from .results import UNKNOWN, from_export, seed_summary, versus
 
 # published PEMS08 test MAE on the same test windows with the standard 60 % training part (37.2 days; BENCHMARK)
 PUBLISHED = {"STID (published)": 14.21, "STAEformer (published)": 13.46}
@@ -142,9 +142,11 @@ def verdicts(table: pd.DataFrame, pairs) -> list[str]:
     lines = []
     for a, b in pairs:
         ra, rb = table.loc[a], table.loc[b]
-        line = f"{a} ({seed_figure(ra)}) {versus(ra['MAE'], ra['MAE sd'], rb['MAE'], rb['MAE sd'])} {b} ({seed_figure(rb)})"
+        word = versus(ra["MAE"], ra["MAE sd"], rb["MAE"], rb["MAE sd"])
+        a_, b_ = f"{a} ({seed_figure(ra)})", f"{b} ({seed_figure(rb)})"
+        line = f"{a_} vs {b_}: {UNKNOWN}" if word == UNKNOWN else f"{a_} {word} {b_}"
         if ra["seeds"] and rb["seeds"]:
-            line += f": difference {ra['MAE'] - rb['MAE']:+.3f}"
+            line += f"{', d' if word == UNKNOWN else ': d'}ifference {ra['MAE'] - rb['MAE']:+.3f}"
             line += f", spread {ra['MAE sd'] + rb['MAE sd']:.3f}" if pd.notna(ra["MAE sd"] + rb["MAE sd"]) else ""
         lines.append(line)
     return lines
